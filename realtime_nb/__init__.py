@@ -1,0 +1,78 @@
+"""realtime_nb: talk to speech-to-speech realtime models in Jupyter, record every event, replay,
+inspect and diff the conversations.
+
+The public API is re-exported here; heavy modules (the session, the widget, the local server)
+are imported on first use so that ``import realtime_nb`` stays fast.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ._version import __version__
+
+if TYPE_CHECKING:  # pragma: no cover - import-time only, for type checkers and IDEs
+    from .diff import diff
+    from .events import Event
+    from .recording import Recorder, Recording
+    from .reducer import ConversationState, Item, Reducer, reduce
+    from .session import Session
+    from .tools import tool
+    from .widget import RealtimeWidget
+
+__all__ = [
+    "ConversationState",
+    "Event",
+    "Item",
+    "RealtimeWidget",
+    "Recorder",
+    "Recording",
+    "Reducer",
+    "Session",
+    "__version__",
+    "diff",
+    "load_ipython_extension",
+    "reduce",
+    "tool",
+    "unload_ipython_extension",
+]
+
+_LAZY = {
+    "Event": ("events", "Event"),
+    "Recorder": ("recording", "Recorder"),
+    "Recording": ("recording", "Recording"),
+    "Reducer": ("reducer", "Reducer"),
+    "ConversationState": ("reducer", "ConversationState"),
+    "Item": ("reducer", "Item"),
+    "reduce": ("reducer", "reduce"),
+    "Session": ("session", "Session"),
+    "tool": ("tools", "tool"),
+    "RealtimeWidget": ("widget", "RealtimeWidget"),
+    "diff": ("diff", "diff"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    try:
+        module, attr = _LAZY[name]
+    except KeyError:
+        raise AttributeError(f"module 'realtime_nb' has no attribute {name!r}") from None
+    import importlib
+
+    value = getattr(importlib.import_module(f".{module}", __name__), attr)
+    globals()[name] = value
+    return value
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext realtime_nb``: register the ``%realtime`` / ``%%realtime`` magics."""
+    from .magic import load_ipython_extension as _load
+
+    _load(ipython)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    """``%unload_ext realtime_nb``: close the magic's sessions."""
+    from .magic import unload_ipython_extension as _unload
+
+    _unload(ipython)

@@ -1,0 +1,1359 @@
+"""The local Realtime server's protocol state machine, sans I/O.
+
+:class:`RealtimeState` is fed client frames (:meth:`~RealtimeState.receive`), the passage of time
+(:meth:`~RealtimeState.poll`) and the results of slow work it asked for
+(:meth:`~RealtimeState.transcription_done`, :meth:`~RealtimeState.generation_done`). It never
+blocks, sleeps, awaits or touches a socket: server events accumulate in an outbox drained by
+:meth:`~RealtimeState.events_to_send`, and slow work (speech recognition, the responder and speech
+synthesis) is requested as :class:`TranscribeJob` / :class:`GenerateJob` objects drained by
+:meth:`~RealtimeState.jobs_to_run`. :meth:`~RealtimeState.next_deadline` says when ``poll`` has
+something to do (the next paced audio delta). The asyncio shell in :mod:`.server` is a loop around
+these calls; tests drive it directly with plain lists of events.
+
+Time: ``now`` is any monotonic clock in seconds, used only to pace output audio. Voice activity and
+``idle_timeout_ms`` run on the *input audio* timeline (milliseconds of audio appended), as the API
+reports them.
+
+Token usage in ``response.done`` is an estimate, not a tokenizer's count: text is counted at
+:data:`CHARS_PER_TOKEN` characters a token, input audio at :data:`INPUT_AUDIO_TOKENS_PER_S` and
+output audio at :data:`OUTPUT_AUDIO_TOKENS_PER_S` tokens a second (the rates observed in the
+recorded sessions under ``fixtures/sessions``); cached tokens are always reported as 0.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import copy
+import json
+import math
+import re
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from realtime_nb.audio import AudioFormat, decode_to_float, float32_to_pcm16, resample
+from realtime_nb.protocol import CLIENT_EVENT_TYPES, new_item_id
+
+from ._config import (
+    ClientError,
+    apply_session_update,
+    beta_session_to_ga,
+    check_max_output_tokens,
+    check_output_modalities,
+    check_tool_choice,
+    default_session,
+    validate_tools,
+)
+from .responders import FunctionCall, Output, ResponseRequest, TextReply
+from .tts import Speech
+from .vad import VadConfig, VoiceActivityDetector
+
+__all__ = ["GenerateJob", "Generated", "RealtimeState", "TranscribeJob"]
+
+JSON = dict[str, Any]
+
+#: Output audio is sent in deltas of this many milliseconds: small enough that an interruption
+#: stops the audio within a tenth of a second, large enough to keep events per second low.
+AUDIO_DELTA_MS: Final = 100
+#: The API refuses to commit less than 100 ms of audio (``input_audio_buffer_commit_empty``).
+MIN_COMMIT_MS: Final = 100
+#: Largest client frame parsed: the API documents 15 MiB for an append; JSON around it is small.
+MAX_EVENT_BYTES: Final = 16 * 1024 * 1024
+#: Largest base64 ``audio`` string one ``input_audio_buffer.append`` may carry (15 MiB).
+MAX_APPEND_B64_CHARS: Final = 15 * 1024 * 1024
+#: Input audio kept before a speech onset (prefix padding) while no turn is open; older audio is
+#: dropped so an always-on microphone does not grow memory. 2 s covers any sane prefix_padding_ms.
+VAD_KEEP_MS: Final = 2000
+#: Manual-commit buffers are capped at 15 minutes of audio, after which the oldest audio is dropped.
+MAX_BUFFER_MS: Final = 15 * 60 * 1000
+#: Token estimate rates (see the module docstring): ~4 characters a token for English text;
+#: gpt-realtime bills ~10 tokens per second of input audio and ~20 per second of output audio.
+CHARS_PER_TOKEN: Final = 4
+INPUT_AUDIO_TOKENS_PER_S: Final = 10
+OUTPUT_AUDIO_TOKENS_PER_S: Final = 20
+#: Function call arguments stream in pieces of this many characters, like a model's tokens.
+ARGUMENT_DELTA_CHARS: Final = 8
+#: What ``rate_limits.updated`` reports: the real tier's token budget and reset interval.
+RATE_LIMIT_TOKENS: Final = 15_000_000
+RATE_LIMIT_RESET_S: Final = 0.002
+#: Characters of a bad frame quoted back in an error message.
+_QUOTE_CHARS: Final = 80
+
+_ITEM_ID_MAX: Final = 32
+
+
+@dataclass(frozen=True)
+class TranscribeJob:
+    """Recognise ``pcm16`` (16 kHz mono PCM16) for ``item_id``.
+
+    Answer with :meth:`RealtimeState.transcription_done` (or ``transcription_failed``).
+    """
+
+    item_id: str
+    pcm16: bytes
+
+
+@dataclass(frozen=True)
+class GenerateJob:
+    """Run the responder on ``request`` (and synthesise replies into ``fmt`` when ``audio``)."""
+
+    response_id: str
+    request: ResponseRequest
+    audio: bool
+    voice: str
+    speed: float
+    fmt: AudioFormat
+
+
+Job = TranscribeJob | GenerateJob
+
+
+@dataclass(frozen=True)
+class Generated:
+    """One output of a generation: a reply (with its speech when audio) or a function call."""
+
+    output: Output
+    speech: Speech | None = None
+
+
+@dataclass
+class _Step:
+    at: float  # seconds after the generation finished
+    run: Callable[[], None]
+
+
+@dataclass
+class _Response:
+    id: str
+    in_conversation: bool
+    modalities: list[str]
+    instructions: str
+    tools: list[JSON]
+    tool_choice: Any
+    max_output_tokens: int | str
+    voice: Any
+    fmt_json: JSON
+    speed: float
+    metadata: JSON | None
+    input_items: list[JSON] | None  # response.create "input" (else: the conversation)
+    status: str = "in_progress"
+    output: list[JSON] = field(default_factory=list)
+    steps: deque[_Step] = field(default_factory=deque)
+    t0: float = 0.0
+    generating: bool = False
+    waiting: bool = False  # for input transcripts before generation can start
+    open_part: JSON | None = None  # {"item": ..., "kind": "audio"|"text", "sent": str}
+    input_text_tokens: int = 0
+    input_audio_tokens: int = 0
+    output_text_chars: int = 0
+    output_audio_ms: float = 0.0
+
+
+def _quote(text: str) -> str:
+    return text if len(text) <= _QUOTE_CHARS else text[:_QUOTE_CHARS] + "..."
+
+
+class RealtimeState:
+    """One Realtime session's protocol state. Not thread-safe: drive it from one thread.
+
+    ``fast`` releases output audio as soon as it is synthesised instead of pacing it at real
+    time. ``beta`` (a client that sent ``OpenAI-Beta: realtime=v1``) relaxes ``session.update`` to
+    accept beta-shaped sessions; events are always GA.
+    """
+
+    def __init__(
+        self,
+        *,
+        model: str = "gpt-realtime",
+        fast: bool = False,
+        beta: bool = False,
+        created_at: float = 0.0,
+    ) -> None:
+        self.fast = fast
+        self.beta = beta
+        self.session: JSON = default_session(model, new_item_id("sess_"), created_at)
+        self.conversation_id = new_item_id("conv_")
+        self.items: list[JSON] = []  # conversation items in order (GA shape, as sent)
+        self._heard: dict[str, str] = {}  # item id -> what the "model" heard in its audio
+        self._pending_transcripts: set[str] = set()
+        self._item_audio: dict[str, bytearray] = {}  # item id -> audio (session formats)
+        self._item_words: dict[str, tuple[str, list[tuple[int, float]]]] = {}
+        self._outbox: list[JSON] = []
+        self._jobs: list[Job] = []
+        self._responses: dict[str, _Response] = {}
+        self._active: _Response | None = None  # the conversation's in-progress response
+        self._auto_response_pending = False
+        self._tokens_used = 0
+        self._audio_produced = False
+        # Input audio timeline.
+        self._in_fmt = AudioFormat.from_config(self._audio_in["format"])
+        self._buf = bytearray()
+        self._buf_start_ms = 0.0  # input timeline position of self._buf[0]
+        self._odd = b""  # a trailing half sample of PCM16, kept for the next append
+        self._vad: VoiceActivityDetector | None = None
+        self._speech_item: str | None = None
+        self._speech_start_ms = 0
+        self._idle_ref_ms: float | None = 0.0
+        self._reset_vad()
+
+    # --- the I/O-facing API --------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Queue ``session.created``; call once, first."""
+        self._emit("session.created", session=copy.deepcopy(self.session))
+
+    def events_to_send(self) -> list[JSON]:
+        """Server events produced so far, in order (the outbox is emptied)."""
+        out, self._outbox = self._outbox, []
+        return out
+
+    def jobs_to_run(self) -> list[Job]:
+        """Slow work requested so far (the queue is emptied)."""
+        out, self._jobs = self._jobs, []
+        return out
+
+    def next_deadline(self) -> float | None:
+        """The earliest ``now`` at which :meth:`poll` will emit something, or ``None``."""
+        times = [r.t0 + r.steps[0].at for r in self._responses.values() if r.steps]
+        return min(times) if times else None
+
+    def poll(self, now: float) -> None:
+        """Emit every paced event due at ``now``."""
+        for response in list(self._responses.values()):
+            while response.steps and response.t0 + response.steps[0].at <= now:
+                response.steps.popleft().run()
+
+    def receive(self, frame: str | bytes, now: float) -> None:
+        """Handle one client WebSocket frame; problems become ``error`` events, never exceptions."""
+        event_id: str | None = None
+        try:
+            if len(frame) > MAX_EVENT_BYTES:
+                raise ClientError(
+                    "event_too_large",
+                    f"The event is {len(frame)} bytes; the server accepts events up to "
+                    f"{MAX_EVENT_BYTES} bytes. Split audio into several input_audio_buffer.append "
+                    f"events.",
+                )
+            if isinstance(frame, bytes):
+                try:
+                    frame = frame.decode("utf-8")
+                except UnicodeDecodeError:
+                    raise ClientError(
+                        "invalid_json",
+                        "The server failed to parse the event: binary frames must be UTF-8 JSON "
+                        "text.",
+                    ) from None
+            try:
+                event = json.loads(frame)
+            except json.JSONDecodeError as exc:
+                raise ClientError(
+                    "invalid_json",
+                    f"The server failed to parse the event as JSON ({exc.msg} at character "
+                    f"{exc.pos}): {_quote(frame)!r}",
+                ) from None
+            if not isinstance(event, dict):
+                raise ClientError(
+                    "invalid_event",
+                    f"An event must be a JSON object, got {type(event).__name__}: "
+                    f"{_quote(frame)!r}",
+                )
+            raw_id = event.get("event_id")
+            if raw_id is not None:
+                self._check_type(raw_id, str, "event_id")
+                event_id = raw_id
+            if "type" not in event:
+                raise ClientError("invalid_event", "The 'type' field is missing.")
+            etype = event["type"]
+            self._check_type(etype, str, "type")
+            if etype not in CLIENT_EVENT_TYPES:
+                listed = ", ".join(f"'{t}'" for t in sorted(CLIENT_EVENT_TYPES))
+                raise ClientError(
+                    "invalid_value",
+                    f"Invalid value: '{_quote(etype)}'. Supported values are: {listed}.",
+                    "type",
+                )
+            handler = getattr(self, "_on_" + etype.replace(".", "_"))
+            handler(event, now)
+        except ClientError as err:
+            self._error(err, event_id)
+
+    def transcription_done(self, item_id: str, text: str, now: float) -> None:
+        """The recogniser heard ``text`` in ``item_id``'s audio."""
+        self._pending_transcripts.discard(item_id)
+        self._heard[item_id] = text
+        item = self._find(item_id)
+        if item is not None and self._audio_in.get("transcription") is not None:
+            for i, part in enumerate(item.get("content") or []):
+                if part.get("type") != "input_audio":
+                    continue
+                for piece in re.findall(r"\s*\S+", text):
+                    self._emit(
+                        "conversation.item.input_audio_transcription.delta",
+                        item_id=item_id,
+                        content_index=i,
+                        delta=piece,
+                    )
+                part["transcript"] = text
+                seconds = self._in_fmt.duration_ms(len(self._item_audio.get(item_id, b""))) / 1000
+                self._emit(
+                    "conversation.item.input_audio_transcription.completed",
+                    item_id=item_id,
+                    content_index=i,
+                    transcript=text,
+                    usage={"type": "duration", "seconds": max(1, round(seconds))},
+                )
+        for response in list(self._responses.values()):
+            if response.waiting:
+                self._maybe_generate(response)
+
+    def transcription_failed(self, item_id: str, message: str, now: float) -> None:
+        """The recogniser failed on ``item_id`` (the item stays without a transcript)."""
+        self._pending_transcripts.discard(item_id)
+        self._heard[item_id] = ""
+        if self._audio_in.get("transcription") is not None:
+            self._emit(
+                "conversation.item.input_audio_transcription.failed",
+                item_id=item_id,
+                content_index=0,
+                error={
+                    "type": "server_error",
+                    "code": "transcription_failed",
+                    "message": message,
+                    "param": None,
+                },
+            )
+        for response in list(self._responses.values()):
+            if response.waiting:
+                self._maybe_generate(response)
+
+    def generation_done(self, response_id: str, outputs: list[Generated], now: float) -> None:
+        """The responder (and synthesiser) finished; schedule the response's events from ``now``."""
+        response = self._responses.get(response_id)
+        if response is None or response.status != "in_progress":
+            return  # cancelled meanwhile
+        response.generating = False
+        response.t0 = now
+        self._schedule(response, outputs)
+        self.poll(now)
+
+    def generation_failed(self, response_id: str, message: str, now: float) -> None:
+        """The responder failed: the response ends with status ``failed``."""
+        response = self._responses.get(response_id)
+        if response is None or response.status != "in_progress":
+            return
+        self._finish(
+            response,
+            "failed",
+            {
+                "type": "failed",
+                "error": {"type": "server_error", "code": "responder_error", "message": message},
+            },
+        )
+
+    # --- helpers -------------------------------------------------------------------------------
+
+    @property
+    def _audio_in(self) -> JSON:
+        result: JSON = self.session["audio"]["input"]
+        return result
+
+    @property
+    def _audio_out(self) -> JSON:
+        result: JSON = self.session["audio"]["output"]
+        return result
+
+    def _emit(self, etype: str, **fields: Any) -> JSON:
+        event: JSON = {"type": etype, "event_id": new_item_id("event_")}
+        event.update(fields)
+        self._outbox.append(event)
+        return event
+
+    def _error(self, err: ClientError, event_id: str | None) -> None:
+        self._emit(
+            "error",
+            error={
+                "type": "invalid_request_error",
+                "code": err.code,
+                "message": err.message,
+                "param": err.param,
+                "event_id": event_id,
+            },
+        )
+
+    @staticmethod
+    def _check_type(value: Any, expected: type | tuple[type, ...], param: str) -> None:
+        types = expected if isinstance(expected, tuple) else (expected,)
+        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+            names = {
+                str: "a string",
+                int: "an integer",
+                dict: "an object",
+                list: "an array",
+                bool: "a boolean",
+            }
+            want = " or ".join(names.get(t, t.__name__) for t in types)
+            got = "null" if value is None else names.get(type(value), type(value).__name__)
+            raise ClientError(
+                "invalid_type",
+                f"Invalid type for '{param}': expected {want}, but got {got} instead.",
+                param,
+            )
+
+    @staticmethod
+    def _require(event: JSON, key: str, param: str | None = None) -> Any:
+        if key not in event:
+            p = param or key
+            raise ClientError(
+                "missing_required_parameter", f"Missing required parameter: '{p}'.", p
+            )
+        return event[key]
+
+    def _find(self, item_id: str) -> JSON | None:
+        for item in self.items:
+            if item["id"] == item_id:
+                return item
+        return None
+
+    def _index(self, item_id: str) -> int:
+        for i, item in enumerate(self.items):
+            if item["id"] == item_id:
+                return i
+        return -1
+
+    def _previous_id(self, item_id: str) -> str | None:
+        i = self._index(item_id)
+        return self.items[i - 1]["id"] if i > 0 else None
+
+    def _add_item(
+        self, item: JSON, previous_item_id: str | None = None, *, at_end: bool = True
+    ) -> str | None:
+        """Insert ``item``; returns its previous item's id. ``previous_item_id="root"`` = first."""
+        if at_end or previous_item_id is None:
+            self.items.append(item)
+        elif previous_item_id == "root":
+            self.items.insert(0, item)
+        else:
+            self.items.insert(self._index(previous_item_id) + 1, item)
+        return self._previous_id(item["id"])
+
+    # --- session.update ------------------------------------------------------------------------
+
+    def _on_session_update(self, event: JSON, now: float) -> None:
+        update = self._require(event, "session")
+        if self.beta:
+            update = beta_session_to_ga(update)
+        self.session = apply_session_update(
+            self.session,
+            update,
+            audio_was_produced=self._audio_produced,
+            require_type=not self.beta,
+        )
+        new_fmt = AudioFormat.from_config(self._audio_in["format"])
+        if new_fmt != self._in_fmt:
+            self._in_fmt = new_fmt
+            self._buf.clear()
+            self._odd = b""
+        self._reset_vad()
+        self._emit("session.updated", session=copy.deepcopy(self.session))
+
+    def _reset_vad(self) -> None:
+        td = self._audio_in.get("turn_detection")
+        self._speech_item = None
+        if td is None:
+            self._vad = None
+            return
+        position = self._buf_start_ms + self._in_fmt.duration_ms(len(self._buf))
+        self._vad = VoiceActivityDetector(VadConfig.from_turn_detection(td), self._in_fmt.rate)
+        self._vad.advance_silence(position)
+
+    # --- input audio buffer --------------------------------------------------------------------
+
+    @property
+    def _position_ms(self) -> float:
+        return self._buf_start_ms + self._in_fmt.duration_ms(len(self._buf))
+
+    def _on_input_audio_buffer_append(self, event: JSON, now: float) -> None:
+        audio = self._require(event, "audio")
+        self._check_type(audio, str, "audio")
+        if len(audio) > MAX_APPEND_B64_CHARS:
+            raise ClientError(
+                "invalid_value",
+                f"Invalid 'audio': {len(audio)} characters of base64, more than the "
+                f"{MAX_APPEND_B64_CHARS} one input_audio_buffer.append may carry. Split the audio "
+                f"into smaller appends.",
+                "audio",
+            )
+        try:
+            data = base64.b64decode(audio, validate=True)
+        except (binascii.Error, ValueError):
+            raise ClientError(
+                "invalid_value",
+                f"Invalid 'audio': expected base64-encoded audio bytes, got {_quote(audio)!r}.",
+                "audio",
+            ) from None
+        if self._in_fmt.bytes_per_sample == 2:
+            data = self._odd + data
+            cut = len(data) - len(data) % 2
+            data, self._odd = data[:cut], data[cut:]
+        if not data:
+            return
+        start_ms = self._position_ms
+        self._buf.extend(data)
+        if self._vad is not None:
+            samples = decode_to_float(data, self._in_fmt)
+            for ev in self._vad.feed(samples):
+                if ev.kind == "start":
+                    self._speech_started(ev.ms, now)
+                else:
+                    self._speech_stopped(ev.ms, now)
+            if self._speech_item is None:
+                self._check_idle(now)
+                self._trim(self._position_ms - VAD_KEEP_MS)
+        else:
+            self._trim(self._position_ms - MAX_BUFFER_MS)
+        del start_ms
+
+    def _trim(self, before_ms: float) -> None:
+        """Drop buffered audio before ``before_ms`` on the input timeline."""
+        drop = self._in_fmt.bytes_for_ms(before_ms - self._buf_start_ms)
+        if drop > 0:
+            drop = min(drop, len(self._buf))
+            del self._buf[:drop]
+            self._buf_start_ms += self._in_fmt.duration_ms(drop)
+
+    def _slice(self, start_ms: float, end_ms: float) -> bytes:
+        a = max(self._in_fmt.bytes_for_ms(start_ms - self._buf_start_ms), 0)
+        b = max(self._in_fmt.bytes_for_ms(end_ms - self._buf_start_ms), 0)
+        return bytes(self._buf[a:b])
+
+    def _speech_started(self, start_ms: int, now: float) -> None:
+        td = self._audio_in["turn_detection"] or {}
+        item_id = new_item_id("item_")
+        self._speech_item, self._speech_start_ms = item_id, start_ms
+        self._emit("input_audio_buffer.speech_started", audio_start_ms=start_ms, item_id=item_id)
+        if td.get("interrupt_response", True) and self._active is not None:
+            self._cancel(self._active, "turn_detected")
+
+    def _speech_stopped(self, end_ms: int, now: float) -> None:
+        item_id = self._speech_item or new_item_id("item_")
+        self._speech_item = None
+        end_ms = int(min(end_ms, self._position_ms))
+        self._emit("input_audio_buffer.speech_stopped", audio_end_ms=end_ms, item_id=item_id)
+        audio = self._slice(self._speech_start_ms, end_ms)
+        self._trim(end_ms)
+        self._commit_audio(item_id, audio, now)
+        self._idle_ref_ms = end_ms
+        td = self._audio_in["turn_detection"] or {}
+        if td.get("create_response", True):
+            self._auto_response(now)
+
+    def _check_idle(self, now: float) -> None:
+        td = self._audio_in.get("turn_detection") or {}
+        timeout = td.get("idle_timeout_ms")
+        if not timeout or self._idle_ref_ms is None or self._active is not None:
+            return
+        position = self._position_ms
+        if position - self._idle_ref_ms < timeout:
+            return
+        item_id = new_item_id("item_")
+        start = int(self._idle_ref_ms)
+        self._emit(
+            "input_audio_buffer.timeout_triggered",
+            audio_start_ms=start,
+            audio_end_ms=int(position),
+            item_id=item_id,
+        )
+        audio = self._slice(start, position)
+        self._trim(position)
+        self._commit_audio(item_id, audio, now)
+        self._idle_ref_ms = None  # re-armed when the next response finishes
+        if td.get("create_response", True):
+            self._auto_response(now)
+
+    def _commit_audio(self, item_id: str, audio: bytes, now: float) -> None:
+        previous = self.items[-1]["id"] if self.items else None
+        self._emit("input_audio_buffer.committed", previous_item_id=previous, item_id=item_id)
+        item = {
+            "id": item_id,
+            "type": "message",
+            "status": "completed",
+            "role": "user",
+            "content": [{"type": "input_audio", "transcript": None}],
+        }
+        self._add_item(item)
+        self._item_audio[item_id] = bytearray(audio)
+        self._emit("conversation.item.added", previous_item_id=previous, item=copy.deepcopy(item))
+        self._emit("conversation.item.done", previous_item_id=previous, item=copy.deepcopy(item))
+        self._request_transcription(item_id, audio, self._in_fmt)
+
+    def _request_transcription(self, item_id: str, audio: bytes, fmt: AudioFormat) -> None:
+        samples = resample(decode_to_float(audio, fmt), fmt.rate, 16_000)
+        self._pending_transcripts.add(item_id)
+        self._jobs.append(TranscribeJob(item_id, float32_to_pcm16(samples)))
+
+    def _on_input_audio_buffer_commit(self, event: JSON, now: float) -> None:
+        if self._speech_item is not None:
+            # A manual commit during VAD speech closes the turn at the current position.
+            self._speech_item = None
+        start = self._buf_start_ms
+        end = self._position_ms
+        duration = end - start
+        if duration < MIN_COMMIT_MS:
+            raise ClientError(
+                "input_audio_buffer_commit_empty",
+                f"Error committing input audio buffer: buffer too small. Expected at least "
+                f"{MIN_COMMIT_MS}ms of audio, but buffer only has {duration:.2f}ms of audio.",
+            )
+        audio = bytes(self._buf)
+        self._trim(end)
+        if self._vad is not None:
+            self._vad.reset()
+        self._commit_audio(new_item_id("item_"), audio, now)
+
+    def _on_input_audio_buffer_clear(self, event: JSON, now: float) -> None:
+        self._trim(self._position_ms)
+        self._odd = b""
+        self._speech_item = None
+        if self._vad is not None:
+            self._vad.reset()
+        self._emit("input_audio_buffer.cleared")
+
+    def _on_output_audio_buffer_clear(self, event: JSON, now: float) -> None:
+        # WebRTC-only in the real API; on a WebSocket there is no server-side playback buffer,
+        # so acknowledging is the harmless, honest answer.
+        response_id = self._active.id if self._active is not None else None
+        self._emit("output_audio_buffer.cleared", response_id=response_id)
+
+    # --- conversation items --------------------------------------------------------------------
+
+    def _validate_item(self, item: Any, param: str) -> JSON:
+        self._check_type(item, dict, param)
+        kind = self._require(item, "type", f"{param}.type")
+        if kind not in ("message", "function_call", "function_call_output"):
+            raise ClientError(
+                "invalid_value",
+                f"Invalid value: '{kind}'. Supported values are: 'message', 'function_call', "
+                f"'function_call_output'.",
+                f"{param}.type",
+            )
+        item_id = item.get("id")
+        if item_id is not None:
+            self._check_type(item_id, str, f"{param}.id")
+            if len(item_id) > _ITEM_ID_MAX:
+                raise ClientError(
+                    "string_above_max_length",
+                    f"Invalid '{param}.id': string too long. Expected a string with maximum length "
+                    f"{_ITEM_ID_MAX}, but got a string with length {len(item_id)} instead.",
+                    f"{param}.id",
+                )
+            if self._find(item_id) is not None:
+                raise ClientError(
+                    "item_already_exists",
+                    f"Error adding item: the item with id '{item_id}' already exists.",
+                    f"{param}.id",
+                )
+        new_id = item_id or new_item_id("item_")
+        if kind == "message":
+            role = self._require(item, "role", f"{param}.role")
+            if role not in ("user", "assistant", "system"):
+                raise ClientError(
+                    "invalid_value",
+                    f"Invalid value: '{role}'. Supported values are: 'user', 'assistant', "
+                    f"'system'.",
+                    f"{param}.role",
+                )
+            content = self._require(item, "content", f"{param}.content")
+            self._check_type(content, list, f"{param}.content")
+            allowed = {
+                "user": ("input_text", "input_audio", "input_image"),
+                "system": ("input_text",),
+                "assistant": ("output_text", "output_audio"),
+            }[role]
+            parts = []
+            for i, part in enumerate(content):
+                p = f"{param}.content[{i}]"
+                self._check_type(part, dict, p)
+                ptype = self._require(part, "type", f"{p}.type")
+                if ptype not in allowed:
+                    listed = ", ".join(f"'{a}'" for a in allowed)
+                    raise ClientError(
+                        "invalid_value",
+                        f"Invalid value: '{ptype}'. Supported values for a {role} message are: "
+                        f"{listed}.",
+                        f"{p}.type",
+                    )
+                if ptype in ("input_text", "output_text"):
+                    text = self._require(part, "text", f"{p}.text")
+                    self._check_type(text, str, f"{p}.text")
+                    parts.append({"type": ptype, "text": text})
+                elif ptype == "input_audio":
+                    audio = part.get("audio")
+                    transcript = part.get("transcript")
+                    if audio is not None:
+                        self._check_type(audio, str, f"{p}.audio")
+                    if transcript is not None:
+                        self._check_type(transcript, str, f"{p}.transcript")
+                    parts.append({"type": "input_audio", "transcript": transcript, "_audio": audio})
+                elif ptype == "output_audio":
+                    transcript = part.get("transcript")
+                    if transcript is not None:
+                        self._check_type(transcript, str, f"{p}.transcript")
+                    parts.append({"type": "output_audio", "transcript": transcript})
+                else:  # input_image
+                    image = part.get("image_url")
+                    if image is not None:
+                        self._check_type(image, str, f"{p}.image_url")
+                    parts.append(
+                        {
+                            "type": "input_image",
+                            "image_url": image,
+                            "detail": part.get("detail", "auto"),
+                        }
+                    )
+            return {
+                "id": new_id,
+                "type": "message",
+                "status": "completed",
+                "role": role,
+                "content": parts,
+            }
+        if kind == "function_call":
+            name = self._require(item, "name", f"{param}.name")
+            self._check_type(name, str, f"{param}.name")
+            arguments = item.get("arguments", "")
+            self._check_type(arguments, str, f"{param}.arguments")
+            call_id = item.get("call_id") or new_item_id("call_")[:21]
+            self._check_type(call_id, str, f"{param}.call_id")
+            return {
+                "id": new_id,
+                "type": "function_call",
+                "status": "completed",
+                "name": name,
+                "call_id": call_id,
+                "arguments": arguments,
+            }
+        call_id = self._require(item, "call_id", f"{param}.call_id")
+        self._check_type(call_id, str, f"{param}.call_id")
+        output = self._require(item, "output", f"{param}.output")
+        self._check_type(output, str, f"{param}.output")
+        return {"id": new_id, "type": "function_call_output", "call_id": call_id, "output": output}
+
+    def _on_conversation_item_create(self, event: JSON, now: float) -> None:
+        item = self._validate_item(self._require(event, "item"), "item")
+        previous = event.get("previous_item_id")
+        if previous is not None:
+            self._check_type(previous, str, "previous_item_id")
+            if previous != "root" and self._find(previous) is None:
+                raise ClientError(
+                    "item_not_found",
+                    f"Error adding item: the previous item with id '{previous}' does not exist.",
+                    "previous_item_id",
+                )
+        audio_parts: list[bytes] = []
+        for part in item.get("content") or []:
+            if "_audio" in part:
+                b64 = part.pop("_audio")
+                if b64:
+                    try:
+                        audio_parts.append(base64.b64decode(b64, validate=True))
+                    except (binascii.Error, ValueError):
+                        raise ClientError(
+                            "invalid_value",
+                            "Invalid 'item.content.audio': expected base64-encoded audio bytes.",
+                            "item.content.audio",
+                        ) from None
+        prev_id = self._add_item(item, previous, at_end=previous is None)
+        if audio_parts:
+            audio = b"".join(audio_parts)
+            self._item_audio[item["id"]] = bytearray(audio)
+            transcripts = [
+                p.get("transcript") for p in item["content"] if p["type"] == "input_audio"
+            ]
+            if any(transcripts):
+                self._heard[item["id"]] = " ".join(t for t in transcripts if t)
+            else:
+                self._request_transcription(item["id"], audio, self._in_fmt)
+        self._emit("conversation.item.added", previous_item_id=prev_id, item=copy.deepcopy(item))
+        self._emit("conversation.item.done", previous_item_id=prev_id, item=copy.deepcopy(item))
+
+    def _on_conversation_item_retrieve(self, event: JSON, now: float) -> None:
+        item_id = self._require(event, "item_id")
+        self._check_type(item_id, str, "item_id")
+        item = self._find(item_id)
+        if item is None:
+            raise ClientError(
+                "item_not_found",
+                f"Error retrieving item: the item with id '{item_id}' does not exist.",
+                "item_id",
+            )
+        out = copy.deepcopy(item)
+        audio = self._item_audio.get(item_id)
+        if audio is not None:
+            for part in out.get("content") or []:
+                if part.get("type") in ("input_audio", "output_audio"):
+                    part["audio"] = base64.b64encode(bytes(audio)).decode("ascii")
+        self._emit("conversation.item.retrieved", item=out)
+
+    def _on_conversation_item_delete(self, event: JSON, now: float) -> None:
+        item_id = self._require(event, "item_id")
+        self._check_type(item_id, str, "item_id")
+        i = self._index(item_id)
+        if i < 0:
+            raise ClientError(
+                "item_not_found",
+                f"Error deleting item: the item with id '{item_id}' does not exist.",
+                "item_id",
+            )
+        del self.items[i]
+        self._item_audio.pop(item_id, None)
+        self._emit("conversation.item.deleted", item_id=item_id)
+
+    def _on_conversation_item_truncate(self, event: JSON, now: float) -> None:
+        item_id = self._require(event, "item_id")
+        self._check_type(item_id, str, "item_id")
+        content_index = self._require(event, "content_index")
+        self._check_type(content_index, int, "content_index")
+        audio_end_ms = self._require(event, "audio_end_ms")
+        self._check_type(audio_end_ms, int, "audio_end_ms")
+        if audio_end_ms < 0:
+            raise ClientError(
+                "integer_below_min_value",
+                f"Invalid 'audio_end_ms': integer below minimum value. Expected a value >= 0, "
+                f"but got {audio_end_ms} instead.",
+                "audio_end_ms",
+            )
+        item = self._find(item_id)
+        if item is None:
+            raise ClientError(
+                "item_not_found",
+                f"Error truncating item: the item with id '{item_id}' does not exist.",
+                "item_id",
+            )
+        content = item.get("content") or []
+        if (
+            item.get("type") != "message"
+            or item.get("role") != "assistant"
+            or not 0 <= content_index < len(content)
+            or content[content_index].get("type") != "output_audio"
+        ):
+            raise ClientError(
+                "unsupported_content_type",
+                "Only model output audio messages can be truncated",
+                "item_id",
+            )
+        fmt = AudioFormat.from_config(self._audio_out["format"])
+        audio = self._item_audio.get(item_id, bytearray())
+        duration = fmt.duration_ms(len(audio))
+        if audio_end_ms > duration + 0.5:
+            raise ClientError(
+                "invalid_value",
+                f"Audio content of {int(duration)}ms is already shorter than {audio_end_ms}ms",
+                "audio_end_ms",
+            )
+        del audio[fmt.bytes_for_ms(audio_end_ms) :]
+        text, words = self._item_words.get(item_id, ("", []))
+        heard_end = 0
+        for end, ms in words:
+            if ms < audio_end_ms:
+                heard_end = end
+        content[content_index]["transcript"] = text[:heard_end].strip()
+        self._emit(
+            "conversation.item.truncated",
+            item_id=item_id,
+            content_index=content_index,
+            audio_end_ms=audio_end_ms,
+        )
+
+    # --- responses -----------------------------------------------------------------------------
+
+    def _on_response_create(self, event: JSON, now: float) -> None:
+        params = event.get("response") or {}
+        self._check_type(params, dict, "response")
+        allowed = (
+            "conversation", "metadata", "prompt", "input", "instructions", "tools",
+            "tool_choice", "output_modalities", "max_output_tokens", "audio",
+        )  # fmt: skip
+        for key in params:
+            if key not in allowed:
+                raise ClientError(
+                    "unknown_parameter", f"Unknown parameter: 'response.{key}'.", f"response.{key}"
+                )
+        conversation = params.get("conversation", "auto")
+        self._check_type(conversation, str, "response.conversation")
+        if conversation not in ("auto", "none"):
+            raise ClientError(
+                "invalid_value",
+                f"Invalid value: '{conversation}'. Supported values are: 'auto', 'none'.",
+                "response.conversation",
+            )
+        in_conversation = conversation == "auto"
+        if in_conversation and self._active is not None:
+            raise ClientError(
+                "conversation_already_has_active_response",
+                f"Conversation already has an active response in progress: {self._active.id}. "
+                f"Wait until the response is finished before creating a new one.",
+            )
+        s = self.session
+        instructions = params.get("instructions", s["instructions"])
+        self._check_type(instructions, str, "response.instructions")
+        instructions = str(instructions)
+        tools = (
+            validate_tools(params["tools"], "response.tools") if "tools" in params else s["tools"]
+        )
+        tool_choice = (
+            check_tool_choice(params["tool_choice"], "response.tool_choice")
+            if "tool_choice" in params
+            else s["tool_choice"]
+        )
+        modalities = (
+            check_output_modalities(params["output_modalities"], "response.output_modalities")
+            if "output_modalities" in params
+            else list(s["output_modalities"])
+        )
+        max_tokens = (
+            check_max_output_tokens(params["max_output_tokens"], "response.max_output_tokens")
+            if "max_output_tokens" in params
+            else s["max_output_tokens"]
+        )
+        metadata = params.get("metadata")
+        if metadata is not None:
+            self._check_type(metadata, dict, "response.metadata")
+        voice, fmt_json, speed = (
+            self._audio_out["voice"],
+            self._audio_out["format"],
+            self._audio_out["speed"],
+        )
+        audio = params.get("audio")
+        if audio is not None:
+            self._check_type(audio, dict, "response.audio")
+            out = audio.get("output") or {}
+            self._check_type(out, dict, "response.audio.output")
+            probe = apply_session_update(
+                self.session,
+                {"type": "realtime", "audio": {"output": {k: v for k, v in out.items()}}},
+                audio_was_produced=self._audio_produced,
+            )
+            voice, fmt_json = probe["audio"]["output"]["voice"], probe["audio"]["output"]["format"]
+        input_items: list[JSON] | None = None
+        if "input" in params:
+            raw = params["input"]
+            self._check_type(raw, list, "response.input")
+            input_items = []
+            for i, entry in enumerate(raw):
+                self._check_type(entry, dict, f"response.input[{i}]")
+                if entry.get("type") == "item_reference":
+                    ref = self._require(entry, "id", f"response.input[{i}].id")
+                    found = self._find(str(ref))
+                    if found is None:
+                        raise ClientError(
+                            "item_not_found",
+                            f"Item with id '{ref}' not found in the conversation.",
+                            f"response.input[{i}].id",
+                        )
+                    input_items.append(found)
+                else:
+                    validated = self._validate_item(entry, f"response.input[{i}]")
+                    for part in validated.get("content") or []:
+                        part.pop("_audio", None)
+                    input_items.append(validated)
+        response = _Response(
+            id=new_item_id("resp_"),
+            in_conversation=in_conversation,
+            modalities=modalities,
+            instructions=instructions,
+            tools=tools,
+            tool_choice=tool_choice,
+            max_output_tokens=max_tokens,
+            voice=voice,
+            fmt_json=dict(fmt_json),
+            speed=float(speed),
+            metadata=metadata,
+            input_items=input_items,
+        )
+        self._start_response(response, now)
+
+    def _auto_response(self, now: float) -> None:
+        if self._active is not None:
+            self._auto_response_pending = True
+            return
+        s = self.session
+        response = _Response(
+            id=new_item_id("resp_"),
+            in_conversation=True,
+            modalities=list(s["output_modalities"]),
+            instructions=s["instructions"],
+            tools=s["tools"],
+            tool_choice=s["tool_choice"],
+            max_output_tokens=s["max_output_tokens"],
+            voice=self._audio_out["voice"],
+            fmt_json=dict(self._audio_out["format"]),
+            speed=float(self._audio_out["speed"]),
+            metadata=None,
+            input_items=None,
+        )
+        self._start_response(response, now)
+
+    def _response_json(self, r: _Response, usage: JSON | None = None) -> JSON:
+        return {
+            "object": "realtime.response",
+            "id": r.id,
+            "status": r.status,
+            "status_details": None,
+            "output": copy.deepcopy(r.output),
+            "conversation_id": self.conversation_id if r.in_conversation else None,
+            "output_modalities": list(r.modalities),
+            "max_output_tokens": r.max_output_tokens,
+            "audio": {"output": {"format": dict(r.fmt_json), "voice": r.voice}},
+            "usage": usage,
+            "metadata": r.metadata,
+        }
+
+    def _start_response(self, response: _Response, now: float) -> None:
+        self._responses[response.id] = response
+        if response.in_conversation:
+            self._active = response
+        self._emit("response.created", response=self._response_json(response))
+        self._maybe_generate(response)
+
+    def _context(self, response: _Response) -> list[JSON]:
+        items = response.input_items if response.input_items is not None else self.items
+        out = []
+        for item in items:
+            copied = copy.deepcopy(item)
+            heard = self._heard.get(item["id"])
+            for part in copied.get("content") or []:
+                if part.get("type") == "input_audio" and not part.get("transcript") and heard:
+                    part["transcript"] = heard
+            out.append(copied)
+        return out
+
+    def _maybe_generate(self, response: _Response) -> None:
+        if response.generating or response.status != "in_progress" or response.steps:
+            return
+        items = response.input_items if response.input_items is not None else self.items
+        if any(item["id"] in self._pending_transcripts for item in items):
+            response.waiting = True
+            return
+        response.waiting = False
+        response.generating = True
+        context = self._context(response)
+        response.input_text_tokens, response.input_audio_tokens = self._estimate_input(
+            response, context
+        )
+        request = ResponseRequest(
+            instructions=response.instructions,
+            items=tuple(context),
+            tools=tuple(response.tools),
+            tool_choice=response.tool_choice,
+            output_modalities=tuple(response.modalities),
+            metadata=response.metadata,
+        )
+        self._jobs.append(
+            GenerateJob(
+                response.id,
+                request,
+                "audio" in response.modalities,
+                response.voice if isinstance(response.voice, str) else "alloy",
+                response.speed,
+                AudioFormat.from_config(response.fmt_json),
+            )
+        )
+
+    def _estimate_input(self, response: _Response, context: list[JSON]) -> tuple[int, int]:
+        chars = (
+            len(response.instructions) + len(json.dumps(response.tools))
+            if response.tools
+            else len(response.instructions)
+        )
+        audio_ms = 0.0
+        for item in context:
+            if item["type"] == "message":
+                for part in item.get("content") or []:
+                    chars += len(part.get("text") or "")
+                    if part.get("type") == "input_audio":
+                        audio_ms += self._in_fmt.duration_ms(
+                            len(self._item_audio.get(item["id"], b""))
+                        )
+                    elif part.get("type") == "output_audio":
+                        audio_ms += AudioFormat.from_config(self._audio_out["format"]).duration_ms(
+                            len(self._item_audio.get(item["id"], b""))
+                        )
+            else:
+                chars += len(item.get("arguments") or "") + len(item.get("output") or "")
+        return math.ceil(chars / CHARS_PER_TOKEN), math.ceil(
+            audio_ms / 1000 * INPUT_AUDIO_TOKENS_PER_S
+        )
+
+    # -- scheduling the response's events --
+
+    def _schedule(self, r: _Response, outputs: list[Generated]) -> None:
+        at = 0.0
+        for generated in outputs:
+            out = generated.output
+            if isinstance(out, FunctionCall):
+                self._schedule_call(r, out, at)
+            elif isinstance(out, TextReply):
+                if "audio" in r.modalities:
+                    at = self._schedule_audio(r, out.text, generated.speech, at)
+                else:
+                    self._schedule_text(r, out.text, at)
+        r.steps.append(_Step(at, lambda: self._finish(r, "completed", None)))
+
+    def _open_item(self, r: _Response, item: JSON) -> int:
+        index = len(r.output)
+        r.output.append(item)
+        self._emit(
+            "response.output_item.added",
+            response_id=r.id,
+            output_index=index,
+            item=copy.deepcopy(item),
+        )
+        if r.in_conversation:
+            prev = self._add_item(item)
+            self._emit("conversation.item.added", previous_item_id=prev, item=copy.deepcopy(item))
+        return index
+
+    def _close_item(self, r: _Response, item: JSON, index: int, status: str = "completed") -> None:
+        item["status"] = status
+        if r.in_conversation:
+            prev = self._previous_id(item["id"]) if self._find(item["id"]) else None
+            self._emit("conversation.item.done", previous_item_id=prev, item=copy.deepcopy(item))
+        self._emit(
+            "response.output_item.done",
+            response_id=r.id,
+            output_index=index,
+            item=copy.deepcopy(item),
+        )
+
+    def _schedule_call(self, r: _Response, call: FunctionCall, at: float) -> None:
+        item: JSON = {
+            "id": new_item_id("item_"),
+            "type": "function_call",
+            "status": "in_progress",
+            "name": call.name,
+            "call_id": call.call_id or new_item_id("call_")[:21],
+            "arguments": "",
+        }
+        state: dict[str, int] = {}
+
+        def run() -> None:
+            state["index"] = index = self._open_item(r, item)
+            args = call.arguments
+            for i in range(0, len(args), ARGUMENT_DELTA_CHARS):
+                self._emit(
+                    "response.function_call_arguments.delta",
+                    response_id=r.id,
+                    item_id=item["id"],
+                    output_index=index,
+                    call_id=item["call_id"],
+                    delta=args[i : i + ARGUMENT_DELTA_CHARS],
+                )
+            item["arguments"] = args
+            r.output_text_chars += len(args)
+            self._emit(
+                "response.function_call_arguments.done",
+                response_id=r.id,
+                item_id=item["id"],
+                output_index=index,
+                call_id=item["call_id"],
+                name=call.name,
+                arguments=args,
+            )
+            self._close_item(r, item, index)
+
+        r.steps.append(_Step(at, run))
+
+    def _schedule_text(self, r: _Response, text: str, at: float) -> None:
+        item: JSON = {
+            "id": new_item_id("item_"),
+            "type": "message",
+            "status": "in_progress",
+            "role": "assistant",
+            "content": [],
+        }
+
+        def run() -> None:
+            index = self._open_item(r, item)
+            ids = {
+                "response_id": r.id,
+                "item_id": item["id"],
+                "output_index": index,
+                "content_index": 0,
+            }
+            self._emit("response.content_part.added", **ids, part={"type": "text", "text": ""})
+            for piece in re.findall(r"\s*\S+\s*$|\s*\S+", text):
+                self._emit("response.output_text.delta", **ids, delta=piece)
+            r.output_text_chars += len(text)
+            self._emit("response.output_text.done", **ids, text=text)
+            self._emit("response.content_part.done", **ids, part={"type": "text", "text": text})
+            item["content"] = [{"type": "output_text", "text": text}]
+            self._close_item(r, item, index)
+
+        r.steps.append(_Step(at, run))
+
+    def _schedule_audio(self, r: _Response, text: str, speech: Speech | None, at: float) -> float:
+        item: JSON = {
+            "id": new_item_id("item_"),
+            "type": "message",
+            "status": "in_progress",
+            "role": "assistant",
+            "content": [],
+        }
+        audio = speech.audio if speech is not None else b""
+        fmt = speech.fmt if speech is not None else AudioFormat.from_config(r.fmt_json)
+        words = list(speech.words) if speech is not None else []
+        # Character offset where each transcript delta ends, and the ms at which it is spoken.
+        cuts: list[tuple[int, float]] = []
+        for k, w in enumerate(words):
+            end = words[k + 1].start if k + 1 < len(words) else len(text)
+            if end > (cuts[-1][0] if cuts else 0):
+                cuts.append((end, w.ms))
+        if not cuts or cuts[-1][0] < len(text):
+            cuts.append((len(text), cuts[-1][1] if cuts else 0.0))
+        chunk = fmt.bytes_for_ms(AUDIO_DELTA_MS) or 1
+        n_chunks = max(1, math.ceil(len(audio) / chunk))
+        st: dict[str, Any] = {"sent": 0}
+
+        def open_() -> None:
+            index = self._open_item(r, item)
+            item["content"] = []
+            st["ids"] = {
+                "response_id": r.id,
+                "item_id": item["id"],
+                "output_index": index,
+                "content_index": 0,
+            }
+            st["index"] = index
+            self._emit(
+                "response.content_part.added", **st["ids"], part={"type": "audio", "transcript": ""}
+            )
+            r.open_part = {
+                "item": item,
+                "kind": "audio",
+                "sent": "",
+                "ids": st["ids"],
+                "index": index,
+            }
+            self._item_audio[item["id"]] = bytearray()
+            self._item_words[item["id"]] = (text, [(end, ms) for end, ms in cuts])
+            self._audio_produced = True
+
+        def send_chunk(k: int) -> None:
+            part = r.open_part
+            assert part is not None
+            lo, hi = k * chunk, min((k + 1) * chunk, len(audio))
+            chunk_end_ms = fmt.duration_ms(hi)
+            while (st["sent"] < len(cuts) and cuts[st["sent"]][1] < chunk_end_ms) or (
+                k == n_chunks - 1 and st["sent"] < len(cuts)
+            ):
+                end = cuts[st["sent"]][0]
+                delta = text[len(part["sent"]) : end]
+                part["sent"] = text[:end]
+                st["sent"] += 1
+                if delta:
+                    self._emit("response.output_audio_transcript.delta", **st["ids"], delta=delta)
+            if hi > lo:
+                data = audio[lo:hi]
+                self._item_audio[item["id"]].extend(data)
+                r.output_audio_ms += fmt.duration_ms(len(data))
+                self._emit(
+                    "response.output_audio.delta",
+                    **st["ids"],
+                    delta=base64.b64encode(data).decode("ascii"),
+                )
+
+        def close() -> None:
+            self._close_audio_part(r)
+
+        r.steps.append(_Step(at, open_))
+        for k in range(n_chunks):
+            due = at if self.fast else at + k * AUDIO_DELTA_MS / 1000
+            r.steps.append(_Step(due, lambda k=k: send_chunk(k)))  # type: ignore[misc]  # bind k now
+        end_at = at if self.fast else at + fmt.duration_ms(len(audio)) / 1000
+        r.steps.append(_Step(end_at, close))
+        return end_at
+
+    def _close_audio_part(self, r: _Response, status: str = "completed") -> None:
+        part = r.open_part
+        if part is None:
+            return
+        r.open_part = None
+        item, ids, transcript = part["item"], part["ids"], part["sent"]
+        self._emit("response.output_audio.done", **ids)
+        self._emit("response.output_audio_transcript.done", **ids, transcript=transcript)
+        self._emit(
+            "response.content_part.done", **ids, part={"type": "audio", "transcript": transcript}
+        )
+        r.output_text_chars += len(transcript)
+        item["content"] = [{"type": "output_audio", "transcript": transcript}]
+        self._close_item(r, item, part["index"], status)
+
+    def _usage(self, r: _Response) -> JSON:
+        text_out = math.ceil(r.output_text_chars / CHARS_PER_TOKEN)
+        audio_out = math.ceil(r.output_audio_ms / 1000 * OUTPUT_AUDIO_TOKENS_PER_S)
+        text_in, audio_in = r.input_text_tokens, r.input_audio_tokens
+        return {
+            "total_tokens": text_in + audio_in + text_out + audio_out,
+            "input_tokens": text_in + audio_in,
+            "output_tokens": text_out + audio_out,
+            "input_token_details": {
+                "text_tokens": text_in,
+                "audio_tokens": audio_in,
+                "image_tokens": 0,
+                "cached_tokens": 0,
+                "cached_tokens_details": {"text_tokens": 0, "audio_tokens": 0, "image_tokens": 0},
+            },
+            "output_token_details": {"text_tokens": text_out, "audio_tokens": audio_out},
+        }
+
+    def _finish(self, r: _Response, status: str, details: JSON | None) -> None:
+        if r.status != "in_progress":
+            return
+        r.steps.clear()
+        if r.open_part is not None:
+            self._close_audio_part(r, "incomplete")
+        for index, item in enumerate(r.output):
+            if item.get("status") == "in_progress":
+                self._close_item(r, item, index, "incomplete")
+        r.status = status
+        usage = self._usage(r)
+        body = self._response_json(r, usage)
+        body["status_details"] = details
+        self._emit("response.done", response=body)
+        self._tokens_used += usage["total_tokens"]
+        self._emit(
+            "rate_limits.updated",
+            rate_limits=[
+                {
+                    "name": "tokens",
+                    "limit": RATE_LIMIT_TOKENS,
+                    "remaining": max(RATE_LIMIT_TOKENS - self._tokens_used, 0),
+                    "reset_seconds": RATE_LIMIT_RESET_S,
+                }
+            ],
+        )
+        self._responses.pop(r.id, None)
+        if self._active is r:
+            self._active = None
+            self._idle_ref_ms = self._position_ms
+            if self._auto_response_pending:
+                self._auto_response_pending = False
+                self._auto_response(0.0)
+
+    def _cancel(self, r: _Response, reason: str) -> None:
+        self._finish(r, "cancelled", {"type": "cancelled", "reason": reason})
+
+    def _on_response_cancel(self, event: JSON, now: float) -> None:
+        response_id = event.get("response_id")
+        if response_id is not None:
+            self._check_type(response_id, str, "response_id")
+            target = self._responses.get(response_id)
+        else:
+            target = self._active or next(iter(self._responses.values()), None)
+        if target is None:
+            raise ClientError(
+                "response_cancel_not_active", "Cancellation failed: no active response found"
+            )
+        self._cancel(target, "client_cancelled")

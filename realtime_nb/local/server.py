@@ -1,0 +1,420 @@
+"""The local Realtime server: a thin asyncio + ``websockets`` shell around :class:`RealtimeState`.
+
+Each connection owns one :class:`~._state.RealtimeState`. The shell feeds it frames and the clock,
+sends what it emits through one sender task (so events never reorder), and runs the slow work it
+asks for (PocketSphinx, the responder, eSpeak NG) on a thread pool, feeding results back on the
+event loop. All protocol decisions live in the state machine.
+
+URLs accepted (``ws://HOST:PORT`` then):
+
+- ``/v1/realtime?model=...`` (OpenAI; also ``/realtime``), ``?call_id=...`` accepted harmlessly;
+- ``/openai/realtime?api-version=...&deployment=...`` (Azure; also ``/openai/v1/realtime``).
+
+Authentication: any credential (or none) is accepted unless ``api_key`` is set; then the client
+must send ``Authorization: Bearer <key>``, ``api-key: <key>`` (Azure) or the browser subprotocol
+``openai-insecure-api-key.<key>``, or get HTTP 401. ``OpenAI-Beta: realtime=v1`` (header or
+``openai-beta.realtime-v1`` subprotocol) is accepted: beta-shaped ``session.update`` is mapped to
+GA; events stay GA.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import http
+import json
+import logging
+import threading
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Final
+from urllib.parse import parse_qs, urlsplit
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.datastructures import Headers
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+from websockets.typing import Subprotocol
+
+from ._state import Generated, GenerateJob, Job, RealtimeState, TranscribeJob
+from .responders import Responder, ResponderError, RuleSpec, TextReply, make_responder
+from .stt import Transcriber, shared_transcriber
+from .tts import Synthesizer
+
+__all__ = ["DEFAULT_MODEL", "LocalServer", "run_job", "serve_forever"]
+
+log = logging.getLogger("realtime_nb.local")
+
+DEFAULT_MODEL: Final = "gpt-realtime"
+#: Paths that lead to the Realtime endpoint (OpenAI style and Azure style).
+REALTIME_PATHS: Final = ("/v1/realtime", "/realtime", "/openai/realtime", "/openai/v1/realtime")
+#: Largest frame the WebSocket layer accepts. Bigger than the protocol's own limit (16 MiB, see
+#: ``_state.MAX_EVENT_BYTES``) so that an oversized event gets a protocol ``error`` event and the
+#: session stays usable, instead of the connection being closed with code 1009.
+WS_MAX_SIZE: Final = 64 * 1024 * 1024
+#: Worker threads for transcription, responders and synthesis: eSpeak is serialised by a lock and
+#: PocketSphinx is pooled per core, so a few threads keep 2 cores busy while HTTP responders wait.
+MAX_WORKERS: Final = 8
+#: How long ``start()`` waits for the server to bind before giving up.
+START_TIMEOUT_S: Final = 10.0
+_INSECURE_KEY_PREFIX: Final = "openai-insecure-api-key."
+
+
+def run_job(
+    job: Job, responder: Responder, synthesizer: Synthesizer, transcriber: Transcriber
+) -> str | list[Generated]:
+    """Do one slow job synchronously (the shell calls this on a worker thread).
+
+    Raises:
+        ResponderError: the responder failed.
+        Exception: whatever the recogniser or synthesiser raised.
+    """
+    if isinstance(job, TranscribeJob):
+        return transcriber.transcribe(job.pcm16)
+    outputs = responder.respond(job.request)
+    generated: list[Generated] = []
+    for out in outputs:
+        speech = None
+        if isinstance(out, TextReply) and job.audio:
+            speech = synthesizer.synthesize(out.text, job.voice, job.speed, job.fmt)
+        generated.append(Generated(out, speech))
+    return generated
+
+
+class _Connection:
+    """One client connection: a state machine, a sender task, a pacer, and job tasks."""
+
+    def __init__(self, server: LocalServer, ws: ServerConnection, model: str, beta: bool) -> None:
+        self.server = server
+        self.ws = ws
+        self.loop = asyncio.get_running_loop()
+        self.state = RealtimeState(model=model, fast=server.fast, beta=beta, created_at=time.time())
+        self.outgoing: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+        self.wake = asyncio.Event()
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    def now(self) -> float:
+        return self.loop.time()
+
+    def flush(self) -> None:
+        for event in self.state.events_to_send():
+            self.outgoing.put_nowait(event)
+        for job in self.state.jobs_to_run():
+            task = asyncio.create_task(self.run(job))
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+        self.wake.set()
+
+    async def run(self, job: Job) -> None:
+        s = self.server
+        try:
+            result = await self.loop.run_in_executor(
+                s._executor, run_job, job, s.responder, s._synthesizer, s._transcriber
+            )
+        except Exception as exc:  # a failed job must end its response, not kill the session
+            message = (
+                str(exc) if isinstance(exc, ResponderError) else f"{type(exc).__name__}: {exc}"
+            )
+            if not isinstance(exc, ResponderError):
+                log.exception("local server job failed")
+            if isinstance(job, TranscribeJob):
+                self.state.transcription_failed(job.item_id, message, self.now())
+            else:
+                self.state.generation_failed(job.response_id, message, self.now())
+        else:
+            if isinstance(job, TranscribeJob):
+                assert isinstance(result, str)
+                self.state.transcription_done(job.item_id, result, self.now())
+            elif isinstance(job, GenerateJob):
+                assert isinstance(result, list)
+                self.state.generation_done(job.response_id, result, self.now())
+        self.flush()
+
+    async def sender(self) -> None:
+        while True:
+            event = await self.outgoing.get()
+            if event is None:
+                return
+            await self.ws.send(json.dumps(event))
+
+    async def pacer(self) -> None:
+        while True:
+            deadline = self.state.next_deadline()
+            self.wake.clear()
+            timeout = None if deadline is None else max(deadline - self.now(), 0.0)
+            if timeout is None or timeout > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.wake.wait(), timeout)
+            self.state.poll(self.now())
+            self.flush()
+            self.wake.clear()
+
+    async def serve(self) -> None:
+        self.state.start()
+        self.flush()
+        sender = asyncio.create_task(self.sender())
+        pacer = asyncio.create_task(self.pacer())
+        try:
+            async for frame in self.ws:
+                self.state.receive(frame, self.now())
+                self.flush()
+        except ConnectionClosed:
+            pass
+        finally:
+            pacer.cancel()
+            for task in list(self.tasks):
+                task.cancel()
+            self.outgoing.put_nowait(None)
+            with contextlib.suppress(ConnectionClosed, asyncio.CancelledError):
+                await sender
+            with contextlib.suppress(asyncio.CancelledError):
+                await pacer
+
+
+class LocalServer:
+    """An offline Realtime API server on its own thread (or your event loop, via :meth:`serve`).
+
+    ``responder`` is ``"echo"`` (default), ``"rules"`` (with ``rules=...``), ``"chat"`` (with
+    ``chat_url=...``, ``chat_model=...``) or a :class:`~.responders.Responder` instance. ``fast``
+    sends output audio as soon as it is synthesised instead of at real time. ``api_key``, when set,
+    is required from clients. ``port=0`` picks a free port.
+
+    Usage::
+
+        with LocalServer() as server:
+            url = server.url  # "ws://127.0.0.1:PORT/v1/realtime"; add ?model=...
+
+    :meth:`start` and :meth:`stop` are thread-safe and idempotent; :meth:`stop` closes open
+    connections with close code 1001 (going away).
+    """
+
+    def __init__(
+        self,
+        responder: str | Responder = "echo",
+        *,
+        fast: bool = False,
+        api_key: str | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        rules: Iterable[RuleSpec] | Mapping[str, Any] | None = None,
+        chat_url: str | None = None,
+        chat_model: str | None = None,
+        chat_api_key: str | None = None,
+    ) -> None:
+        self.responder = make_responder(
+            responder,
+            rules=rules,
+            chat_url=chat_url,
+            chat_model=chat_model,
+            chat_api_key=chat_api_key,
+        )
+        self.fast = fast
+        self.api_key = api_key
+        self.host = host
+        self.port = port
+        self._synthesizer = Synthesizer()
+        self._transcriber = shared_transcriber()
+        self._executor = ThreadPoolExecutor(MAX_WORKERS, thread_name_prefix="realtime-nb-local")
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop_event: asyncio.Event | None = None
+        self._ready = threading.Event()
+        self._startup_error: BaseException | None = None
+
+    # -- URLs --
+
+    @property
+    def url(self) -> str:
+        """``ws://HOST:PORT/v1/realtime`` (the bound port once started)."""
+        return f"ws://{self.host}:{self.port}/v1/realtime"
+
+    @property
+    def base_url(self) -> str:
+        """``ws://HOST:PORT/v1``: what ``AsyncOpenAI(websocket_base_url=...)`` wants."""
+        return f"ws://{self.host}:{self.port}/v1"
+
+    # -- handshake --
+
+    def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        parts = urlsplit(request.path)
+        path = parts.path.rstrip("/")
+        if path not in REALTIME_PATHS:
+            return connection.respond(
+                http.HTTPStatus.NOT_FOUND,
+                f"Not found: {path!r}. The Realtime endpoint is /v1/realtime?model=... "
+                f"(or /openai/realtime?deployment=... for Azure clients).\n",
+            )
+        if self.api_key is not None and not _authorized(request.headers, self.api_key):
+            body = json.dumps(
+                {
+                    "error": {
+                        "message": "Incorrect API key provided. This local server requires the key "
+                        "it was started with (Authorization: Bearer <key> or api-key: <key>).",
+                        "type": "invalid_request_error",
+                        "code": "invalid_api_key",
+                        "param": None,
+                    }
+                }
+            )
+            response = connection.respond(http.HTTPStatus.UNAUTHORIZED, body + "\n")
+            response.headers["Content-Type"] = "application/json"
+            return response
+        return None
+
+    @staticmethod
+    def _select_subprotocol(
+        connection: ServerConnection, subprotocols: Sequence[Subprotocol]
+    ) -> Subprotocol | None:
+        # Browsers authenticate with ["realtime", "openai-insecure-api-key.<key>", ...]: the
+        # server must echo "realtime" for the handshake to succeed.
+        return Subprotocol("realtime") if "realtime" in subprotocols else None
+
+    async def _handler(self, ws: ServerConnection) -> None:
+        request = ws.request
+        assert request is not None
+        query = parse_qs(urlsplit(request.path).query)
+        model = (query.get("model") or query.get("deployment") or [DEFAULT_MODEL])[0]
+        protocols = request.headers.get("Sec-WebSocket-Protocol", "")
+        beta = "realtime=v1" in request.headers.get("OpenAI-Beta", "") or (
+            "openai-beta.realtime-v1" in protocols
+        )
+        await _Connection(self, ws, model, beta).serve()
+
+    # -- running --
+
+    def _serve_kwargs(self) -> dict[str, Any]:
+        return {
+            "process_request": self._process_request,
+            "select_subprotocol": self._select_subprotocol,
+            "max_size": WS_MAX_SIZE,
+            # Audio in base64 barely compresses; deflate would only cost CPU.
+            "compression": None,
+        }
+
+    def serve(self) -> Server:
+        """The ``websockets`` server object to ``async with`` on your own loop (advanced use)."""
+        return serve(self._handler, self.host, self.port, **self._serve_kwargs())
+
+    async def _main(self) -> None:
+        self._stop_event = asyncio.Event()
+        async with self.serve() as server:
+            sock = next(iter(server.sockets))
+            self.port = int(sock.getsockname()[1])
+            self._loop = asyncio.get_running_loop()
+            self._ready.set()
+            await self._stop_event.wait()
+
+    def _thread_main(self) -> None:
+        try:
+            asyncio.run(self._main())
+        except BaseException as exc:
+            self._startup_error = exc
+            self._ready.set()
+
+    def start(self) -> LocalServer:
+        """Start serving on a daemon thread; returns once the port is bound.
+
+        Raises:
+            OSError: the port cannot be bound (e.g. already in use).
+            TimeoutError: the server did not come up within :data:`START_TIMEOUT_S`.
+        """
+        with self._lock:
+            if self._thread is not None and self._thread.is_alive():
+                return self
+            self._ready.clear()
+            self._startup_error = None
+            self._thread = threading.Thread(
+                target=self._thread_main, name="realtime-nb-local", daemon=True
+            )
+            self._thread.start()
+        if not self._ready.wait(START_TIMEOUT_S):
+            raise TimeoutError(
+                f"the local Realtime server did not start within {START_TIMEOUT_S} s"
+            )
+        if self._startup_error is not None:
+            raise self._startup_error
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Close all connections (code 1001) and stop the server thread. Safe to call twice."""
+        with self._lock:
+            thread, loop, stop_event = self._thread, self._loop, self._stop_event
+            self._thread = None
+        if thread is None:
+            return
+        if loop is not None and stop_event is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # loop already gone
+                loop.call_soon_threadsafe(stop_event.set)
+        thread.join(timeout)
+
+    def __enter__(self) -> LocalServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        running = self._thread is not None and self._thread.is_alive()
+        status = "running" if running else "stopped"
+        return f"<LocalServer {self.url} responder={self.responder.name} {status}>"
+
+
+def _authorized(headers: Headers, key: str) -> bool:
+    auth = headers.get("Authorization", "")
+    if auth.startswith("Bearer ") and auth[len("Bearer ") :].strip() == key:
+        return True
+    if headers.get("api-key", "") == key:
+        return True
+    for value in headers.get_all("Sec-WebSocket-Protocol"):
+        for proto in value.split(","):
+            proto = proto.strip()
+            if proto.startswith(_INSECURE_KEY_PREFIX) and proto[len(_INSECURE_KEY_PREFIX) :] == key:
+                return True
+    return False
+
+
+def serve_forever(
+    host: str = "127.0.0.1",
+    port: int = 8765,
+    *,
+    responder: str | Responder = "echo",
+    fast: bool = False,
+    api_key: str | None = None,
+    rules: Iterable[RuleSpec] | Mapping[str, Any] | None = None,
+    chat_url: str | None = None,
+    chat_model: str | None = None,
+    chat_api_key: str | None = None,
+) -> None:
+    """Serve until Ctrl-C (blocking; for ``realtime-nb serve``). Prints the URL once listening.
+
+    Raises:
+        OSError: the port cannot be bound.
+        ValueError: an unknown responder name, or ``"chat"`` without ``chat_url``.
+    """
+    server = LocalServer(
+        responder,
+        fast=fast,
+        api_key=api_key,
+        host=host,
+        port=port,
+        rules=rules,
+        chat_url=chat_url,
+        chat_model=chat_model,
+        chat_api_key=chat_api_key,
+    )
+
+    async def main() -> None:
+        async with server.serve() as ws_server:
+            bound = next(iter(ws_server.sockets)).getsockname()[1]
+            server.port = int(bound)
+            print(
+                f"realtime-nb local server on {server.url}?model={DEFAULT_MODEL} "
+                f"(responder={server.responder.name}); Ctrl-C stops",
+                flush=True,
+            )
+            await asyncio.Future()  # until cancelled by Ctrl-C
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(main())

@@ -1,0 +1,335 @@
+"""The Realtime protocol, sans I/O: event catalogue, beta-to-GA names, client-event builders.
+
+Nothing here touches a socket. Builders return plain ``dict`` events ready for ``json.dumps``;
+:func:`canonical_type` maps beta-era names onto GA names so that every consumer (the reducer, the
+views, the diff) reasons in GA terms while the events themselves are kept exactly as received.
+"""
+
+from __future__ import annotations
+
+import itertools
+import secrets
+import string
+from collections.abc import Iterable, Mapping, Sequence
+from enum import Enum
+from typing import Any, Final
+
+__all__ = [
+    "AUDIO_FIELDS",
+    "BETA_EVENT_ALIASES",
+    "CLIENT_EVENT_TYPES",
+    "LOCAL_EVENT_TYPES",
+    "SERVER_EVENT_TYPES",
+    "ProtocolError",
+    "Source",
+    "canonical_part_type",
+    "canonical_type",
+    "client",
+    "is_known_type",
+    "new_event_id",
+]
+
+JSON = dict[str, Any]
+
+
+class Source(str, Enum):
+    """Where an event came from, from the kernel's point of view."""
+
+    CLIENT = "client"  #: sent by us to the server
+    SERVER = "server"  #: received from the server
+    LOCAL = "local"  #: happened in the kernel or the browser (mic on, N ms played, ...)
+
+    @classmethod
+    def parse(cls, value: str | Source) -> Source:
+        """Accept ``Source`` members, their values, and the cassette words ``sent``/``received``.
+
+        Raises:
+            ValueError: names the value and the accepted ones.
+        """
+        if isinstance(value, Source):
+            return value
+        key = str(value).lower()
+        key = _SOURCE_ALIASES.get(key, key)
+        try:
+            return cls(key)
+        except ValueError:
+            accepted = ", ".join(repr(s.value) for s in cls) + ", 'sent', 'received'"
+            raise ValueError(f"unknown event source {value!r}; accepted: {accepted}") from None
+
+
+_SOURCE_ALIASES: Final = {
+    "sent": "client",
+    "send": "client",
+    "outgoing": "client",
+    "out": "client",
+    "received": "server",
+    "recv": "server",
+    "incoming": "server",
+    "in": "server",
+}
+
+
+class ProtocolError(ValueError):
+    """An event that cannot be built or understood; the message says what and what is accepted."""
+
+
+#: The 11 GA client event types (``openai.types.realtime.RealtimeClientEvent``).
+CLIENT_EVENT_TYPES: Final = frozenset(
+    {
+        "session.update",
+        "input_audio_buffer.append",
+        "input_audio_buffer.commit",
+        "input_audio_buffer.clear",
+        "conversation.item.create",
+        "conversation.item.retrieve",
+        "conversation.item.truncate",
+        "conversation.item.delete",
+        "response.create",
+        "response.cancel",
+        "output_audio_buffer.clear",
+    }
+)
+
+#: The 46 GA server event types (``openai.types.realtime.RealtimeServerEvent``).
+SERVER_EVENT_TYPES: Final = frozenset(
+    {
+        "error",
+        "session.created",
+        "session.updated",
+        "conversation.created",
+        "conversation.item.created",
+        "conversation.item.added",
+        "conversation.item.done",
+        "conversation.item.retrieved",
+        "conversation.item.truncated",
+        "conversation.item.deleted",
+        "conversation.item.input_audio_transcription.delta",
+        "conversation.item.input_audio_transcription.completed",
+        "conversation.item.input_audio_transcription.failed",
+        "conversation.item.input_audio_transcription.segment",
+        "input_audio_buffer.committed",
+        "input_audio_buffer.cleared",
+        "input_audio_buffer.speech_started",
+        "input_audio_buffer.speech_stopped",
+        "input_audio_buffer.timeout_triggered",
+        "input_audio_buffer.dtmf_event_received",
+        "output_audio_buffer.started",
+        "output_audio_buffer.stopped",
+        "output_audio_buffer.cleared",
+        "response.created",
+        "response.done",
+        "response.output_item.added",
+        "response.output_item.done",
+        "response.content_part.added",
+        "response.content_part.done",
+        "response.output_text.delta",
+        "response.output_text.done",
+        "response.output_audio.delta",
+        "response.output_audio.done",
+        "response.output_audio_transcript.delta",
+        "response.output_audio_transcript.done",
+        "response.function_call_arguments.delta",
+        "response.function_call_arguments.done",
+        "response.mcp_call_arguments.delta",
+        "response.mcp_call_arguments.done",
+        "response.mcp_call.in_progress",
+        "response.mcp_call.completed",
+        "response.mcp_call.failed",
+        "mcp_list_tools.in_progress",
+        "mcp_list_tools.completed",
+        "mcp_list_tools.failed",
+        "rate_limits.updated",
+    }
+)
+
+#: Beta-era (``OpenAI-Beta: realtime=v1``) names still spoken by some servers, mapped to GA.
+BETA_EVENT_ALIASES: Final = {
+    "response.audio.delta": "response.output_audio.delta",
+    "response.audio.done": "response.output_audio.done",
+    "response.audio_transcript.delta": "response.output_audio_transcript.delta",
+    "response.audio_transcript.done": "response.output_audio_transcript.done",
+    "response.text.delta": "response.output_text.delta",
+    "response.text.done": "response.output_text.done",
+    "conversation.item.created": "conversation.item.added",
+}
+
+#: Beta content-part type names mapped to GA.
+BETA_PART_ALIASES: Final = {"audio": "output_audio", "text": "output_text"}
+
+#: Events built by realtime_nb itself for things that happened in the kernel or browser.
+LOCAL_EVENT_TYPES: Final = frozenset(
+    {
+        "local.mic.started",
+        "local.mic.stopped",
+        "local.playback.started",  # {item_id}: the first sample of an item reached the speakers
+        "local.playback.played",  # {item_id, played_ms, reason}: playback of an item stopped
+        "local.connection.opened",
+        "local.connection.closed",  # {code, reason}
+        "local.tool.started",  # {call_id, name, arguments}
+        "local.tool.finished",  # {call_id, name, output, error, duration_ms}
+        "local.note",  # {text}
+        "local.http",  # a non-WebSocket exchange kept from an imported log (e.g. WebRTC SDP)
+    }
+)
+
+#: Which field of an event carries base64 audio (the recorder stores it as raw bytes).
+AUDIO_FIELDS: Final = {
+    "input_audio_buffer.append": "audio",
+    "response.output_audio.delta": "delta",
+    "response.audio.delta": "delta",
+}
+
+
+def canonical_type(event_type: str) -> str:
+    """The GA name of an event type (beta aliases mapped; anything else returned unchanged)."""
+    return BETA_EVENT_ALIASES.get(event_type, event_type)
+
+
+def canonical_part_type(part_type: str | None) -> str | None:
+    """The GA name of a content part type (``audio`` -> ``output_audio``, ``text`` -> ...)."""
+    if part_type is None:
+        return None
+    return BETA_PART_ALIASES.get(part_type, part_type)
+
+
+def is_known_type(event_type: str) -> bool:
+    """Whether ``event_type`` (after alias mapping) is a GA client, server or local event."""
+    t = canonical_type(event_type)
+    return t in CLIENT_EVENT_TYPES or t in SERVER_EVENT_TYPES or t in LOCAL_EVENT_TYPES
+
+
+_ID_ALPHABET: Final = string.ascii_letters + string.digits
+_counter = itertools.count()
+
+
+def new_event_id(prefix: str = "evt_") -> str:
+    """A fresh client event id (<= 32 characters, as the API requires), unique in this process."""
+    return f"{prefix}{secrets.token_hex(6)}{next(_counter):x}"[:32]
+
+
+def new_item_id(prefix: str = "item_") -> str:
+    """A fresh item id in the API's style (``item_`` + 21 alphanumerics), at most 32 chars."""
+    return prefix + "".join(secrets.choice(_ID_ALPHABET) for _ in range(21))
+
+
+# --- client event builders -----------------------------------------------------------------------
+
+
+class client:
+    """Builders for the 11 GA client events. Each returns a ``dict`` with a fresh ``event_id``."""
+
+    @staticmethod
+    def _event(event_type: str, event_id: str | None = None, **fields: Any) -> JSON:
+        ev: JSON = {"type": event_type, "event_id": event_id or new_event_id()}
+        ev.update({k: v for k, v in fields.items() if v is not None})
+        return ev
+
+    @staticmethod
+    def session_update(session: Mapping[str, Any], event_id: str | None = None) -> JSON:
+        body = dict(session)
+        body.setdefault("type", "realtime")
+        return client._event("session.update", event_id, session=body)
+
+    @staticmethod
+    def input_audio_buffer_append(audio_b64: str, event_id: str | None = None) -> JSON:
+        return client._event("input_audio_buffer.append", event_id, audio=audio_b64)
+
+    @staticmethod
+    def input_audio_buffer_commit(event_id: str | None = None) -> JSON:
+        return client._event("input_audio_buffer.commit", event_id)
+
+    @staticmethod
+    def input_audio_buffer_clear(event_id: str | None = None) -> JSON:
+        return client._event("input_audio_buffer.clear", event_id)
+
+    @staticmethod
+    def output_audio_buffer_clear(event_id: str | None = None) -> JSON:
+        return client._event("output_audio_buffer.clear", event_id)
+
+    @staticmethod
+    def conversation_item_create(
+        item: Mapping[str, Any],
+        previous_item_id: str | None = None,
+        event_id: str | None = None,
+    ) -> JSON:
+        return client._event(
+            "conversation.item.create", event_id, item=dict(item), previous_item_id=previous_item_id
+        )
+
+    @staticmethod
+    def conversation_item_retrieve(item_id: str, event_id: str | None = None) -> JSON:
+        return client._event("conversation.item.retrieve", event_id, item_id=item_id)
+
+    @staticmethod
+    def conversation_item_delete(item_id: str, event_id: str | None = None) -> JSON:
+        return client._event("conversation.item.delete", event_id, item_id=item_id)
+
+    @staticmethod
+    def conversation_item_truncate(
+        item_id: str, audio_end_ms: int, content_index: int = 0, event_id: str | None = None
+    ) -> JSON:
+        if not isinstance(audio_end_ms, int) or isinstance(audio_end_ms, bool) or audio_end_ms < 0:
+            raise ProtocolError(
+                f"audio_end_ms must be a non-negative integer of milliseconds, got {audio_end_ms!r}"
+            )
+        return client._event(
+            "conversation.item.truncate",
+            event_id,
+            item_id=item_id,
+            content_index=content_index,
+            audio_end_ms=audio_end_ms,
+        )
+
+    @staticmethod
+    def response_create(
+        response: Mapping[str, Any] | None = None, event_id: str | None = None
+    ) -> JSON:
+        return client._event(
+            "response.create", event_id, response=dict(response) if response else None
+        )
+
+    @staticmethod
+    def response_cancel(response_id: str | None = None, event_id: str | None = None) -> JSON:
+        return client._event("response.cancel", event_id, response_id=response_id)
+
+    # -- items -----------------------------------------------------------------------------------
+
+    @staticmethod
+    def user_text_item(text: str) -> JSON:
+        return {
+            "type": "message",
+            "role": "user",
+            "content": [{"type": "input_text", "text": text}],
+        }
+
+    @staticmethod
+    def user_audio_item(audio_b64: str, transcript: str | None = None) -> JSON:
+        part: JSON = {"type": "input_audio", "audio": audio_b64}
+        if transcript is not None:
+            part["transcript"] = transcript
+        return {"type": "message", "role": "user", "content": [part]}
+
+    @staticmethod
+    def user_image_item(image_url: str, text: str | None = None) -> JSON:
+        content: list[JSON] = [{"type": "input_image", "image_url": image_url}]
+        if text:
+            content.append({"type": "input_text", "text": text})
+        return {"type": "message", "role": "user", "content": content}
+
+    @staticmethod
+    def text_message_item(role: str, text: str) -> JSON:
+        """A message item for seeding history: ``user``/``system`` take input_text, ``assistant``
+        takes output_text (the API refuses other combinations)."""
+        if role not in ("user", "system", "assistant"):
+            raise ProtocolError(f"role must be 'user', 'system' or 'assistant', got {role!r}")
+        part_type = "output_text" if role == "assistant" else "input_text"
+        return {"type": "message", "role": role, "content": [{"type": part_type, "text": text}]}
+
+    @staticmethod
+    def function_call_output_item(call_id: str, output: str) -> JSON:
+        return {"type": "function_call_output", "call_id": call_id, "output": output}
+
+
+def iter_types(events: Iterable[Mapping[str, Any]]) -> Sequence[str]:
+    """The ``type`` of each event (``"<missing>"`` where absent), for summaries and errors."""
+    return [str(e.get("type", "<missing>")) for e in events]

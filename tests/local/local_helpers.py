@@ -1,0 +1,113 @@
+"""Helpers for the local server tests: a raw WebSocket client, WAV loading, event validation."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import wave
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import TypeAdapter
+
+FIXTURES = Path("/work/shared/fixtures")
+AUDIO = FIXTURES / "audio"
+WEATHER_WAV = AUDIO / "realtime_whats_the_weather_pcm16_24khz_mono.wav"
+DESCRIPTION_WAV = AUDIO / "realtime_api_description_pcm16_24khz_mono.wav"
+
+JSON = dict[str, Any]
+
+
+def read_wav(path: Path) -> bytes:
+    with wave.open(str(path)) as w:
+        assert (w.getframerate(), w.getnchannels(), w.getsampwidth()) == (24000, 1, 2)
+        return w.readframes(w.getnframes())
+
+
+def silence(ms: int, rate: int = 24000) -> bytes:
+    return bytes(2 * rate * ms // 1000)
+
+
+_ADAPTER: TypeAdapter[Any] | None = None
+
+
+def validate_server_event(event: JSON) -> None:
+    """Raise unless ``event`` validates as ``openai.types.realtime.RealtimeServerEvent``."""
+    global _ADAPTER
+    if _ADAPTER is None:
+        from openai.types.realtime import RealtimeServerEvent
+
+        _ADAPTER = TypeAdapter(RealtimeServerEvent)
+    _ADAPTER.validate_python(event)
+
+
+class Client:
+    """A raw JSON WebSocket client that records every server event it receives."""
+
+    def __init__(self, ws: Any) -> None:
+        self.ws = ws
+        self.events: list[JSON] = []
+
+    async def send(self, event: JSON | str | bytes) -> None:
+        await self.ws.send(event if isinstance(event, str | bytes) else json.dumps(event))
+
+    async def append(
+        self, pcm: bytes, chunk_ms: int = 100, rate: int = 24000, width: int = 2
+    ) -> None:
+        step = rate * width * chunk_ms // 1000
+        for i in range(0, len(pcm), step):
+            await self.send(
+                {
+                    "type": "input_audio_buffer.append",
+                    "audio": base64.b64encode(pcm[i : i + step]).decode(),
+                }
+            )
+
+    async def recv(self, timeout: float = 20.0) -> JSON:
+        event: JSON = json.loads(await asyncio.wait_for(self.ws.recv(), timeout))
+        self.events.append(event)
+        return event
+
+    async def until(self, etype: str | Callable[[JSON], bool], timeout: float = 20.0) -> JSON:
+        """Receive until an event of type ``etype`` (or matching the predicate) arrives."""
+        match = etype if callable(etype) else (lambda e: e["type"] == etype)
+        while True:
+            event = await self.recv(timeout)
+            if match(event):
+                return event
+
+    def types(self) -> list[str]:
+        return [e["type"] for e in self.events]
+
+    def of(self, etype: str) -> list[JSON]:
+        return [e for e in self.events if e["type"] == etype]
+
+
+async def connect(url: str, **kwargs: Any) -> Any:
+    import websockets
+
+    return await websockets.connect(url + "?model=gpt-realtime", max_size=None, **kwargs)
+
+
+def energy_boundaries(pcm: bytes, rate: int = 24000) -> tuple[float, float]:
+    """Speech start and end (ms) by short-time energy: 10 ms frames louder than the noise floor
+    by 20 dB, ignoring blips shorter than 100 ms (clicks)."""
+    x = np.frombuffer(pcm, "<i2").astype(np.float64) / 32768
+    n = rate // 100
+    frames = x[: len(x) // n * n].reshape(-1, n)
+    db = 10 * np.log10((frames**2).mean(axis=1) + 1e-12)
+    floor = np.percentile(db, 10)
+    active = db > floor + 20
+    # keep runs of >= 10 frames, after closing gaps of <= 10 frames
+    idx = np.flatnonzero(active)
+    runs: list[list[int]] = []
+    for i in idx:
+        if runs and i - runs[-1][1] <= 10:
+            runs[-1][1] = i
+        else:
+            runs.append([i, i])
+    runs = [r for r in runs if r[1] - r[0] + 1 >= 10]
+    return runs[0][0] * 10.0, (runs[-1][1] + 1) * 10.0

@@ -1,0 +1,218 @@
+"""A real JupyterLab on loopback, Debian's chromium driven by Playwright, and a kernel client.
+
+Shared by the end-to-end test (tests/widget/test_browser_e2e.py) and the benchmark
+(benchmarks/bench_widget.py). Everything runs on 127.0.0.1; the fake microphone speaks a WAV.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.request import urlopen
+
+REPO = Path(__file__).resolve().parents[2]
+CHROMIUM = Path("/usr/bin/chromium")
+FAKE_WAV = (REPO / "../shared/fixtures/audio/realtime_whats_the_weather_pcm16_24khz_mono.wav").resolve()
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--autoplay-policy=no-user-gesture-required",
+    "--use-fake-ui-for-media-stream",
+    "--use-fake-device-for-media-stream",
+    f"--use-file-for-fake-audio-capture={FAKE_WAV}",
+]
+
+
+def missing() -> str | None:
+    """Why the browser tests cannot run here, or None."""
+    if not CHROMIUM.exists():
+        return f"{CHROMIUM} is not installed (apt-get install chromium)"
+    if not FAKE_WAV.exists():
+        return f"fixture {FAKE_WAV} is missing"
+    for mod in ("playwright", "jupyterlab", "jupyter_client"):
+        try:
+            __import__(mod)
+        except ImportError:
+            return f"{mod} is not installed"
+    return None
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def notebook(cells: list[str]) -> dict[str, Any]:
+    return {
+        "cells": [
+            {"cell_type": "code", "metadata": {}, "source": c, "outputs": [], "execution_count": None}
+            for c in cells
+        ],
+        "metadata": {
+            "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
+            "language_info": {"name": "python"},
+        },
+        "nbformat": 4,
+        "nbformat_minor": 5,
+    }
+
+
+@dataclass
+class Lab:
+    url: str
+    token: str
+    root: Path
+    runtime_dir: Path
+    proc: subprocess.Popen[bytes]
+    kernels: list[Any] = field(default_factory=list)
+
+    def api(self, path: str) -> Any:
+        with urlopen(f"{self.url}{path}?token={self.token}", timeout=10) as r:
+            return json.loads(r.read())
+
+    def kernel_client(self, timeout: float = 60) -> Any:
+        """A jupyter_client BlockingKernelClient on the (single) running kernel."""
+        from jupyter_client import BlockingKernelClient
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            ks = self.api("/api/kernels")
+            if ks:
+                cf = self.runtime_dir / f"kernel-{ks[0]['id']}.json"
+                if cf.exists():
+                    kc = BlockingKernelClient(connection_file=str(cf))
+                    kc.load_connection_file()
+                    kc.start_channels()
+                    kc.wait_for_ready(timeout=30)
+                    self.kernels.append(kc)
+                    return kc
+            time.sleep(0.2)
+        raise TimeoutError("no kernel appeared")
+
+
+def run(kc: Any, code: str, timeout: float = 60) -> str:
+    """Execute code in the kernel (as a second client); return its stdout. Raises on error."""
+    out: list[str] = []
+    errors: list[str] = []
+
+    def hook(msg: dict[str, Any]) -> None:
+        t = msg["msg_type"]
+        if t == "stream":
+            out.append(msg["content"]["text"])
+        elif t == "error":
+            errors.append("\n".join(msg["content"]["traceback"]))
+
+    reply = kc.execute_interactive(code, output_hook=hook, timeout=timeout, allow_stdin=False)
+    if reply["content"]["status"] != "ok" or errors:
+        raise RuntimeError(f"kernel error running {code!r}:\n" + "\n".join(errors))
+    return "".join(out)
+
+
+@contextmanager
+def jupyterlab(tmp: Path, nb_cells: list[str], env: dict[str, str]) -> Iterator[Lab]:
+    """Start JupyterLab on loopback serving one notebook ``e2e.ipynb``."""
+    root = tmp / "lab"
+    root.mkdir()
+    (root / "e2e.ipynb").write_text(json.dumps(notebook(nb_cells)))
+    runtime = tmp / "runtime"
+    runtime.mkdir()
+    token = secrets.token_hex(16)
+    port = free_port()
+    full_env = {
+        **os.environ,
+        **env,
+        "JUPYTER_RUNTIME_DIR": str(runtime),
+        "JUPYTER_CONFIG_DIR": str(tmp / "config"),
+        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+    }
+    cmd = [
+        sys.executable, "-m", "jupyterlab", "--no-browser", f"--port={port}", "--ip=127.0.0.1",
+        f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
+        "--LabApp.expose_app_in_browser=True", "--ServerApp.disable_check_xsrf=True",
+        "--allow-root",
+    ]  # fmt: skip
+    log = open(tmp / "jupyterlab.log", "wb")  # noqa: SIM115  # closed below
+    proc = subprocess.Popen(cmd, env=full_env, stdout=log, stderr=subprocess.STDOUT, cwd=root)
+    lab = Lab(f"http://127.0.0.1:{port}", token, root, runtime, proc)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                lab.api("/api/status")
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(
+                        "JupyterLab did not start:\n" + (tmp / "jupyterlab.log").read_text()[-3000:]
+                    ) from None
+                time.sleep(0.3)
+        yield lab
+    finally:
+        for kc in lab.kernels:
+            kc.stop_channels()
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+        shutil.rmtree(runtime, ignore_errors=True)
+
+
+@dataclass
+class WsTap:
+    """Every kernel WebSocket frame the page sent or received (for the secret scan)."""
+
+    frames: list[bytes] = field(default_factory=list)
+
+    def attach(self, page: Any) -> None:
+        def on_ws(ws: Any) -> None:
+            ws.on("framesent", lambda payload: self._add(payload))
+            ws.on("framereceived", lambda payload: self._add(payload))
+
+        page.on("websocket", on_ws)
+
+    def _add(self, payload: Any) -> None:
+        self.frames.append(payload.encode() if isinstance(payload, str) else bytes(payload))
+
+    def contains(self, needle: str) -> bool:
+        n = needle.encode()
+        return any(n in f for f in self.frames)
+
+
+def open_notebook(pw: Any, lab: Lab, tap: WsTap | None = None) -> tuple[Any, Any]:
+    """Launch chromium, open e2e.ipynb, run all cells; returns (browser, page)."""
+    browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+    context = browser.new_context(viewport={"width": 1200, "height": 900})
+    context.grant_permissions(["microphone"], origin=lab.url)
+    page = context.new_page()
+    if tap is not None:
+        tap.attach(page)
+    page.goto(f"{lab.url}/lab/tree/e2e.ipynb?token={lab.token}")
+    page.wait_for_function(
+        "() => window.jupyterapp && window.jupyterapp.shell.currentWidget"
+        " && window.jupyterapp.shell.currentWidget.sessionContext"
+        " && window.jupyterapp.shell.currentWidget.sessionContext.session"
+        " && window.jupyterapp.shell.currentWidget.sessionContext.session.kernel",
+        timeout=90_000,
+    )
+    page.wait_for_timeout(1000)
+    page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
+    return browser, page
