@@ -33,7 +33,7 @@ from realtime_nb.synthetic import synthetic_session
 
 
 def extract_audio(state) -> tuple[np.ndarray, list[np.ndarray]]:  # type: ignore[no-untyped-def]
-    user = np.frombuffer(state.input_audio, dtype="<i2")
+    user = np.frombuffer(state.input_audio.tobytes(), dtype="<i2")
     bot = []
     for item in state.items:
         part = item.audio_part()

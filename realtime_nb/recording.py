@@ -36,7 +36,7 @@ from ._version import __version__
 from .audio import AudioFormat, decode_to_float, resample
 from .events import Event, extract_ids, split_audio
 from .protocol import AUDIO_FIELDS, Source
-from .reducer import ConversationState, Reducer
+from .reducer import ConversationState, Item, Reducer
 
 __all__ = [
     "FLUSH_INTERVAL_S",
@@ -159,10 +159,39 @@ class _Columns:
         self.nbytes += len(payload) + (len(ev.audio) if ev.audio else 0)
 
     def to_batch(self, schema: pa.Schema) -> pa.RecordBatch:
-        cols = list(zip(*self.rows, strict=False)) if self.rows else [()] * len(schema)
+        cols = list(zip(*self.rows, strict=True)) if self.rows else [()] * len(schema)
         return pa.RecordBatch.from_arrays(
-            [pa.array(c, f.type) for c, f in zip(cols, schema, strict=False)], schema=schema
+            [_column(c, f.type) for c, f in zip(cols, schema, strict=True)], schema=schema
         )
+
+
+def _column(values: Sequence[Any], typ: pa.DataType) -> pa.Array:
+    """An Arrow array built straight from buffers.
+
+    ``pa.array`` on Python lists imports pandas the first time (half a second, holding the GIL,
+    on the session's clock) and converts element by element; joining bytes and computing offsets
+    with numpy does neither.
+    """
+    n = len(values)
+    if typ == pa.int64():
+        return pa.Array.from_buffers(typ, n, [None, pa.py_buffer(np.array(values, np.int64))])
+    if typ == pa.string():
+        present = [v.encode("utf-8") for v in values if v is not None]
+    else:
+        present = [v for v in values if v is not None]
+    nulls = n - len(present)
+    offsets = np.zeros(n + 1, np.int32)
+    validity = None
+    if nulls:
+        mask = np.fromiter((v is not None for v in values), dtype=bool, count=n)
+        lengths = np.zeros(n, np.int64)
+        lengths[mask] = np.fromiter(map(len, present), dtype=np.int64, count=len(present))
+        np.cumsum(lengths, out=offsets[1:])
+        validity = pa.py_buffer(np.packbits(mask, bitorder="little"))
+    elif n:
+        np.cumsum(np.fromiter(map(len, present), dtype=np.int64, count=n), out=offsets[1:])
+    data = pa.py_buffer(b"".join(present))
+    return pa.Array.from_buffers(typ, n, [validity, pa.py_buffer(offsets), data], null_count=nulls)
 
 
 def _schema(meta: Mapping[str, Any]) -> pa.Schema:
@@ -646,8 +675,34 @@ class Recording:
     def items(self) -> list[Any]:
         return self.state.items
 
-    def item(self, item_id: str) -> Any:
-        return self.state.item(item_id)
+    def item(self, item_id: str) -> ItemView:
+        """One item, with its audio, rendered in a notebook with a player.
+
+        Raises:
+            KeyError: no such item (the message lists some known ids).
+        """
+        return ItemView(self, self.state.item(item_id))
+
+    def item_start_s(self, item_id: str) -> float | None:
+        """Where an item's audio starts on the session timeline, in seconds (``None``: no audio).
+
+        User audio: when its first chunk was sent; assistant audio: when its first delta arrived.
+        """
+        st = self.state
+        item = st.item(item_id)
+        part = item.audio_part()
+        if part is None:
+            return None
+        if part.input_range is not None:
+            start = part.input_range[0]
+            for t_ns, off in st.input_chunk_times:
+                if off + 1 > start:
+                    return t_ns / 1e9
+            return None
+        for ev in self.events:
+            if ev.item_id == item_id and ev.audio is not None and ev.source is Source.SERVER:
+                return ev.t_ns / 1e9
+        return None
 
     @property
     def duration_s(self) -> float:
@@ -709,7 +764,7 @@ class Recording:
         fmt = st.input_format
         if not st.input_chunk_times:
             return np.zeros(0, np.float32)
-        samples = decode_to_float(st.input_audio, fmt)
+        samples = decode_to_float(st.input_audio.tobytes(), fmt)
         if fmt.rate != rate:
             samples = resample(samples, fmt.rate, rate)
         bps = fmt.bytes_per_sample
@@ -823,6 +878,31 @@ class Recording:
             f"<Recording {where}: {len(self)} events, {self.duration_s:.1f} s, "
             f"model {self.meta.get('model')!r}>"
         )
+
+
+class ItemView:
+    """An :class:`~realtime_nb.reducer.Item` of a recording: its fields, its audio, and an HTML
+    rendering with a player. Attribute access falls through to the item."""
+
+    def __init__(self, recording: Recording, item: Item) -> None:
+        self._recording = recording
+        self.item = item
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.item, name)
+
+    def audio(self, heard: bool = True) -> npt.NDArray[np.float32]:
+        """The item's audio as float32 samples at its format's rate."""
+        return self._recording.item_audio(self.item.id, heard=heard)
+
+    def _repr_html_(self) -> str:
+        from .inspection import item_html
+
+        return item_html(self._recording, self.item)
+
+    def __repr__(self) -> str:
+        who = self.item.role or self.item.type
+        return f"<Item {self.item.id} {who}: {self.item.text[:60]!r}>"
 
 
 def _empty_table(meta: Mapping[str, Any]) -> pa.Table:

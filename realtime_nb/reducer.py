@@ -12,6 +12,7 @@ themselves stay in the recording.
 
 from __future__ import annotations
 
+import bisect
 import copy
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
@@ -38,6 +39,82 @@ __all__ = [
 JSON = dict[str, Any]
 
 _MS_PER_NS: Final = 1e-6
+
+
+class AudioTimeline:
+    """Append-only audio bytes: chunks are kept as given and joined once, when read.
+
+    Appending is O(1) with no copy (a bytearray would copy the whole timeline on every growth);
+    reading joins the chunks once and caches the result.
+    """
+
+    __slots__ = ("_chunks", "_ends", "_len")
+
+    def __init__(self) -> None:
+        self._chunks: list[bytes | memoryview] = []
+        self._ends: list[int] = []  # cumulative end offset of each chunk, for slicing
+        self._len = 0
+
+    def __len__(self) -> int:
+        return self._len
+
+    def __iadd__(self, data: bytes | bytearray | memoryview) -> AudioTimeline:
+        n = len(data)
+        if n:
+            self._chunks.append(data if not isinstance(data, bytearray) else bytes(data))
+            self._len += n
+            self._ends.append(self._len)
+        return self
+
+    def tobytes(self) -> bytes:
+        """All audio so far, as one bytes object (joined on first use after an append)."""
+        chunks = self._chunks
+        if not chunks:
+            return b""
+        if len(chunks) != 1 or not isinstance(chunks[0], bytes):
+            joined = b"".join(chunks)
+            self._chunks = [joined]
+            self._ends = [self._len]
+            return joined
+        return chunks[0]
+
+    __bytes__ = tobytes
+
+    def __getitem__(self, index: slice) -> bytes:
+        """Bytes ``[start:stop]`` (step 1), touching only the chunks that overlap."""
+        start, stop, step = index.indices(self._len)
+        if step != 1:
+            return self.tobytes()[index]
+        if stop <= start:
+            return b""
+        first = bisect.bisect_right(self._ends, start)
+        out = []
+        pos = self._ends[first - 1] if first else 0
+        for k in range(first, len(self._chunks)):
+            chunk = self._chunks[k]
+            end = self._ends[k]
+            out.append(chunk[max(start - pos, 0) : min(stop, end) - pos])
+            if end >= stop:
+                break
+            pos = end
+        return b"".join(out)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, AudioTimeline):
+            return self.tobytes() == other.tobytes()
+        if isinstance(other, (bytes, bytearray, memoryview)):
+            return self.tobytes() == bytes(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]  # mutable
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> AudioTimeline:
+        clone = AudioTimeline()
+        clone += self.tobytes()  # bytes are immutable: sharing them is a deep copy
+        return clone
+
+    def __repr__(self) -> str:
+        return f"<AudioTimeline {self._len} bytes>"
 
 
 @dataclass
@@ -324,7 +401,7 @@ class ConversationState:
     input_format: AudioFormat = field(default_factory=AudioFormat)
     output_format: AudioFormat = field(default_factory=AudioFormat)
     #: All input audio sent, in order: the input timeline (byte offsets are ms * bytes_per_ms).
-    input_audio: bytearray = field(default_factory=bytearray)
+    input_audio: AudioTimeline = field(default_factory=AudioTimeline)
     #: Byte offset on the input timeline where the uncommitted buffer starts.
     input_buffer_start: int = 0
     #: Where each input chunk sits: (t_ns when sent, byte offset on the input timeline).
@@ -367,7 +444,7 @@ class ConversationState:
         return self.input_format.duration_ms(len(self.input_audio))
 
     def input_audio_between(self, start_byte: int, end_byte: int) -> bytes:
-        return bytes(self.input_audio[start_byte:end_byte])
+        return self.input_audio[start_byte:end_byte]
 
     def item_audio(self, item_id: str, heard: bool = False) -> bytes:
         """An item's audio bytes (input or output format); ``heard=True`` cuts at truncation."""
@@ -579,7 +656,7 @@ class Reducer:
         if "previous_item_id" in data:
             prev = data.get("previous_item_id")
             if prev is None:
-                order.insert(0, item_id) if not order else order.append(item_id)
+                order.insert(0, item_id)
                 return
             if prev in order:
                 order.insert(order.index(prev) + 1, item_id)

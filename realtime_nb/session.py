@@ -1035,6 +1035,7 @@ class Session:
                 fut.cancel()
             elif (exc := f.exception()) is not None:
                 fut.set_exception(exc)
+                fut.exception()  # whoever awaits it sees it; no "never retrieved" noise otherwise
             else:
                 fut.set_result(f.result())
 
@@ -1143,6 +1144,9 @@ class Session:
             if t in ("response.created", "response.done", "error"):
                 for req in self._gate.on_server_event(d):
                     self._enqueue(req)
+            elif t in ("session.created", "session.updated"):
+                # The server's word on the output format decides how long received audio is.
+                self._playback.format = self._reducer.state.output_format
             if t == "response.done":
                 resp = d.get("response") or {}
                 if isinstance(resp.get("usage"), dict) and isinstance(resp.get("id"), str):
@@ -1222,6 +1226,7 @@ class Session:
         fut = getattr(self, "_created_future", None)
         if fut is not None and not fut.done():
             fut.set_exception(exc)
+            fut.exception()  # _open() may no longer be waiting for it
 
     # -- operations scheduled onto the I/O thread ------------------------------------------------
 

@@ -139,6 +139,7 @@ def _turn_frames(
     frame: Any, t0: float, turn: int, out_pool: list[str], rng: np.random.Generator
 ) -> list[SyntheticFrame]:
     uid, aid, rid = f"item_u{turn:020d}", f"item_a{turn:020d}", f"resp_{turn:020d}"
+    prev = f"item_a{turn - 1:020d}" if turn > 1 else None
     speech_ms = 3000
     out: list[SyntheticFrame] = []
     t_stop = t0 + speech_ms
@@ -169,7 +170,7 @@ def _turn_frames(
         frame(
             "server",
             t,
-            {"type": "input_audio_buffer.committed", "previous_item_id": None, "item_id": uid},
+            {"type": "input_audio_buffer.committed", "previous_item_id": prev, "item_id": uid},
         )
     )
     user_item = {
@@ -183,14 +184,14 @@ def _turn_frames(
         frame(
             "server",
             t + 1,
-            {"type": "conversation.item.added", "previous_item_id": None, "item": user_item},
+            {"type": "conversation.item.added", "previous_item_id": prev, "item": user_item},
         )
     )
     out.append(
         frame(
             "server",
             t + 2,
-            {"type": "conversation.item.done", "previous_item_id": None, "item": user_item},
+            {"type": "conversation.item.done", "previous_item_id": prev, "item": user_item},
         )
     )
     out.append(

@@ -616,13 +616,13 @@ def tool(
     # (``from __future__ import annotations`` turns every annotation into a string).
     if func is not None:
         localns = dict(sys._getframe(1).f_locals)
-        return _make_tool(func, name=name, description=description, timeout=timeout,
-                          localns=localns)
+        return _make_tool(
+            func, name=name, description=description, timeout=timeout, localns=localns
+        )
 
     def wrap(f: Callable[..., Any]) -> Tool:
         localns = dict(sys._getframe(1).f_locals)
-        return _make_tool(f, name=name, description=description, timeout=timeout,
-                          localns=localns)
+        return _make_tool(f, name=name, description=description, timeout=timeout, localns=localns)
 
     return wrap
 

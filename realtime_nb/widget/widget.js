@@ -49,6 +49,22 @@ function blobUrl(source, type = "text/javascript") {
   return URL.createObjectURL(new Blob([source], { type }));
 }
 
+/** Material icons (Apache 2.0) as inline SVG: emoji are missing from many fonts. */
+const ICONS = /** @type {Record<string, string>} */ ({
+  mic: "M12 14c1.66 0 3-1.34 3-3V5c0-1.66-1.34-3-3-3S9 3.34 9 5v6c0 1.66 1.34 3 3 3zm5.3-3c0 3-2.54 5.1-5.3 5.1S6.7 14 6.7 11H5c0 3.41 2.72 6.23 6 6.72V21h2v-3.28c3.28-.48 6-3.3 6-6.72h-1.7z",
+  micOff: "M19 11h-1.7c0 .74-.16 1.43-.43 2.05l1.23 1.23c.56-.98.9-2.09.9-3.28zm-4.02.17c0-.06.02-.11.02-.17V5c0-1.66-1.34-3-3-3S9 3.34 9 5v.18l5.98 5.99zM4.27 3 3 4.27l6.01 6.01V11c0 1.66 1.33 3 2.99 3 .22 0 .44-.03.65-.08l1.66 1.66c-.71.33-1.5.52-2.31.52-2.76 0-5.3-2.1-5.3-5.1H5c0 3.41 2.72 6.23 6 6.72V21h2v-3.28c.91-.13 1.77-.45 2.54-.9L19.73 21 21 19.73 4.27 3z",
+  stop: "M6 6h12v12H6z",
+  send: "M2.01 21 23 12 2.01 3 2 10l15 2-15 2z",
+});
+
+/** @param {string} name @param {string} label */
+function iconLabel(name, label) {
+  const span = h("span", { class: "rtnb-icon-label" });
+  span.innerHTML = `<svg viewBox="0 0 24 24" width="16" height="16" aria-hidden="true"><path fill="currentColor" d="${ICONS[name]}"/></svg>`;
+  span.append(label);
+  return span;
+}
+
 const epochMs = () => performance.timeOrigin + performance.now();
 
 /**
@@ -303,7 +319,7 @@ async function render({ model, el }) {
   const stopBtn = h(
     "button",
     { class: "rtnb-btn rtnb-stop", type: "button", title: "Stop the assistant" },
-    "■ Stop",
+    iconLabel("stop", "Stop"),
   );
   const modeSel = /** @type {HTMLSelectElement} */ (
     h("select", { class: "rtnb-mode", title: "Turn detection" },
@@ -393,9 +409,9 @@ async function render({ model, el }) {
 
   // Text input
   const textInput = /** @type {HTMLInputElement} */ (
-    h("input", { class: "rtnb-text", type: "text", placeholder: "Type a message and press Enter" })
+    h("input", { class: "rtnb-textinput", type: "text", placeholder: "Type a message and press Enter" })
   );
-  const sendBtn = h("button", { class: "rtnb-btn rtnb-send", type: "button" }, "Send");
+  const sendBtn = h("button", { class: "rtnb-btn rtnb-send", type: "button" }, iconLabel("send", "Send"));
   const textRow = h("div", { class: "rtnb-textrow" }, textInput, sendBtn);
 
   const root = h("div", { class: "rtnb-root", tabindex: 0 }, header, controls, noticeEl, tabs,
@@ -455,14 +471,16 @@ async function render({ model, el }) {
     const muted = model.get("muted");
     root.classList.toggle("rtnb-ptt", ptt);
     micBtn.classList.toggle("rtnb-live", micState === "on" && (!ptt || pttActive));
-    micBtn.textContent = capture
-      ? "🎤 No mic"
+    const label = capture
+      ? "No mic"
       : ptt
-        ? pttActive ? "🎤 Talking…" : "🎤 Hold to talk"
-        : micState === "on" ? "🎤 Mic on" : micState === "starting" ? "🎤 Starting…" : "🎤 Mic off";
+        ? pttActive ? "Talking…" : "Hold to talk"
+        : micState === "on" ? "Mic on" : micState === "starting" ? "Starting…" : "Mic off";
+    micBtn.replaceChildren(iconLabel(capture || (!ptt && micState !== "on") ? "micOff" : "mic", label));
     micBtn.title = ptt ? "Hold (or hold Space) to talk; release to send" : "Click to turn the mic on or off";
     /** @type {HTMLButtonElement} */ (micBtn).disabled = !!capture;
-    muteBtn.textContent = muted ? "🔇 Muted" : "🔈 Mute";
+    muteBtn.replaceChildren(iconLabel(muted ? "micOff" : "mic", muted ? "Muted" : "Mute"));
+    meter.classList.toggle("rtnb-dim", !!muted);
     muteBtn.classList.toggle("rtnb-on", !!muted);
   }
   function renderSettings() {

@@ -436,3 +436,18 @@ def test_event_repr_and_local_events() -> None:
     r = Reducer()
     r.apply(ev)
     assert r.state.items_by_id["item_x"].played_ms == 1240
+
+
+def test_item_view_renders_with_audio_and_timeline_position(tmp_path: Path) -> None:
+    _record_synthetic(tmp_path / "a.arrow", minutes=0.5)
+    rec = Recording.open(tmp_path / "a.arrow")
+    bot = rec.state.items[1]
+    view = rec.item(bot.id)
+    assert view.role == "assistant"
+    assert "<audio controls" in view._repr_html_()
+    assert len(view.audio()) == rec.state.item_audio(bot.id).__len__() // 2
+    assert rec.item_start_s(bot.id) == pytest.approx(8.83, abs=0.01)
+    user = rec.state.items[0]
+    assert rec.item_start_s(user.id) == pytest.approx(5.0, abs=0.05)
+    with pytest.raises(KeyError, match="no item 'nope'"):
+        rec.item("nope")

@@ -32,7 +32,9 @@ def _silence(ms: int) -> np.ndarray:
     return np.zeros(24 * ms, dtype=np.float32)
 
 
-def test_spoken_turn_with_server_vad(local_server: Callable[..., Any], session: Callable[..., Any]) -> None:
+def test_spoken_turn_with_server_vad(
+    local_server: Callable[..., Any], session: Callable[..., Any]
+) -> None:
     srv = local_server()
     s = session(srv, instructions="Be brief.", turn_detection="server_vad", transcription=True)
     sent_ms = s.send_audio(WAV)
@@ -44,14 +46,23 @@ def test_spoken_turn_with_server_vad(local_server: Callable[..., Any], session: 
     s.close()
     rec = Recording.open(path)
     types = _types(rec)
-    for t in ("input_audio_buffer.speech_started", "input_audio_buffer.speech_stopped",
-              "input_audio_buffer.committed", "response.output_audio.delta", "response.done"):
+    for t in (
+        "input_audio_buffer.speech_started",
+        "input_audio_buffer.speech_stopped",
+        "input_audio_buffer.committed",
+        "response.output_audio.delta",
+        "response.done",
+    ):
         assert t in types, t
     assert "input_audio_buffer.commit" not in _types(rec, Source.CLIENT)  # the server committed
     appended = b"".join(e.audio or b"" for e in rec.events if e.type == "input_audio_buffer.append")
-    assert len(appended) == 2 * 24 * (int(sent_ms) + 1200) or abs(len(appended) / 48 - sent_ms - 1200) < 1
+    assert (
+        len(appended) == 2 * 24 * (int(sent_ms) + 1200)
+        or abs(len(appended) / 48 - sent_ms - 1200) < 1
+    )
     user = [it for it in rec.state.items if it.role == "user"]
-    assert len(user) == 1 and user[0].content[0].type == "input_audio"
+    assert len(user) == 1
+    assert user[0].content[0].type == "input_audio"
     assert any(it.role == "assistant" and it.transcript for it in rec.state.items)
     assert len(rec.audio("user")) > 0
 
@@ -73,10 +84,13 @@ def test_push_to_talk(local_server: Callable[..., Any], session: Callable[..., A
     assert client_types.index("input_audio_buffer.commit") < client_types.index("response.create")
     assert "input_audio_buffer.speech_started" not in _types(rec, Source.SERVER)
     assert "input_audio_buffer.committed" in _types(rec, Source.SERVER)
-    assert rec.state.responses and all(r.status == "completed" for r in rec.state.responses.values())
+    assert rec.state.responses
+    assert all(r.status == "completed" for r in rec.state.responses.values())
 
 
-def test_text_turns_queue_response_requests(local_server: Callable[..., Any], session: Callable[..., Any]) -> None:
+def test_text_turns_queue_response_requests(
+    local_server: Callable[..., Any], session: Callable[..., Any]
+) -> None:
     srv = local_server()
     s = session(srv, output_modalities="audio", voice="alloy")
     # Three turns without waiting: the 2nd and 3rd response.create must wait for response.done.
@@ -85,15 +99,20 @@ def test_text_turns_queue_response_requests(local_server: Callable[..., Any], se
     s.send_text("third")
     s.wait_until_idle(TIMEOUT)
     assert len(s.conversation.responses) == 3
-    assert s.cost.total is not None and s.cost.total > 0 and len(s.cost.responses) == 3
+    assert s.cost.total is not None
+    assert s.cost.total > 0
+    assert len(s.cost.responses) == 3
     assert s.usage.total.total_tokens > 0
     path = s.recording_path
     s.close()
     rec = Recording.open(path)
     errors = [e for e in rec.events if e.type == "error"]
     assert errors == []
-    seq = [(e.type, e.source) for e in rec.events
-           if e.type in ("response.create", "response.created", "response.done")]
+    seq = [
+        (e.type, e.source)
+        for e in rec.events
+        if e.type in ("response.create", "response.created", "response.done")
+    ]
     # Never two response.create without a response.done in between.
     active = False
     for t, _src in seq:
@@ -126,14 +145,20 @@ async def get_time(city: str, fmt: str = "24h") -> dict[str, str]:
 
 
 RULES = [
-    {"pattern": r"weather in (?P<city>\w+)", "call": "get_weather", "arguments": {"city": "{city}"}},
+    {
+        "pattern": r"weather in (?P<city>\w+)",
+        "call": "get_weather",
+        "arguments": {"city": "{city}"},
+    },
     {"pattern": r"time in (?P<city>\w+)", "call": "get_time", "arguments": {"city": "{city}"}},
     {"pattern": r"explode", "call": "explode", "arguments": {"why": "test"}},
     {"pattern": r"slow", "call": "slow", "arguments": {}},
 ]
 
 
-def test_tool_round_trip_sync_and_async(local_server: Callable[..., Any], session: Callable[..., Any]) -> None:
+def test_tool_round_trip_sync_and_async(
+    local_server: Callable[..., Any], session: Callable[..., Any]
+) -> None:
     srv = local_server(responder="rules", rules=RULES)
     s = session(srv, tools=[get_weather, get_time], output_modalities="text")
     s.send_text("what is the weather in Paris")
@@ -144,22 +169,29 @@ def test_tool_round_trip_sync_and_async(local_server: Callable[..., Any], sessio
     path = s.recording_path
     s.close()
     rec = Recording.open(path)
-    outputs = [e.data["item"] for e in rec.events if e.type == "conversation.item.create"
-               and e.data["item"]["type"] == "function_call_output"]
+    outputs = [
+        e.data["item"]
+        for e in rec.events
+        if e.type == "conversation.item.create" and e.data["item"]["type"] == "function_call_output"
+    ]
     assert outputs[0]["output"] == "foggy in Paris"
     assert json.loads(outputs[1]["output"]) == {"city": "Oslo", "time": "12:00", "fmt": "24h"}
     finished = [e.data for e in rec.events if e.type == "local.tool.finished"]
     assert [f["name"] for f in finished] == ["get_weather", "get_time"]
     assert all(f["error"] is None for f in finished)
     answers = [it.text for it in rec.state.items if it.role == "assistant"]
-    assert answers == ["The tool said: foggy in Paris",
-                       'The tool said: {"city": "Oslo", "time": "12:00", "fmt": "24h"}']
+    assert answers == [
+        "The tool said: foggy in Paris",
+        'The tool said: {"city": "Oslo", "time": "12:00", "fmt": "24h"}',
+    ]
     # Each call got exactly one follow-up response.create, after its output.
     client_types = _types(rec, Source.CLIENT)
     assert client_types.count("response.create") == 4
 
 
-def test_failing_and_timing_out_tools(local_server: Callable[..., Any], session: Callable[..., Any]) -> None:
+def test_failing_and_timing_out_tools(
+    local_server: Callable[..., Any], session: Callable[..., Any]
+) -> None:
     @tool
     def explode(why: str) -> str:
         """Always fails."""
@@ -178,15 +210,21 @@ def test_failing_and_timing_out_tools(local_server: Callable[..., Any], session:
     s.send_text("be slow")
     s.wait_until_idle(TIMEOUT)
     errs = [e for e in s.errors if e.type == "tool_error"]
-    assert len(errs) == 2 and "boom because test" in errs[0].message
+    assert len(errs) == 2
+    assert "boom because test" in errs[0].message
     assert "did not finish within 0.2 s" in errs[1].message
     path = s.recording_path
     s.close()
     rec = Recording.open(path)
-    outs = [json.loads(e.data["item"]["output"]) for e in rec.events
-            if e.type == "conversation.item.create" and e.data["item"]["type"] == "function_call_output"]
-    assert outs == [{"error": "RuntimeError: boom because test"},
-                    {"error": "slow did not finish within 0.2 s"}]
+    outs = [
+        json.loads(e.data["item"]["output"])
+        for e in rec.events
+        if e.type == "conversation.item.create" and e.data["item"]["type"] == "function_call_output"
+    ]
+    assert outs == [
+        {"error": "RuntimeError: boom because test"},
+        {"error": "slow did not finish within 0.2 s"},
+    ]
     finished = [e.data for e in rec.events if e.type == "local.tool.finished"]
     assert all(f["error"] for f in finished)
     # The model was told and answered anyway: the conversation went on.
@@ -228,8 +266,10 @@ def test_interruption_truncates_to_what_was_heard(
 ) -> None:
     long_text = "This is a long answer that goes on and on. " * 6
     srv = local_server(responder="rules", rules=[{"pattern": "story", "reply": long_text}])
-    s = session(srv, turn_detection={"type": "server_vad", "interrupt_response": True,
-                                     "create_response": False})
+    s = session(
+        srv,
+        turn_detection={"type": "server_vad", "interrupt_response": True, "create_response": False},
+    )
     s.send_text("tell me a story")
     first = s.wait_for("response.output_audio.delta", TIMEOUT)
     item_id = first.item_id
@@ -239,16 +279,18 @@ def test_interruption_truncates_to_what_was_heard(
     s.wait_for("conversation.item.truncated", TIMEOUT)
     heard = truncate.data["audio_end_ms"]
     received = s._playback.received_ms(item_id)
-    assert isinstance(heard, int) and 300 <= heard < received
+    assert isinstance(heard, int)
+    assert 300 <= heard < received
     # An explicit truncate is floored and clamped to the audio received.
-    assert s.truncate(item_id, 10 ** 9 + 0.7) == int(received)
+    assert s.truncate(item_id, 10**9 + 0.7) == int(received)
     with pytest.raises(ValueError, match="no audio was received"):
         s.truncate("item_nope", 10)
     path = s.recording_path
     s.close()
     rec = Recording.open(path)
     truncs = [e.data for e in rec.events if e.type == "conversation.item.truncate"]
-    assert truncs[0]["item_id"] == item_id and truncs[0]["audio_end_ms"] == heard
+    assert truncs[0]["item_id"] == item_id
+    assert truncs[0]["audio_end_ms"] == heard
     assert all(isinstance(t["audio_end_ms"], int) for t in truncs)
     assert rec.state.item(item_id).truncated_ms is not None
 
@@ -258,8 +300,12 @@ def test_dropped_connection_and_reconnect_keep_the_conversation(
 ) -> None:
     class Remember(Responder):
         def respond(self, request: ResponseRequest) -> list[Any]:
-            texts = [p.get("text") or p.get("transcript") or "" for it in request.items
-                     if it.get("role") == "user" for p in it.get("content", [])]
+            texts = [
+                p.get("text") or p.get("transcript") or ""
+                for it in request.items
+                if it.get("role") == "user"
+                for p in it.get("content", [])
+            ]
             return [TextReply(f"{len(request.items)} items; first: {texts[0] if texts else ''}")]
 
     srv = local_server(responder=Remember())
@@ -290,25 +336,33 @@ def test_dropped_connection_and_reconnect_keep_the_conversation(
     s.close()
     rec = Recording.open(path)
     t = _types(rec)
-    assert t.count("local.connection.opened") == 2 and t.count("session.created") == 2
+    assert t.count("local.connection.opened") == 2
+    assert t.count("session.created") == 2
     second = t.index("session.created", t.index("local.connection.closed"))
     seeded = [e.data["item"] for e in rec.events[second:] if e.type == "conversation.item.create"]
     assert [i["id"] for i in seeded[:2]] == before
-    assert seeded[1]["content"] == [{"type": "output_text", "text": "1 items; first: my name is Ada"}]
+    assert seeded[1]["content"] == [
+        {"type": "output_text", "text": "1 items; first: my name is Ada"}
+    ]
     # The recording's state has each item once, in order, plus the new turn.
-    assert [it.id for it in rec.state.items][:2] == before and len(rec.state.items) == 4
+    assert [it.id for it in rec.state.items][:2] == before
+    assert len(rec.state.items) == 4
 
 
-def test_server_close_is_surfaced(local_server: Callable[..., Any], session: Callable[..., Any]) -> None:
+def test_server_close_is_surfaced(
+    local_server: Callable[..., Any], session: Callable[..., Any]
+) -> None:
     srv = local_server()
     s = session(srv)
     srv.__exit__(None, None, None)  # the server goes away: close code 1001
     ev = s.wait_for("local.connection.closed", TIMEOUT, after=0)
-    assert ev.data["code"] == 1001 and ev.data["initiated_by"] == "server"
+    assert ev.data["code"] == 1001
+    assert ev.data["initiated_by"] == "server"
     deadline = time.monotonic() + 5
     while s.status != "error" and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert s.status == "error" and "code 1001" in s.errors[-1].message
+    assert s.status == "error"
+    assert "code 1001" in s.errors[-1].message
     path = s.recording_path
     s.close()
     assert Recording.open(path).state.connection_closed["code"] == 1001  # type: ignore[index]
@@ -321,8 +375,11 @@ def test_server_error_events_are_recorded_and_surfaced(
     s = session(srv)
     update_id = s.update(voice="not-a-voice", instructions="x")
     s.cancel()  # nothing active: nothing sent
-    s._submit(lambda: s._enqueue({"type": "conversation.item.delete", "event_id": "evt_bad1",
-                                  "item_id": "item_missing"}))
+    s._submit(
+        lambda: s._enqueue(
+            {"type": "conversation.item.delete", "event_id": "evt_bad1", "item_id": "item_missing"}
+        )
+    )
     err = s.wait_for("error", TIMEOUT, where=lambda e: e.data["error"]["event_id"] == "evt_bad1")
     assert err.data["error"]["event_id"] == "evt_bad1"
     assert {e.event_id for e in s.errors} == {update_id, "evt_bad1"}
@@ -330,20 +387,28 @@ def test_server_error_events_are_recorded_and_surfaced(
     path = s.recording_path
     s.close()
     rec = Recording.open(path)
-    assert rec.state.errors and "response.cancel" not in _types(rec, Source.CLIENT)
+    assert rec.state.errors
+    assert "response.cancel" not in _types(rec, Source.CLIENT)
 
 
-def test_wrong_key_is_refused_without_leaking_it(local_server: Callable[..., Any], tmp_path: Any) -> None:
+def test_wrong_key_is_refused_without_leaking_it(
+    local_server: Callable[..., Any], tmp_path: Any
+) -> None:
     srv = local_server()
     with pytest.raises(SessionClosedError, match="HTTP 401") as exc:
         Session(url=srv.url, api_key=KEY + "x", record=tmp_path / "bad.arrow")
-    assert KEY not in str(exc.value) and KEY not in repr(exc.value)
+    assert KEY not in str(exc.value)
+    assert KEY not in repr(exc.value)
     assert KEY.encode() not in (tmp_path / "bad.arrow").read_bytes()
 
 
-def test_two_sessions_side_by_side(local_server: Callable[..., Any], session: Callable[..., Any]) -> None:
-    srv = local_server(responder="rules", rules=[{"pattern": ".", "reply": "A says {text}",
-                                                  "instructions": "prompt A"}], )
+def test_two_sessions_side_by_side(
+    local_server: Callable[..., Any], session: Callable[..., Any]
+) -> None:
+    srv = local_server(
+        responder="rules",
+        rules=[{"pattern": ".", "reply": "A says {text}", "instructions": "prompt A"}],
+    )
     a = session(srv, instructions="prompt A", output_modalities="text")
     b = session(srv, instructions="prompt B", output_modalities="text")
     a.send_text("hi")
@@ -354,7 +419,8 @@ def test_two_sessions_side_by_side(local_server: Callable[..., Any], session: Ca
     assert b.conversation.items[-1].text == "You said: hi"
     assert a.recording_path != b.recording_path
     a.close()
-    assert a.status == "closed" and b.status == "connected"
+    assert a.status == "closed"
+    assert b.status == "connected"
     b.send_text("still here")
     b.wait_until_idle(TIMEOUT)
     assert b.conversation.items[-1].text == "You said: still here"
@@ -383,22 +449,30 @@ def test_async_api(local_server: Callable[..., Any], session: Callable[..., Any]
             return seen
 
     seen = asyncio.run(main())
-    assert "conversation.item.create" in seen and seen[-1] == "response.done"
+    assert "conversation.item.create" in seen
+    assert seen[-1] == "response.done"
     assert s.status == "closed"
 
 
 def test_no_key_no_url_starts_the_embedded_local_server(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    for var in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "AZURE_OPENAI_ENDPOINT", "AZURE_OPENAI_API_KEY"):
+    for var in (
+        "OPENAI_API_KEY",
+        "OPENAI_BASE_URL",
+        "AZURE_OPENAI_ENDPOINT",
+        "AZURE_OPENAI_API_KEY",
+    ):
         monkeypatch.delenv(var, raising=False)
     import realtime_nb.session as session_module
 
     monkeypatch.setattr(session_module, "_local_notice_shown", False)
     with Session(record=False, output_modalities="text") as a, Session(record=False) as b:
-        assert a.backend == "local backend (no API key)" and a.status == "connected"
+        assert a.backend == "local backend (no API key)"
+        assert a.status == "connected"
         a.send_text("hello")
         assert a.wait_for("response.done", TIMEOUT).data["response"]["status"] == "completed"
-        assert b.status == "connected" and a.recording_path is None
+        assert b.status == "connected"
+        assert a.recording_path is None
     err = capsys.readouterr().err
     assert err.count("using the embedded local server") == 1  # said once, not per session

@@ -71,9 +71,12 @@ def _rebuild(sent: dict[str, Any]) -> dict[str, Any]:
         item = sent["item"]
         if item["type"] == "function_call_output":
             return client.conversation_item_create(
-                client.function_call_output_item(item["call_id"], item["output"]))
+                client.function_call_output_item(item["call_id"], item["output"])
+            )
         role, text = item["role"], item["content"][0]["text"]
-        built = client.user_text_item(text) if role == "user" else client.text_message_item(role, text)
+        built = (
+            client.user_text_item(text) if role == "user" else client.text_message_item(role, text)
+        )
         return client.conversation_item_create(built)
     if t == "response.create":
         return client.response_create()
@@ -114,8 +117,14 @@ def test_builders_reproduce_recorded_client_events(path: str) -> None:
 
 
 def test_session_config_only_includes_given_fields() -> None:
-    cfg, tools = build_session_config(instructions="hi", voice="marin", turn_detection=None,
-                                      transcription=True, tools=[get_weather], speed=1.1)
+    cfg, tools = build_session_config(
+        instructions="hi",
+        voice="marin",
+        turn_detection=None,
+        transcription=True,
+        tools=[get_weather],
+        speed=1.1,
+    )
     assert cfg == {
         "type": "realtime",
         "instructions": "hi",
@@ -147,10 +156,16 @@ def test_bad_session_fields(kwargs: dict[str, Any], error: type[Exception], matc
 
 
 def test_response_overrides() -> None:
-    resp, tools = build_response(instructions="be brief", voice="cedar", tools=[get_weather],
-                                 output_modalities="text", conversation="none")
+    resp, tools = build_response(
+        instructions="be brief",
+        voice="cedar",
+        tools=[get_weather],
+        output_modalities="text",
+        conversation="none",
+    )
     assert resp["audio"] == {"output": {"voice": "cedar"}}
-    assert resp["output_modalities"] == ["text"] and tools == {"get_weather": get_weather}
+    assert resp["output_modalities"] == ["text"]
+    assert tools == {"get_weather": get_weather}
     VALIDATOR.validate_python(client.response_create(resp))
     with pytest.raises(TypeError, match=r"unknown response field\(s\) \['temprature'\]"):
         build_response(temprature=1)
@@ -171,13 +186,15 @@ def test_gate_queues_while_active_and_releases_in_order() -> None:
     g = ResponseGate()
     r1, r2, r3 = (client.response_create() for _ in range(3))
     assert g.request(r1) == [r1]
-    assert g.request(r2) == [] and g.request(r3) == []  # r1 in flight: not yet created
+    assert g.request(r2) == []
+    assert g.request(r3) == []
     assert g.on_server_event(_created("a")) == []
     assert g.on_server_event(_done("a")) == [r2]
     assert g.on_server_event(_created("b")) == []
     assert g.on_server_event(_done("b")) == [r3]
     g.on_server_event(_created("c"))
-    assert g.on_server_event(_done("c")) == [] and not g.busy
+    assert g.on_server_event(_done("c")) == []
+    assert not g.busy
 
 
 def test_gate_server_vad_response_blocks_ours() -> None:
@@ -192,8 +209,14 @@ def test_gate_requeues_a_request_refused_as_busy() -> None:
     g = ResponseGate()
     r = client.response_create()
     assert g.request(r) == [r]
-    err = {"type": "error", "error": {"type": "invalid_request_error",
-           "code": "conversation_already_has_active_response", "event_id": r["event_id"]}}
+    err = {
+        "type": "error",
+        "error": {
+            "type": "invalid_request_error",
+            "code": "conversation_already_has_active_response",
+            "event_id": r["event_id"],
+        },
+    }
     assert g.on_server_event(err) == []  # still busy with the response we did not see start
     assert g.on_server_event(_done("other")) == [r]
     # Another error for an unknown event changes nothing.
@@ -204,22 +227,44 @@ def test_gate_other_error_drops_the_request() -> None:
     g = ResponseGate()
     r = client.response_create()
     g.request(r)
-    g.on_server_event({"type": "error", "error": {"code": "invalid_value", "event_id": r["event_id"]}})
-    assert not g.busy and not g.queue
+    g.on_server_event(
+        {"type": "error", "error": {"code": "invalid_value", "event_id": r["event_id"]}}
+    )
+    assert not g.busy
+    assert not g.queue
 
 
 # --- playback and truncation -------------------------------------------------------------------
 
 
-def _ev(seq: int, t_ms: float, source: Source, data: dict[str, Any], audio: bytes | None = None,
-        item_id: str | None = None) -> Event:
-    return Event(seq, int(t_ms * 1e6), source, data["type"], data=data, audio=audio,
-                 item_id=item_id or data.get("item_id"), response_id=data.get("response_id"))
+def _ev(
+    seq: int,
+    t_ms: float,
+    source: Source,
+    data: dict[str, Any],
+    audio: bytes | None = None,
+    item_id: str | None = None,
+) -> Event:
+    return Event(
+        seq,
+        int(t_ms * 1e6),
+        source,
+        data["type"],
+        data=data,
+        audio=audio,
+        item_id=item_id or data.get("item_id"),
+        response_id=data.get("response_id"),
+    )
 
 
 def _delta(seq: int, t_ms: float, ms: int, item: str = "it1") -> Event:
-    return _ev(seq, t_ms, Source.SERVER, {"type": "response.output_audio.delta", "item_id": item,
-               "response_id": "r1", "delta": ""}, audio=b"\0" * (48 * ms))
+    return _ev(
+        seq,
+        t_ms,
+        Source.SERVER,
+        {"type": "response.output_audio.delta", "item_id": item, "response_id": "r1", "delta": ""},
+        audio=b"\0" * (48 * ms),
+    )
 
 
 def test_interruption_without_player_truncates_to_elapsed_time() -> None:
@@ -234,7 +279,10 @@ def test_interruption_without_player_truncates_to_elapsed_time() -> None:
 def test_interruption_after_everything_was_heard_sends_nothing() -> None:
     pm = PlaybackModel()
     pm.on_event(_delta(0, 0, 500))
-    assert pm.on_event(_ev(1, 900, Source.SERVER, {"type": "input_audio_buffer.speech_started"})) is None
+    assert (
+        pm.on_event(_ev(1, 900, Source.SERVER, {"type": "input_audio_buffer.speech_started"}))
+        is None
+    )
 
 
 def test_player_reports_take_over_and_are_clamped() -> None:
@@ -243,12 +291,33 @@ def test_player_reports_take_over_and_are_clamped() -> None:
     started = _ev(1, 5, Source.LOCAL, {"type": "local.playback.started", "item_id": "it1"})
     assert pm.on_event(started) is None
     # With a player, speech_started alone no longer decides.
-    assert pm.on_event(_ev(2, 300, Source.SERVER, {"type": "input_audio_buffer.speech_started"})) is None
-    played = _ev(3, 310, Source.LOCAL, {"type": "local.playback.played", "item_id": "it1",
-                                        "played_ms": 412.9, "reason": "interrupted"})
+    assert (
+        pm.on_event(_ev(2, 300, Source.SERVER, {"type": "input_audio_buffer.speech_started"}))
+        is None
+    )
+    played = _ev(
+        3,
+        310,
+        Source.LOCAL,
+        {
+            "type": "local.playback.played",
+            "item_id": "it1",
+            "played_ms": 412.9,
+            "reason": "interrupted",
+        },
+    )
     assert pm.on_event(played) == ("it1", 412)
-    finished = _ev(4, 2000, Source.LOCAL, {"type": "local.playback.played", "item_id": "it1",
-                                           "played_ms": 1000, "reason": "finished"})
+    finished = _ev(
+        4,
+        2000,
+        Source.LOCAL,
+        {
+            "type": "local.playback.played",
+            "item_id": "it1",
+            "played_ms": 1000,
+            "reason": "finished",
+        },
+    )
     assert pm.on_event(finished) is None
 
 
@@ -258,7 +327,9 @@ def test_clamp_floors_and_bounds() -> None:
     assert pm.clamp("it1", 99999.9) == 250
     assert pm.clamp("it1", 12.99) == 12
     assert pm.clamp("it1", -5) == 0
-    with pytest.raises(ValueError, match="no audio was received for item 'x'; items with audio: it1"):
+    with pytest.raises(
+        ValueError, match="no audio was received for item 'x'; items with audio: it1"
+    ):
         pm.clamp("x", 1)
     with pytest.raises(ValueError, match="finite"):
         pm.clamp("it1", float("nan"))
@@ -275,11 +346,19 @@ def test_seed_items_from_a_recorded_tool_round() -> None:
         data = inter["data"]
         red.apply(Event(i, i, src, data["type"], data=data))
     seeds = seed_items(red.state.items)
-    assert [s["type"] for s in seeds] == ["message", "function_call", "function_call_output", "message"]
+    assert [s["type"] for s in seeds] == [
+        "message",
+        "function_call",
+        "function_call_output",
+        "message",
+    ]
     assert seeds[0]["content"] == [{"type": "input_text", "text": "What is the weather in London?"}]
-    assert seeds[1]["call_id"] == "call_uMNE0Myi2tDTPu0w" and seeds[1]["name"] == "get_weather"
+    assert seeds[1]["call_id"] == "call_uMNE0Myi2tDTPu0w"
+    assert seeds[1]["name"] == "get_weather"
     assert seeds[3]["role"] == "assistant"
-    assert seeds[3]["content"] == [{"type": "output_text", "text": "It is foggy and 12 degrees in London."}]
+    assert seeds[3]["content"] == [
+        {"type": "output_text", "text": "It is foggy and 12 degrees in London."}
+    ]
     assert all(s["id"] == it.id for s, it in zip(seeds, red.state.items, strict=True))
     for s in seeds:
         VALIDATOR.validate_python(client.conversation_item_create(s))
@@ -322,25 +401,36 @@ KEY = "sk-test-0123456789abcdefSECRET"
 
 def test_openai_endpoint_from_env() -> None:
     ep = resolve_endpoint("gpt-realtime", env={"OPENAI_API_KEY": KEY})
-    assert ep is not None and ep.kind == "openai"
+    assert ep is not None
+    assert ep.kind == "openai"
     assert ep.url == "wss://api.openai.com/v1/realtime?model=gpt-realtime"
-    assert ep.headers == {"Authorization": f"Bearer {KEY}"} and ep.label == "OpenAI gpt-realtime"
+    assert ep.headers == {"Authorization": f"Bearer {KEY}"}
+    assert ep.label == "OpenAI gpt-realtime"
     assert KEY not in repr(ep)
     ep = resolve_endpoint("m", env={"OPENAI_API_KEY": KEY, "OPENAI_BASE_URL": "http://gw:8080/v1/"})
-    assert ep is not None and ep.url == "ws://gw:8080/v1/realtime?model=m"
+    assert ep is not None
+    assert ep.url == "ws://gw:8080/v1/realtime?model=m"
 
 
 def test_azure_endpoint() -> None:
-    env = {"AZURE_OPENAI_ENDPOINT": "https://res.openai.azure.com/", "AZURE_OPENAI_API_KEY": KEY,
-           "AZURE_OPENAI_DEPLOYMENT": "my-rt"}
+    env = {
+        "AZURE_OPENAI_ENDPOINT": "https://res.openai.azure.com/",
+        "AZURE_OPENAI_API_KEY": KEY,
+        "AZURE_OPENAI_DEPLOYMENT": "my-rt",
+    }
     ep = resolve_endpoint("gpt-realtime", env=env)
-    assert ep is not None and ep.kind == "azure" and ep.label == "Azure OpenAI my-rt"
+    assert ep is not None
+    assert ep.kind == "azure"
+    assert ep.label == "Azure OpenAI my-rt"
     assert ep.url == "wss://res.openai.azure.com/openai/v1/realtime?model=my-rt"
     assert ep.headers == {"api-key": KEY}
-    ep = resolve_endpoint("gpt-realtime", env={**env, "AZURE_OPENAI_API_VERSION": "2025-04-01-preview"})
+    ep = resolve_endpoint(
+        "gpt-realtime", env={**env, "AZURE_OPENAI_API_VERSION": "2025-04-01-preview"}
+    )
     assert ep is not None
-    assert ep.url == ("wss://res.openai.azure.com/openai/realtime?api-version=2025-04-01-preview"
-                      "&deployment=my-rt")
+    assert ep.url == (
+        "wss://res.openai.azure.com/openai/realtime?api-version=2025-04-01-preview&deployment=my-rt"
+    )
     with pytest.raises(EndpointError, match="AZURE_OPENAI_API_KEY") as exc:
         resolve_endpoint("m", azure_endpoint="https://res.openai.azure.com", env={})
     assert KEY not in str(exc.value)
@@ -348,10 +438,13 @@ def test_azure_endpoint() -> None:
 
 def test_custom_url_and_local_default() -> None:
     ep = resolve_endpoint("m", url="ws://127.0.0.1:9/v1/realtime", api_key=KEY, env={})
-    assert ep is not None and ep.url == "ws://127.0.0.1:9/v1/realtime?model=m"
+    assert ep is not None
+    assert ep.url == "ws://127.0.0.1:9/v1/realtime?model=m"
     assert ep.label == "local server at 127.0.0.1:9"
     ep = resolve_endpoint("m", url=f"wss://gw.example/rt?token={KEY}", env={})
-    assert ep is not None and KEY in ep.secrets and KEY not in ep.display_url
+    assert ep is not None
+    assert KEY in ep.secrets
+    assert KEY not in ep.display_url
     assert resolve_endpoint("m", env={}) is None
     with pytest.raises(EndpointError, match="ws://, wss://"):
         resolve_endpoint("m", url="ftp://x", env={})
@@ -359,11 +452,19 @@ def test_custom_url_and_local_default() -> None:
 
 # --- pricing -----------------------------------------------------------------------------------
 
-RECORDED_USAGE = {"total_tokens": 116, "input_tokens": 103, "output_tokens": 13,
-                  "input_token_details": {"text_tokens": 103, "audio_tokens": 0, "image_tokens": 0,
-                                          "cached_tokens": 64, "cached_tokens_details": {
-                                              "text_tokens": 64, "audio_tokens": 0, "image_tokens": 0}},
-                  "output_token_details": {"text_tokens": 13, "audio_tokens": 0}}
+RECORDED_USAGE = {
+    "total_tokens": 116,
+    "input_tokens": 103,
+    "output_tokens": 13,
+    "input_token_details": {
+        "text_tokens": 103,
+        "audio_tokens": 0,
+        "image_tokens": 0,
+        "cached_tokens": 64,
+        "cached_tokens_details": {"text_tokens": 64, "audio_tokens": 0, "image_tokens": 0},
+    },
+    "output_token_details": {"text_tokens": 13, "audio_tokens": 0},
+}
 
 
 def test_cost_from_recorded_usage() -> None:
@@ -374,7 +475,8 @@ def test_cost_from_recorded_usage() -> None:
     assert price_for("gpt-realtime-2025-08-28") is PRICES["gpt-realtime"]
     assert price_for("other") is None
     c = session_cost("gpt-realtime", [("r1", RECORDED_USAGE), ("r2", RECORDED_USAGE)])
-    assert c.total == pytest.approx(2 * expected) and "2 responses" in str(c)
+    assert c.total == pytest.approx(2 * expected)
+    assert "2 responses" in str(c)
     mine = ModelPrice(1, 1, 1, 1, 1, 1)
     assert session_cost("x", [("r", RECORDED_USAGE)], mine).total == pytest.approx(116 / 1e6)
     assert session_cost("x", [("r", RECORDED_USAGE)]).total is None

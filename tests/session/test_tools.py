@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import json
-from typing import Annotated, Literal, Optional
+from typing import Annotated, Literal
 
 import pytest
 
@@ -35,8 +35,9 @@ class Place:
 
 
 @tool
-def get_weather(city: str, days: int = 1, unit: Literal["c", "f"] = "c",
-                note: Optional[str] = None) -> str:
+def get_weather(
+    city: str, days: int = 1, unit: Literal["c", "f"] = "c", note: str | None = None
+) -> str:
     """Look up the weather for a city.
 
     Args:
@@ -50,14 +51,18 @@ def get_weather(city: str, days: int = 1, unit: Literal["c", "f"] = "c",
 
 def test_schema_from_signature_and_google_docstring() -> None:
     d = get_weather.definition()
-    assert d["type"] == "function" and d["name"] == "get_weather"
+    assert d["type"] == "function"
+    assert d["name"] == "get_weather"
     assert d["description"] == "Look up the weather for a city."
     p = d["parameters"]
-    assert p["type"] == "object" and p["additionalProperties"] is False
+    assert p["type"] == "object"
+    assert p["additionalProperties"] is False
     assert p["required"] == ["city"]
     assert p["properties"]["city"] == {"type": "string", "description": "The city name."}
     assert p["properties"]["days"] == {
-        "type": "integer", "description": "How many days to forecast.", "default": 1,
+        "type": "integer",
+        "description": "How many days to forecast.",
+        "default": 1,
     }
     assert p["properties"]["unit"]["enum"] == ["c", "f"]
     assert p["properties"]["note"] == {"type": ["string", "null"]}
@@ -70,8 +75,12 @@ def test_tool_stays_callable() -> None:
 
 def test_nested_types_dataclass_enum_list_dict() -> None:
     @tool(name="plan", timeout=5)
-    def plan(places: list[Place], units: dict[str, Unit], tags: set[str],
-             size: Annotated[float, "metres"] = 1.5) -> dict[str, object]:
+    def plan(
+        places: list[Place],
+        units: dict[str, Unit],
+        tags: set[str],
+        size: Annotated[float, "metres"] = 1.5,
+    ) -> dict[str, object]:
         """Plan a trip.
 
         :param places: where to go
@@ -82,20 +91,31 @@ def test_nested_types_dataclass_enum_list_dict() -> None:
     assert plan.timeout == 5
     assert p["properties"]["places"]["description"] == "where to go"
     item = p["properties"]["places"]["items"]
-    assert item["type"] == "object" and item["required"] == ["city"]
+    assert item["type"] == "object"
+    assert item["required"] == ["city"]
     assert item["properties"]["country"]["default"] == "GB"
     assert p["properties"]["units"]["additionalProperties"] == {
-        "type": "string", "enum": ["celsius", "fahrenheit"]}
+        "type": "string",
+        "enum": ["celsius", "fahrenheit"],
+    }
     assert p["properties"]["tags"]["uniqueItems"] is True
     assert p["properties"]["size"]["description"] == "metres"
-    kwargs = plan.parse_arguments(json.dumps({
-        "places": [{"city": "Oslo"}], "units": {"a": "celsius"}, "tags": ["x"], "size": 2}))
+    kwargs = plan.parse_arguments(
+        json.dumps(
+            {"places": [{"city": "Oslo"}], "units": {"a": "celsius"}, "tags": ["x"], "size": 2}
+        )
+    )
     assert kwargs["places"] == [Place("Oslo")]
     assert kwargs["units"] == {"a": Unit.C}
     assert kwargs["tags"] == {"x"}
-    assert kwargs["size"] == 2.0 and isinstance(kwargs["size"], float)
+    assert kwargs["size"] == 2.0
+    assert isinstance(kwargs["size"], float)
     assert json.loads(encode_result(plan(**kwargs))) == {
-        "n": 1, "u": {"a": "celsius"}, "tags": ["x"], "size": 2.0}
+        "n": 1,
+        "u": {"a": "celsius"},
+        "tags": ["x"],
+        "size": 2.0,
+    }
 
 
 def test_pydantic_models_are_inlined() -> None:
@@ -114,7 +134,8 @@ def test_pydantic_models_are_inlined() -> None:
         return o
 
     schema = use.parameters["properties"]["o"]
-    assert "$defs" not in json.dumps(schema) and "$ref" not in json.dumps(schema)
+    assert "$defs" not in json.dumps(schema)
+    assert "$ref" not in json.dumps(schema)
     assert schema["properties"]["inner"]["properties"]["x"]["type"] == "integer"
     kw = use.parse_arguments('{"o": {"inner": {"x": 3}}}')
     assert kw["o"].inner.x == 3
@@ -207,29 +228,55 @@ def test_result_and_error_encoding() -> None:
 
 
 def _fc_done(call_id: str, rid: str, name: str = "get_weather") -> dict[str, object]:
-    return {"type": "response.function_call_arguments.done", "response_id": rid,
-            "item_id": f"it_{call_id}", "call_id": call_id, "name": name,
-            "arguments": '{"city": "x"}'}
+    return {
+        "type": "response.function_call_arguments.done",
+        "response_id": rid,
+        "item_id": f"it_{call_id}",
+        "call_id": call_id,
+        "name": name,
+        "arguments": '{"city": "x"}',
+    }
 
 
 def _resp_done(rid: str, call_ids: list[str]) -> dict[str, object]:
-    return {"type": "response.done", "response": {"id": rid, "output": [
-        {"type": "function_call", "call_id": c, "name": "get_weather", "arguments": "{}",
-         "id": f"it_{c}"} for c in call_ids]}}
+    return {
+        "type": "response.done",
+        "response": {
+            "id": rid,
+            "output": [
+                {
+                    "type": "function_call",
+                    "call_id": c,
+                    "name": "get_weather",
+                    "arguments": "{}",
+                    "id": f"it_{c}",
+                }
+                for c in call_ids
+            ],
+        },
+    }
 
 
 def test_tracker_one_follow_up_after_done_and_all_outputs() -> None:
     tr = ToolCallTracker()
     starts, due = tr.on_server_event(_fc_done("c1", "r1"))
-    assert [s.call.call_id for s in starts] == ["c1"] and not due
+    assert [s.call.call_id for s in starts] == ["c1"]
+    assert not due
     starts, due = tr.on_server_event(_fc_done("c2", "r1"))
-    assert len(starts) == 1 and not due
+    assert len(starts) == 1
+    assert not due
     # output_item.done and response.done repeat the calls: not started twice.
-    assert tr.on_server_event({"type": "response.output_item.done", "response_id": "r1",
-                               "item": _resp_done("r1", ["c1"])["response"]["output"][0]}) == ([], False)  # type: ignore[index]
+    assert tr.on_server_event(
+        {
+            "type": "response.output_item.done",
+            "response_id": "r1",
+            "item": _resp_done("r1", ["c1"])["response"]["output"][0],
+        }
+    ) == ([], False)  # type: ignore[index]
     assert not tr.finish("c1")  # response not done yet
     starts, due = tr.on_server_event(_resp_done("r1", ["c1", "c2"]))
-    assert starts == [] and not due  # c2 still running
+    assert starts == []
+    assert not due
     assert tr.running == 1
     assert tr.finish("c2") is True  # the one follow-up
     assert tr.finish("c2") is False
@@ -246,6 +293,9 @@ def test_tracker_fast_tool_finishes_before_response_done() -> None:
 def test_tracker_calls_only_seen_in_response_done() -> None:
     tr = ToolCallTracker()
     starts, due = tr.on_server_event(_resp_done("r9", ["c9"]))
-    assert [s.call.call_id for s in starts] == ["c9"] and not due
+    assert [s.call.call_id for s in starts] == ["c9"]
+    assert not due
     assert tr.finish("c9") is True
-    assert tr.on_server_event({"type": "response.done", "response": {"id": "r2", "output": []}}) == ([], False)
+    assert tr.on_server_event(
+        {"type": "response.done", "response": {"id": "r2", "output": []}}
+    ) == ([], False)

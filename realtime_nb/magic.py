@@ -1,0 +1,604 @@
+"""``%realtime`` and ``%%realtime``: a session and its widget from one line of a notebook.
+
+::
+
+    %load_ext realtime_nb
+    %realtime                        # a session (bound to ``rt``) and its widget
+    %realtime --vad off --voice marin --no-record
+    %%realtime --voice coral         # the cell body is the instructions; re-run = update
+    %realtime inspect recordings/demo.arrow
+    %realtime replay recordings/demo.arrow
+    %realtime diff a.arrow b.arrow
+    %realtime tools                  # the @realtime_nb.tool functions of this notebook
+    %config RealtimeMagics.vad = "semantic"
+
+Without ``OPENAI_API_KEY`` (or with ``--local``) sessions run on the embedded local backend
+(:func:`realtime_nb.demo.local_backend`), whose stand-in model calls a notebook tool when the
+user names it; the widget says so. ``@realtime_nb.tool`` functions in the notebook are offered to
+the sessions the magic opened, including ones defined or redefined later (after each cell).
+
+Heavy modules (the session, the widget, the local server) are imported on first use.
+"""
+
+from __future__ import annotations
+
+import enum
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final, TypeVar
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, line_cell_magic, magics_class
+from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+from traitlets import Bool, TraitError, Unicode, validate
+
+if TYPE_CHECKING:  # pragma: no cover - import-time only, for type checkers
+    from .session import Session
+    from .tools import Tool
+
+__all__ = [
+    "Command",
+    "RealtimeMagics",
+    "Vad",
+    "Voice",
+    "load_ipython_extension",
+    "parse_choice",
+    "unload_ipython_extension",
+]
+
+#: What the widget's header says when the magic chose the local backend for lack of a key.
+LOCAL_NO_KEY_LABEL: Final = "embedded local backend (no OPENAI_API_KEY; offline stand-in model)"
+LOCAL_FORCED_LABEL: Final = "embedded local backend (--local; offline stand-in model)"
+#: URL schemes a Realtime endpoint can have (http(s) is turned into ws(s) by the session).
+URL_SCHEMES: Final = ("ws://", "wss://", "http://", "https://")
+
+
+class Vad(str, enum.Enum):
+    """``--vad``: who decides when the user's turn ends."""
+
+    SERVER = "server"  # server VAD: silence ends the turn
+    SEMANTIC = "semantic"  # semantic VAD: the model judges the user finished
+    OFF = "off"  # push-to-talk: the widget's button commits the turn
+
+    @property
+    def turn_detection(self) -> str | None:
+        """The ``Session(turn_detection=...)`` value."""
+        return {"server": "server_vad", "semantic": "semantic_vad", "off": None}[self.value]
+
+
+class Voice(str, enum.Enum):
+    """``--voice``: the voices the Realtime API (and the local backend) accept."""
+
+    ALLOY = "alloy"
+    ASH = "ash"
+    BALLAD = "ballad"
+    CEDAR = "cedar"
+    CORAL = "coral"
+    ECHO = "echo"
+    MARIN = "marin"
+    SAGE = "sage"
+    SHIMMER = "shimmer"
+    VERSE = "verse"
+
+
+class Command(str, enum.Enum):
+    """``%realtime COMMAND ...``: what to do instead of opening a session."""
+
+    REPLAY = "replay"
+    INSPECT = "inspect"
+    DIFF = "diff"
+    TOOLS = "tools"
+
+    @property
+    def operands(self) -> tuple[str, ...]:
+        """The names of the command's operands (their count is enforced)."""
+        return {"replay": ("FILE",), "inspect": ("FILE",), "diff": ("A", "B"), "tools": ()}[
+            self.value
+        ]
+
+
+E = TypeVar("E", bound=enum.Enum)
+
+
+def _accepted(enum_cls: type[enum.Enum]) -> str:
+    return ", ".join(str(m.value) for m in enum_cls)
+
+
+def parse_choice(enum_cls: type[E], value: str, option: str) -> E:
+    """``value`` as a member of ``enum_cls``.
+
+    Raises:
+        UsageError: not one of the values; the message names ``option``, the value given and
+            the values accepted.
+    """
+    try:
+        return enum_cls(value)
+    except ValueError:
+        raise UsageError(
+            f"{option} {value!r} is not accepted; accepted: {_accepted(enum_cls)}"
+        ) from None
+
+
+@dataclass(eq=False)
+class _Live:
+    """A session the magic opened, with what it was opened with."""
+
+    session: Session
+    widget: Any
+    key: tuple[Any, ...]  # what cannot change on a live session: model, endpoint, recording
+    local: bool
+    tools: dict[str, Tool] = field(default_factory=dict)  # the notebook tools it was given
+
+
+@magics_class
+class RealtimeMagics(Magics):
+    """``%realtime`` / ``%%realtime``. Defaults: ``%config RealtimeMagics.<option> = ...``."""
+
+    model = Unicode("gpt-realtime", help="Model (or Azure deployment) of new sessions.").tag(
+        config=True
+    )
+    voice = Unicode("", help=f"Voice of new sessions ('' = the server's): {_accepted(Voice)}.").tag(
+        config=True
+    )
+    vad = Unicode("server", help=f"Turn detection: {_accepted(Vad)}.").tag(config=True)
+    record = Unicode(
+        "recordings", help="Folder for recordings of new sessions ('' = do not record)."
+    ).tag(config=True)
+    url = Unicode("", help="Realtime WebSocket URL ('' = OpenAI, or local without a key).").tag(
+        config=True
+    )
+    local = Bool(False, help="Always use the embedded local backend, even with a key.").tag(
+        config=True
+    )
+    fast = Bool(
+        False, help="Local backend: send answer audio as fast as it is made, not in real time."
+    ).tag(config=True)
+    transcribe = Bool(True, help="Transcribe what the user says (shown in the widget).").tag(
+        config=True
+    )
+    variable = Unicode("rt", help="The notebook variable new sessions are bound to.").tag(
+        config=True
+    )
+
+    def __init__(self, shell: Any = None, **kwargs: Any) -> None:
+        super().__init__(shell=shell, **kwargs)
+        self._live: dict[str, _Live] = {}
+
+    # -- configuration validation ----------------------------------------------------------------
+
+    @validate("voice")
+    def _check_voice(self, proposal: Mapping[str, Any]) -> str:
+        value = str(proposal["value"])
+        if value and value not in {v.value for v in Voice}:
+            raise TraitError(
+                f"RealtimeMagics.voice {value!r} is not accepted; accepted: {_accepted(Voice)}"
+                " or '' (the server's default)"
+            )
+        return value
+
+    @validate("vad")
+    def _check_vad(self, proposal: Mapping[str, Any]) -> str:
+        value = str(proposal["value"])
+        if value not in {v.value for v in Vad}:
+            raise TraitError(
+                f"RealtimeMagics.vad {value!r} is not accepted; accepted: {_accepted(Vad)}"
+            )
+        return value
+
+    @validate("url")
+    def _check_url(self, proposal: Mapping[str, Any]) -> str:
+        value = str(proposal["value"])
+        if value and not value.startswith(URL_SCHEMES):
+            raise TraitError(
+                f"RealtimeMagics.url {value!r} is not accepted; accepted: a URL starting with "
+                f"{', '.join(URL_SCHEMES)} or '' (OpenAI, or local without a key)"
+            )
+        return value
+
+    @validate("model", "variable")
+    def _check_nonempty(self, proposal: Mapping[str, Any]) -> str:
+        value = str(proposal["value"])
+        name = proposal["trait"].name
+        if name == "variable" and not value.isidentifier():
+            raise TraitError(
+                f"RealtimeMagics.variable {value!r} is not accepted; accepted: a Python name"
+            )
+        if not value.strip():
+            raise TraitError(f"RealtimeMagics.{name} {value!r} is not accepted; accepted: a name")
+        return value
+
+    # -- the magic -------------------------------------------------------------------------------
+
+    @magic_arguments()
+    @argument(
+        "command",
+        nargs="*",
+        help="replay FILE | inspect FILE | diff A B | tools; none: open a session and show it",
+    )
+    @argument("--model", "-m", help="model or Azure deployment (default: gpt-realtime)")
+    @argument("--voice", help=f"one of: {_accepted(Voice)}")
+    @argument("--vad", help=f"turn detection: {_accepted(Vad)} (off = push-to-talk)")
+    @argument("--record", metavar="DIR", help="record into this folder (default: recordings)")
+    @argument("--no-record", action="store_true", help="do not record this session")
+    @argument("--url", help="any Realtime WebSocket URL (a gateway, `realtime-nb serve`)")
+    @argument("--local", action="store_true", help="use the embedded local backend")
+    @argument("--fast", action="store_true", help="local backend: answers as fast as made")
+    @argument("--as", dest="name", metavar="NAME", help="bind the session to NAME (default: rt)")
+    @line_cell_magic
+    def realtime(self, line: str, cell: str | None = None) -> None:
+        """Open a Realtime session and show its widget, or inspect/replay/diff recordings.
+
+        ``%%realtime [options]`` takes the cell body as the session's instructions; running the
+        cell again updates that live session (instructions, voice, turn detection, tools) rather
+        than opening another. Without OPENAI_API_KEY the embedded local backend is used.
+        """
+        args = parse_argstring(self.realtime, line)
+        if args.command:
+            if cell is not None:
+                raise UsageError(
+                    f"%%realtime takes session options, not the command {args.command[0]!r}; "
+                    f"use %realtime {args.command[0]} ..."
+                )
+            self._run_command(args)
+            return
+        options = self._session_options(args)
+        if cell is not None:
+            instructions = cell.strip()
+            if not instructions:
+                raise UsageError(
+                    "the %%realtime cell is empty: write the session's instructions in it "
+                    "(or use the line magic %realtime)"
+                )
+            options["instructions"] = instructions
+            self._open_or_update(options)
+        else:
+            self._open(options, replacing=True)
+
+    # -- session options -------------------------------------------------------------------------
+
+    def _session_options(self, args: Any) -> dict[str, Any]:
+        """The validated session options: the magic's arguments over the configured defaults.
+
+        Raises:
+            UsageError: a bad value or a contradiction (each message names the value given and
+                the values accepted).
+        """
+        model = self.model if args.model is None else args.model
+        if not model.strip():
+            raise UsageError(f"--model {model!r} is not accepted; accepted: a model name")
+        voice_text = self.voice if args.voice is None else args.voice
+        voice = parse_choice(Voice, voice_text, "--voice").value if voice_text else None
+        vad = parse_choice(Vad, self.vad if args.vad is None else args.vad, "--vad")
+        if args.record is not None and args.no_record:
+            raise UsageError(
+                f"--record {args.record!r} and --no-record contradict each other; give one"
+            )
+        if args.record is not None and not args.record.strip():
+            raise UsageError(f"--record {args.record!r} is not accepted; accepted: a folder")
+        record: str | None = None if args.no_record else (args.record or self.record or None)
+        if record is not None and Path(record).is_file():
+            raise UsageError(
+                f"--record {record!r} is a file; accepted: a folder (each session gets a new file)"
+            )
+        url = self.url if args.url is None else args.url
+        if url and not url.startswith(URL_SCHEMES):
+            raise UsageError(
+                f"--url {url!r} is not accepted; accepted: a URL starting with "
+                f"{', '.join(URL_SCHEMES)}"
+            )
+        forced_local = bool(args.local or self.local)
+        if forced_local and args.url:
+            raise UsageError(
+                f"--local and --url {args.url!r} contradict each other; give one "
+                "(--local is the embedded backend, --url any other server)"
+            )
+        if forced_local:
+            url = ""
+        name = self.variable if args.name is None else args.name
+        if not name.isidentifier():
+            raise UsageError(f"--as {name!r} is not accepted; accepted: a Python variable name")
+        return {
+            "model": model,
+            "voice": voice,
+            "vad": vad,
+            "record": record,
+            "url": url,
+            "local": forced_local or (not url and not _has_key(model)),
+            "forced_local": forced_local,
+            "fast": bool(args.fast or self.fast),
+            "name": name,
+        }
+
+    def notebook_tools(self) -> dict[str, Tool]:
+        """The ``@realtime_nb.tool`` functions in the notebook's namespace, by tool name."""
+        from .tools import Tool
+
+        found: dict[str, Tool] = {}
+        ns = self.shell.user_ns if self.shell is not None else {}
+        for var, value in list(ns.items()):
+            if isinstance(value, Tool) and not var.startswith("_"):
+                found[value.name] = value
+        return found
+
+    # -- opening and updating --------------------------------------------------------------------
+
+    def _open(self, options: dict[str, Any], replacing: bool) -> _Live:
+        from IPython.display import display
+
+        from .session import Session
+
+        name = options["name"]
+        old = self._live.pop(name, None)
+        if old is not None:
+            _close(old)
+            if replacing:
+                print(f"closed the previous session {name}")
+        url: str | None = options["url"] or None
+        if options["local"]:
+            from .demo import local_backend
+
+            url = local_backend(fast=options["fast"]).url
+        tools = self.notebook_tools()
+        fields: dict[str, Any] = {
+            "turn_detection": options["vad"].turn_detection,
+            "tools": list(tools.values()),
+        }
+        if options["voice"]:
+            fields["voice"] = options["voice"]
+        if "instructions" in options:
+            fields["instructions"] = options["instructions"]
+        if self.transcribe:
+            fields["transcription"] = True
+        session = Session(
+            options["model"],
+            url=url,
+            api_key=None,
+            record=options["record"] if options["record"] is not None else False,
+            **fields,
+        )
+        widget = session.widget()
+        if options["local"]:
+            widget.backend = LOCAL_FORCED_LABEL if options["forced_local"] else LOCAL_NO_KEY_LABEL
+        live = _Live(session, widget, _key(options), options["local"], dict(tools))
+        self._live[name] = live
+        if self.shell is not None:
+            self.shell.user_ns[name] = session
+        if options["local"]:
+            print(
+                f"{name}: {widget.backend}. Set OPENAI_API_KEY for a real model.",
+                file=sys.stderr,
+            )
+        display(widget)
+        return live
+
+    def _open_or_update(self, options: dict[str, Any]) -> None:
+        from IPython.display import display
+
+        name = options["name"]
+        live = self._live.get(name)
+        if live is None or live.session.status in ("closed", "error"):
+            self._open(options, replacing=False)
+            return
+        if live.key != _key(options):
+            print(f"{name}: model, backend or recording changed: opening a new session")
+            self._open(options, replacing=False)
+            return
+        fields: dict[str, Any] = {
+            "instructions": options["instructions"],
+            "turn_detection": options["vad"].turn_detection,
+        }
+        if options["voice"]:
+            fields["voice"] = options["voice"]
+        tools = self.notebook_tools()
+        if tools.keys() != live.tools.keys() or any(
+            tools[n] is not live.tools[n] for n in tools
+        ):
+            fields["tools"] = list(tools.values())
+            live.tools = dict(tools)
+        live.session.update(**fields)
+        if self.shell is not None:
+            self.shell.user_ns[name] = live.session
+        print(f"{name}: updated the live session ({', '.join(fields)})")
+        display(live.widget)
+
+    def live_sessions(self) -> dict[str, Session]:
+        """The sessions the magic opened that are still open, by variable name."""
+        return {
+            n: live.session
+            for n, live in self._live.items()
+            if live.session.status not in ("closed", "error")
+        }
+
+    def sync_tools(self, *_: Any) -> None:
+        """Offer new or redefined notebook tools to the live sessions, withdraw deleted ones
+        (an IPython ``post_run_cell`` callback; problems are printed, never raised)."""
+        if not self._live:
+            return
+        try:
+            tools = self.notebook_tools()
+        except Exception as exc:  # a callback must not break the cell that just ran
+            print(f"realtime_nb: could not list notebook tools: {exc}", file=sys.stderr)
+            return
+        for name, live in list(self._live.items()):
+            if live.session.status in ("closed", "error"):
+                continue
+            changed = [t for n, t in tools.items() if live.tools.get(n) is not t]
+            gone = [n for n in live.tools if n not in tools]
+            try:
+                if changed:
+                    live.session.add_tool(*changed)
+                for n in gone:
+                    live.session.remove_tool(n)
+            except Exception as exc:  # closed meanwhile, or a tool that cannot be described
+                print(f"realtime_nb: {name}: could not update tools: {exc}", file=sys.stderr)
+                continue
+            live.tools = dict(tools)
+
+    def close_all(self) -> None:
+        """Close every session the magic opened (their recordings are finished)."""
+        for live in self._live.values():
+            _close(live)
+        self._live.clear()
+
+    # -- commands --------------------------------------------------------------------------------
+
+    def _run_command(self, args: Any) -> None:
+        command = _parse_command(args.command[0])
+        operands = args.command[1:]
+        given = [
+            opt
+            for opt, value in (
+                ("--model", args.model),
+                ("--voice", args.voice),
+                ("--vad", args.vad),
+                ("--record", args.record),
+                ("--url", args.url),
+                ("--as", args.name),
+            )
+            if value is not None
+        ] + [opt for opt, flag in (("--no-record", args.no_record), ("--local", args.local),
+                                   ("--fast", args.fast)) if flag]  # fmt: skip
+        if given:
+            raise UsageError(
+                f"%realtime {command.value} takes no session options, got {', '.join(given)}"
+            )
+        want = command.operands
+        if len(operands) != len(want):
+            usage = " ".join([command.value, *want])
+            raise UsageError(
+                f"%realtime {command.value} takes {len(want) or 'no'} operand"
+                f"{'' if len(want) == 1 else 's'} ({usage}), got {len(operands)}: "
+                f"{' '.join(map(repr, operands)) or 'none'}"
+            )
+        run: dict[Command, Callable[[list[str]], None]] = {
+            Command.INSPECT: self._inspect,
+            Command.REPLAY: self._replay,
+            Command.DIFF: self._diff,
+            Command.TOOLS: lambda _: self._tools(),
+        }
+        run[command](operands)
+
+    def _inspect(self, operands: list[str]) -> None:
+        print(_open_recording(operands[0], "inspect").describe())
+
+    def _replay(self, operands: list[str]) -> None:
+        import numpy as np
+        from IPython.display import Audio, display
+
+        rec = _open_recording(operands[0], "replay")
+        user = rec.audio("user")
+        bot = rec.audio("assistant")
+        n = max(len(user), len(bot))
+        if n:
+            stereo = np.zeros((2, n), np.float32)
+            stereo[0, : len(user)] = user
+            stereo[1, : len(bot)] = bot
+            print(f"{Path(operands[0]).name}: user on the left, assistant on the right")
+            display(Audio(stereo, rate=24_000, normalize=False))
+        display(rec)
+
+    def _diff(self, operands: list[str]) -> None:
+        from IPython.display import display
+
+        from .diff import diff
+
+        a = _open_recording(operands[0], "diff")
+        b = _open_recording(operands[1], "diff")
+        display(diff(a, b))
+
+    def _tools(self) -> None:
+        tools = self.notebook_tools()
+        if not tools:
+            print(
+                "no tools yet: decorate a function with @realtime_nb.tool in the notebook and "
+                "sessions opened by %realtime will offer it"
+            )
+            return
+        offered = {n: set(live.tools) for n, live in self._live.items()}
+        for tname, t in sorted(tools.items()):
+            params = ", ".join(
+                p + ("" if p in t.parameters.get("required", []) else "?")
+                for p in t.parameters.get("properties", {})
+            )
+            where = [n for n, names in offered.items() if tname in names]
+            on = f"  [offered to {', '.join(where)}]" if where else ""
+            print(f"{tname}({params}){on}\n    {t.description or '(no description)'}")
+
+
+def _parse_command(word: str) -> Command:
+    try:
+        return Command(word)
+    except ValueError:
+        raise UsageError(
+            f"%realtime {word!r} is not a command; accepted: {_accepted(Command)} "
+            "(or options only, to open a session: see %realtime?)"
+        ) from None
+
+
+def _has_key(model: str) -> bool:
+    from ._endpoints import resolve_endpoint
+
+    try:
+        return resolve_endpoint(model) is not None
+    except ValueError:  # half-configured Azure settings: let the session report them
+        return True
+
+
+def _key(options: Mapping[str, Any]) -> tuple[Any, ...]:
+    return (options["model"], options["url"], options["local"], options["fast"], options["record"])
+
+
+def _close(live: _Live) -> None:
+    try:
+        live.widget.close()
+    finally:
+        live.session.close()
+
+
+def _open_recording(path: str, command: str) -> Any:
+    """A recording (``.arrow``, or a JSONL/YAML session log).
+
+    Raises:
+        UsageError: no such file (recordings in ``recordings/`` are suggested).
+    """
+    from .recording import Recording, recordings_in
+
+    p = Path(path)
+    if not p.is_file():
+        near = [str(r) for r in recordings_in()[-3:]] if Path("recordings").is_dir() else []
+        hint = f"; recordings here: {', '.join(near)}" if near else ""
+        raise UsageError(f"%realtime {command}: no such file {path!r}{hint}")
+    # A recording still being written may not have its header on disk yet: open() says so,
+    # where sniffing the content would take it for a cassette.
+    return Recording.open(p) if p.suffix == ".arrow" else Recording.import_file(p)
+
+
+# -- extension entry points ------------------------------------------------------------------------
+
+_loaded: dict[int, RealtimeMagics] = {}
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """Register ``%realtime`` / ``%%realtime`` and the tool-sync callback on ``ipython``."""
+    if id(ipython) in _loaded:
+        return
+    magics = RealtimeMagics(shell=ipython)
+    ipython.register_magics(magics)
+    ipython.events.register("post_run_cell", magics.sync_tools)
+    _loaded[id(ipython)] = magics
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    """Close the magic's sessions and remove ``%realtime`` and its callback from ``ipython``."""
+    magics = _loaded.pop(id(ipython), None)
+    if magics is None:
+        return
+    magics.close_all()
+    ipython.events.unregister("post_run_cell", magics.sync_tools)
+    for kind in ("line", "cell"):
+        ipython.magics_manager.magics[kind].pop("realtime", None)
+    ipython.magics_manager.registry.pop(RealtimeMagics.__name__, None)
+    if magics in ipython.configurables:
+        ipython.configurables.remove(magics)

@@ -1,0 +1,37 @@
+"""Lint, format, types and the JavaScript unit tests, as part of the one test command."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO
+
+
+def _run(*cmd: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+
+
+def test_ruff_lint() -> None:
+    r = _run(sys.executable, "-m", "ruff", "check", "realtime_nb", "tests", "benchmarks", "tools")
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_ruff_format() -> None:
+    r = _run(sys.executable, "-m", "ruff", "format", "--check", "realtime_nb", "tests", "benchmarks", "tools")
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_mypy_strict() -> None:
+    r = _run(sys.executable, "-m", "mypy", "realtime_nb")
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="Node.js is not installed")
+def test_javascript_unit_tests() -> None:
+    r = _run("node", "--test", "tests/js/")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "# fail 0" in r.stdout
