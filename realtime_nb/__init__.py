@@ -14,6 +14,10 @@ from ._version import __version__
 if TYPE_CHECKING:  # pragma: no cover - import-time only, for type checkers and IDEs
     from .diff import diff
     from .events import Event
+    from .local import LocalServer
+    from .metrics import metrics
+    from .replay import ReplayData
+    from .testing import ReplayServer
     from .recording import Recorder, Recording
     from .reducer import ConversationState, Item, Reducer, reduce
     from .session import Session
@@ -24,14 +28,18 @@ __all__ = [
     "ConversationState",
     "Event",
     "Item",
+    "LocalServer",
     "RealtimeWidget",
     "Recorder",
     "Recording",
     "Reducer",
+    "ReplayData",
+    "ReplayServer",
     "Session",
     "__version__",
     "diff",
     "load_ipython_extension",
+    "metrics",
     "reduce",
     "tool",
     "unload_ipython_extension",
@@ -49,6 +57,10 @@ _LAZY = {
     "tool": ("tools", "tool"),
     "RealtimeWidget": ("widget", "RealtimeWidget"),
     "diff": ("diff", "diff"),
+    "metrics": ("metrics", "metrics"),
+    "ReplayData": ("replay", "ReplayData"),
+    "ReplayServer": ("testing", "ReplayServer"),
+    "LocalServer": ("local", "LocalServer"),
 }
 
 

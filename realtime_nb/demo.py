@@ -40,6 +40,7 @@ __all__ = [
     "main",
     "make_demo_recording",
     "run_demo",
+    "say",
 ]
 
 #: The bundled question (real speech, MIT-licensed; see ``data/README.md``).
@@ -54,9 +55,9 @@ TURN_TIMEOUT_S: Final = 60.0
 
 #: Words that say what a tool does, not what it is about: ``get_weather`` is about "weather".
 _VERBS: Final = frozenset(
-    "get set fetch lookup look up find search do make run call list show add create the a an of "
-    "for to tool current my".split()
-)
+    {"get", "set", "fetch", "lookup", "look", "up", "find", "search", "do", "make", "run", "call",
+     "list", "show", "add", "create", "the", "a", "an", "of", "for", "to", "tool", "current", "my"}
+)  # fmt: skip
 #: Prepositions whose object is taken as the tool's first string argument ("weather in Paris").
 _PREP_RE: Final = re.compile(r"\b(?:in|for|about|at|near|on|to|of)\s+", re.IGNORECASE)
 
@@ -175,22 +176,40 @@ class DemoError(RuntimeError):
     """The demo conversation did not go as it should (the message says what happened)."""
 
 
-def _converse(session: Session, wav: Path, realtime: bool, out: TextIO) -> None:
+def say(
+    session: Session,
+    wav: str | Path = DEMO_WAV,
+    realtime: bool = False,
+    timeout: float = TURN_TIMEOUT_S,
+) -> float:
+    """Say ``wav`` to ``session`` (server VAD) and wait for the whole answer, tool calls and
+    their follow-up response included. Returns the seconds of speech sent.
+
+    A second of silence follows the speech so that the server's VAD ends the turn.
+
+    Raises:
+        TimeoutError: no spoken or written answer within ``timeout`` seconds.
+        SessionClosedError: the session closed meanwhile.
+    """
     import numpy as np
 
-    heard = session.send_audio(wav, realtime=realtime)
+    sent_ms = session.send_audio(wav, realtime=realtime)
     silence = np.zeros(int(24_000 * TRAILING_SILENCE_S), np.float32)
     session.send_audio(silence, sample_rate=24_000, realtime=realtime)
-    print(f"said {heard / 1000:.1f} s of speech from {wav.name}", file=out)
     session.wait_for(
         "response.done",
-        timeout=TURN_TIMEOUT_S,
+        timeout=timeout,
         where=lambda ev: any(
-            o.get("type") == "message"
-            for o in (ev.data.get("response") or {}).get("output") or []
+            o.get("type") == "message" for o in (ev.data.get("response") or {}).get("output") or []
         ),
     )
-    session.wait_until_idle(timeout=TURN_TIMEOUT_S)
+    session.wait_until_idle(timeout=timeout)
+    return sent_ms / 1000
+
+
+def _converse(session: Session, wav: Path, realtime: bool, out: TextIO) -> None:
+    seconds = say(session, wav, realtime=realtime)
+    print(f"said {seconds:.1f} s of speech from {wav.name}", file=out)
     items = session.snapshot().items
     for item in items:
         if item.type == "message":
@@ -262,7 +281,8 @@ def run_demo(
 
 
 def make_demo_recording(path: str | Path, force: bool = False) -> Path:
-    """Record the demo conversation to ``path`` (the file ``recordings/demo.arrow`` is made so).
+    """Record the demo conversation to ``path`` (the file ``recordings/demo.arrow`` is made so),
+    at real-time pace so that its timeline (and the replay's stereo track) is a real call's.
 
     Raises:
         FileExistsError: ``path`` exists and ``force`` is false.
@@ -271,14 +291,16 @@ def make_demo_recording(path: str | Path, force: bool = False) -> Path:
     p = Path(path)
     if p.exists() and force:
         p.unlink()
-    with _session(p, realtime=False) as session:
-        _converse(session, DEMO_WAV, realtime=False, out=sys.stdout)
+    with _session(p, realtime=True) as session:
+        _converse(session, DEMO_WAV, realtime=True, out=sys.stdout)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m realtime_nb.demo``: the demo, or ``--make-demo-recording PATH``."""
-    p = argparse.ArgumentParser(prog="python -m realtime_nb.demo", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(
+        prog="python -m realtime_nb.demo", description=__doc__.split("\n")[0]
+    )
     p.add_argument("--make-demo-recording", metavar="PATH", help="write the demo recording here")
     p.add_argument("--force", action="store_true", help="replace an existing PATH")
     p.add_argument("--wav", help="what the user says (default: the bundled weather question)")

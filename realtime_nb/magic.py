@@ -29,10 +29,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
+from IPython.core import magic_arguments as _ma
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
-from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
-from traitlets import Bool, TraitError, Unicode, validate
+from traitlets import Bool, Unicode, validate
 
 if TYPE_CHECKING:  # pragma: no cover - import-time only, for type checkers
     from .session import Session
@@ -100,6 +100,41 @@ class Command(str, enum.Enum):
 
 
 E = TypeVar("E", bound=enum.Enum)
+F = TypeVar("F", bound=Callable[..., Any])
+
+# IPython's decorators and display functions carry no annotations: these typed wrappers are the
+# only places that call them, so mypy --strict checks everything else.
+
+
+def magic_arguments() -> Callable[[F], F]:
+    deco: Callable[[F], F] = _ma.magic_arguments()  # type: ignore[no-untyped-call]  # untyped
+    return deco
+
+
+def argument(*names: str, **kwargs: Any) -> Callable[[F], F]:
+    deco: Callable[[F], F] = _ma.argument(*names, **kwargs)  # type: ignore[no-untyped-call]  # untyped
+    return deco
+
+
+def parse_argstring(magic_func: Callable[..., Any], argstring: str) -> Any:
+    return _ma.parse_argstring(magic_func, argstring)  # type: ignore[no-untyped-call]  # untyped
+
+
+def line_and_cell_magic(func: F) -> F:
+    magic: F = line_cell_magic(func)
+    return magic
+
+
+def _display(*objs: Any) -> None:
+    from IPython.display import display
+
+    display(*objs)  # type: ignore[no-untyped-call]  # IPython.display is untyped
+
+
+def _audio(samples: Any, rate: int) -> Any:
+    from IPython.display import Audio
+
+    return Audio(samples, rate=rate, normalize=False)  # type: ignore[no-untyped-call]  # untyped
 
 
 def _accepted(enum_cls: type[enum.Enum]) -> str:
@@ -163,51 +198,74 @@ class RealtimeMagics(Magics):
     )
 
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
-        super().__init__(shell=shell, **kwargs)
+        super().__init__(shell=shell, **kwargs)  # type: ignore[no-untyped-call]  # IPython: untyped
         self._live: dict[str, _Live] = {}
 
     # -- configuration validation ----------------------------------------------------------------
+    # A bad value is refused with a message and the previous value kept, rather than raised:
+    # %config merges the statement into the shell's config before the trait sees it, so a raised
+    # TraitError would leave the bad value there and break every later %config and %load_ext.
+
+    def _good(self) -> dict[str, str]:
+        # The last accepted value of each validated option. Validators run from inside
+        # Configurable.__init__, before __init__ could set this up, hence created on first use.
+        good: dict[str, str] = self.__dict__.setdefault("_good_values", {})
+        return good
+
+    def _accept(self, proposal: Mapping[str, Any], value: str) -> str:
+        self._good()[proposal["trait"].name] = value
+        return value
+
+    def _refuse(self, proposal: Mapping[str, Any], accepted: str) -> str:
+        name = proposal["trait"].name
+        kept = self._good().get(name, str(proposal["trait"].default_value))
+        print(
+            f"RealtimeMagics.{name} {proposal['value']!r} is not accepted; accepted: {accepted}"
+            f" (keeping {kept!r})",
+            file=sys.stderr,
+        )
+        return kept
 
     @validate("voice")
     def _check_voice(self, proposal: Mapping[str, Any]) -> str:
         value = str(proposal["value"])
         if value and value not in {v.value for v in Voice}:
-            raise TraitError(
-                f"RealtimeMagics.voice {value!r} is not accepted; accepted: {_accepted(Voice)}"
-                " or '' (the server's default)"
-            )
-        return value
+            return self._refuse(proposal, f"{_accepted(Voice)} or '' (the server's default)")
+        return self._accept(proposal, value)
 
     @validate("vad")
     def _check_vad(self, proposal: Mapping[str, Any]) -> str:
         value = str(proposal["value"])
         if value not in {v.value for v in Vad}:
-            raise TraitError(
-                f"RealtimeMagics.vad {value!r} is not accepted; accepted: {_accepted(Vad)}"
-            )
-        return value
+            return self._refuse(proposal, _accepted(Vad))
+        return self._accept(proposal, value)
 
     @validate("url")
     def _check_url(self, proposal: Mapping[str, Any]) -> str:
         value = str(proposal["value"])
         if value and not value.startswith(URL_SCHEMES):
-            raise TraitError(
-                f"RealtimeMagics.url {value!r} is not accepted; accepted: a URL starting with "
-                f"{', '.join(URL_SCHEMES)} or '' (OpenAI, or local without a key)"
+            return self._refuse(
+                proposal,
+                f"a URL starting with {', '.join(URL_SCHEMES)} or '' (OpenAI, or local without a"
+                " key)",
             )
-        return value
+        return self._accept(proposal, value)
 
-    @validate("model", "variable")
-    def _check_nonempty(self, proposal: Mapping[str, Any]) -> str:
+    @validate("model")
+    def _check_model(self, proposal: Mapping[str, Any]) -> str:
         value = str(proposal["value"])
-        name = proposal["trait"].name
-        if name == "variable" and not value.isidentifier():
-            raise TraitError(
-                f"RealtimeMagics.variable {value!r} is not accepted; accepted: a Python name"
-            )
-        if not value.strip():
-            raise TraitError(f"RealtimeMagics.{name} {value!r} is not accepted; accepted: a name")
-        return value
+        return (
+            self._accept(proposal, value)
+            if value.strip()
+            else self._refuse(proposal, "a model name")
+        )
+
+    @validate("variable")
+    def _check_variable(self, proposal: Mapping[str, Any]) -> str:
+        value = str(proposal["value"])
+        if not value.isidentifier():
+            return self._refuse(proposal, "a Python name")
+        return self._accept(proposal, value)
 
     # -- the magic -------------------------------------------------------------------------------
 
@@ -226,7 +284,7 @@ class RealtimeMagics(Magics):
     @argument("--local", action="store_true", help="use the embedded local backend")
     @argument("--fast", action="store_true", help="local backend: answers as fast as made")
     @argument("--as", dest="name", metavar="NAME", help="bind the session to NAME (default: rt)")
-    @line_cell_magic
+    @line_and_cell_magic
     def realtime(self, line: str, cell: str | None = None) -> None:
         """Open a Realtime session and show its widget, or inspect/replay/diff recordings.
 
@@ -235,6 +293,10 @@ class RealtimeMagics(Magics):
         than opening another. Without OPENAI_API_KEY the embedded local backend is used.
         """
         args = parse_argstring(self.realtime, line)
+        # IPython splits magic lines without removing quotes: 'a b' arrives as "'a b'".
+        for name in ("model", "voice", "vad", "record", "url", "name"):
+            setattr(args, name, _unquote(getattr(args, name)))
+        args.command = [_unquote(word) for word in args.command]
         if args.command:
             if cell is not None:
                 raise UsageError(
@@ -325,8 +387,6 @@ class RealtimeMagics(Magics):
     # -- opening and updating --------------------------------------------------------------------
 
     def _open(self, options: dict[str, Any], replacing: bool) -> _Live:
-        from IPython.display import display
-
         from .session import Session
 
         name = options["name"]
@@ -370,12 +430,10 @@ class RealtimeMagics(Magics):
                 f"{name}: {widget.backend}. Set OPENAI_API_KEY for a real model.",
                 file=sys.stderr,
             )
-        display(widget)
+        _display(widget)
         return live
 
     def _open_or_update(self, options: dict[str, Any]) -> None:
-        from IPython.display import display
-
         name = options["name"]
         live = self._live.get(name)
         if live is None or live.session.status in ("closed", "error"):
@@ -392,16 +450,14 @@ class RealtimeMagics(Magics):
         if options["voice"]:
             fields["voice"] = options["voice"]
         tools = self.notebook_tools()
-        if tools.keys() != live.tools.keys() or any(
-            tools[n] is not live.tools[n] for n in tools
-        ):
+        if tools.keys() != live.tools.keys() or any(tools[n] is not live.tools[n] for n in tools):
             fields["tools"] = list(tools.values())
             live.tools = dict(tools)
         live.session.update(**fields)
         if self.shell is not None:
             self.shell.user_ns[name] = live.session
         print(f"{name}: updated the live session ({', '.join(fields)})")
-        display(live.widget)
+        _display(live.widget)
 
     def live_sessions(self) -> dict[str, Session]:
         """The sessions the magic opened that are still open, by variable name."""
@@ -485,7 +541,6 @@ class RealtimeMagics(Magics):
 
     def _replay(self, operands: list[str]) -> None:
         import numpy as np
-        from IPython.display import Audio, display
 
         rec = _open_recording(operands[0], "replay")
         user = rec.audio("user")
@@ -496,17 +551,17 @@ class RealtimeMagics(Magics):
             stereo[0, : len(user)] = user
             stereo[1, : len(bot)] = bot
             print(f"{Path(operands[0]).name}: user on the left, assistant on the right")
-            display(Audio(stereo, rate=24_000, normalize=False))
-        display(rec)
+            _display(_audio(stereo, 24_000))
+        _display(rec)
 
     def _diff(self, operands: list[str]) -> None:
-        from IPython.display import display
+        import importlib
 
-        from .diff import diff
-
+        # diff.py is another module's job; imported by name so this file does not depend on it.
+        diff = importlib.import_module(".diff", __package__).diff
         a = _open_recording(operands[0], "diff")
         b = _open_recording(operands[1], "diff")
-        display(diff(a, b))
+        _display(diff(a, b))
 
     def _tools(self) -> None:
         tools = self.notebook_tools()
@@ -525,6 +580,12 @@ class RealtimeMagics(Magics):
             where = [n for n, names in offered.items() if tname in names]
             on = f"  [offered to {', '.join(where)}]" if where else ""
             print(f"{tname}({params}){on}\n    {t.description or '(no description)'}")
+
+
+def _unquote(value: str | None) -> str | None:
+    if value is not None and len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+        return value[1:-1]
+    return value
 
 
 def _parse_command(word: str) -> Command:

@@ -728,6 +728,35 @@ class Recording:
             raise ImportError("to_polars() needs polars: pip install polars") from None
         return pl.from_arrow(self.table)
 
+    # -- the debugging loop ----------------------------------------------------------------------
+
+    def redrive(self, **settings: Any) -> Recording:
+        """Send this recording's user turns to a live server with changed settings (instructions,
+        tools, voice, url, ...), turn by turn, and return the new recording (its metadata names
+        this one as its parent). See :func:`realtime_nb.redrive.redrive` for every option."""
+        from .redrive import redrive
+
+        return redrive(self, **settings)
+
+    def replay_data(self, checkpoint_every_s: float = 30.0) -> Any:
+        """The replay data layer (overview peaks, audio windows, state at a playhead)."""
+        from .replay import ReplayData
+
+        return ReplayData(self, checkpoint_every_s=checkpoint_every_s)
+
+    def metrics(self) -> Any:
+        """Per-turn latency and per-response tokens and cost (:func:`realtime_nb.metrics.metrics`)."""
+        from .metrics import metrics
+
+        return metrics(self)
+
+    def play(self) -> Any:
+        """Show this recording in the widget's replay mode (a timeline, both tracks, the
+        transcript and event log in sync with the playhead)."""
+        from .widget import ReplayWidget
+
+        return ReplayWidget(self)
+
     # -- audio -----------------------------------------------------------------------------------
 
     def item_audio(self, item_id: str, heard: bool = True) -> npt.NDArray[np.float32]:

@@ -810,6 +810,7 @@ class Session:
         auto_truncate: bool = True,
         wait: bool = True,
         connect_timeout: float = CONNECT_TIMEOUT_S,
+        meta: Mapping[str, Any] | None = None,
         **session_fields: Any,
     ) -> None:
         self.model = model
@@ -854,6 +855,7 @@ class Session:
             input_format=in_fmt,
             output_format=out_fmt,
             backend=endpoint.label,
+            **dict(meta or {}),
         )
         if record is False or record is None:
             rec_path: str | Path | None = None

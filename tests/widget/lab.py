@@ -23,7 +23,9 @@ from urllib.request import urlopen
 
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
-FAKE_WAV = (REPO / "../shared/fixtures/audio/realtime_whats_the_weather_pcm16_24khz_mono.wav").resolve()
+FAKE_WAV = (
+    REPO / "../shared/fixtures/audio/realtime_whats_the_weather_pcm16_24khz_mono.wav"
+).resolve()
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -62,7 +64,13 @@ def free_port() -> int:
 def notebook(cells: list[str]) -> dict[str, Any]:
     return {
         "cells": [
-            {"cell_type": "code", "metadata": {}, "source": c, "outputs": [], "execution_count": None}
+            {
+                "cell_type": "code",
+                "metadata": {},
+                "source": c,
+                "outputs": [],
+                "execution_count": None,
+            }
             for c in cells
         ],
         "metadata": {

@@ -1,0 +1,280 @@
+"""The kernel half of the widget: comm handshake, batching, mic sequencing, interruption."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from realtime_nb.audio import AudioFormat
+from realtime_nb.events import Event
+from realtime_nb.protocol import Source
+from realtime_nb.widget import RealtimeWidget, redact, worklet_source
+from realtime_nb.widget.widget import AUDIO_BATCH_S
+
+SECRET = "sk-test-widget-" + "s3cr3t" * 5
+
+
+@dataclass
+class FakeSession:
+    """The Session interface the widget uses, recording every call."""
+
+    input_format: AudioFormat = field(default_factory=AudioFormat)
+    output_format: AudioFormat = field(default_factory=AudioFormat)
+    status: str = "connected"
+    backend: str = "fake backend"
+    cost: float = 0.0
+    settings: dict[str, Any] = field(
+        default_factory=lambda: {"instructions": "hi", "voice": "alloy", "turn_detection": None}
+    )
+    calls: list[tuple[str, Any]] = field(default_factory=list)
+    subs: list[Callable[[Event], None]] = field(default_factory=list)
+    seq: int = 0
+
+    class _Conv:
+        items: list[Any] = []  # noqa: RUF012
+        turns: list[Any] = []  # noqa: RUF012
+        usage = None
+
+    conversation: Any = field(default_factory=_Conv)
+
+    def on(self, event_type: str, cb: Callable[[Event], None]) -> Callable[[], None]:
+        self.subs.append(cb)
+        return lambda: self.subs.remove(cb)
+
+    def emit(
+        self, source: Source, data: dict[str, Any], audio: bytes | None = None, **ids: Any
+    ) -> None:
+        ev = Event(self.seq, self.seq * 1000, source, data["type"], data=data, audio=audio, **ids)
+        self.seq += 1
+        for cb in list(self.subs):
+            cb(ev)
+
+    def __getattr__(self, name: str) -> Any:
+        if name in {"append_audio", "commit", "respond", "cancel", "clear", "send_text", "update",
+                    "truncate", "log_local"}:  # fmt: skip
+            return lambda *a, **k: self.calls.append((name, (a, k)))
+        raise AttributeError(name)
+
+
+class Capture:
+    def __init__(self, w: RealtimeWidget) -> None:
+        self.msgs: list[tuple[dict[str, Any], list[bytes]]] = []
+        self.lock = threading.Lock()
+        w.send = self.send  # the comm is a dummy outside a kernel
+
+    def send(self, msg: dict[str, Any], buffers: list[bytes] | None = None) -> None:
+        json.dumps(msg)  # everything must be JSON
+        with self.lock:
+            self.msgs.append((msg, list(buffers or [])))
+
+    def of(self, t: str) -> list[tuple[dict[str, Any], list[bytes]]]:
+        with self.lock:
+            return [m for m in self.msgs if m[0]["type"] == t]
+
+    def wait(
+        self, t: str, n: int = 1, timeout: float = 3.0
+    ) -> list[tuple[dict[str, Any], list[bytes]]]:
+        deadline = time.monotonic() + timeout
+        while len(self.of(t)) < n:
+            assert time.monotonic() < deadline, (
+                f"no {t!r} message; got {[m[0]['type'] for m in self.msgs]}"
+            )
+            time.sleep(0.01)
+        return self.of(t)
+
+
+@pytest.fixture
+def w_s() -> Any:
+    s = FakeSession()
+    w = RealtimeWidget(s)  # type: ignore[arg-type]
+    cap = Capture(w)
+    yield w, s, cap
+    w.close()
+
+
+def msg(w: RealtimeWidget, content: dict[str, Any], buffers: list[bytes] | None = None) -> None:
+    w._on_msg(w, {"view": "v1", **content}, buffers or [])
+
+
+def test_worklet_source_is_one_module_without_exports() -> None:
+    src = worklet_source()
+    assert "\nexport " not in src
+    assert not src.startswith("export")
+    assert "class PlaybackQueue" in src
+    assert 'registerProcessor("rtnb-capture"' in src
+
+
+def test_redact_blanks_keys() -> None:
+    out = redact({"error": {"message": f"bad key {SECRET}"}, "authorization": "Bearer abc"})
+    assert SECRET not in json.dumps(out)
+    assert out["authorization"] != "Bearer abc"
+
+
+def test_nothing_is_sent_before_ready_then_a_snapshot_first(w_s: Any) -> None:
+    w, s, cap = w_s
+    s.emit(Source.SERVER, {"type": "session.created"})
+    time.sleep(0.2)
+    assert cap.msgs == []
+    msg(w, {"type": "ready"})
+    cap.wait("snapshot")
+    assert cap.msgs[0][0]["type"] == "snapshot"
+    assert [e["type"] for e in cap.msgs[0][0]["events"]] == ["session.created"]
+
+
+def test_audio_is_batched_under_the_iopub_limit(w_s: Any) -> None:
+    w, s, cap = w_s
+    msg(w, {"type": "ready"})
+    cap.wait("snapshot")
+    # 1000 deltas of 1 ms each in ~0.5 s: far more than 1000 messages/s if forwarded one by one.
+    pcm = bytes(range(48)) * 1
+    t0 = time.monotonic()
+    for _ in range(1000):
+        s.emit(
+            Source.SERVER,
+            {"type": "response.output_audio.delta", "item_id": "it"},
+            pcm,
+            item_id="it",
+        )
+        time.sleep(0.0005)
+    elapsed = time.monotonic() - t0
+    time.sleep(0.3)
+    audio = cap.of("audio")
+    assert b"".join(b[0] for _, b in audio) == pcm * 1000, "all audio, in order"
+    assert len(audio) <= elapsed / AUDIO_BATCH_S + 3
+    rate = len(cap.msgs) / (elapsed + 0.3)
+    assert rate < 100, f"{rate:.0f} messages/s"
+    assert all(m["view"] == "v1" and m["item_id"] == "it" for m, _ in audio)
+
+
+def test_mic_chunks_in_order_duplicates_dropped_gaps_counted(w_s: Any) -> None:
+    w, s, _ = w_s
+    chunks = [bytes([i]) * 2400 for i in range(6)]
+    for seq in (0, 1, 1, 2, 0, 4, 5):
+        msg(w, {"type": "mic", "seq": seq, "t": time.time() * 1000}, [chunks[seq]])
+    appended = [a[0][0] for name, a in s.calls if name == "append_audio"]
+    assert appended == [chunks[i] for i in (0, 1, 2, 4, 5)]
+    assert w.mic_stats.duplicates == 2
+    assert w.mic_stats.gaps == 1
+    # Another view has its own sequence.
+    w._on_msg(w, {"type": "mic", "view": "v2", "seq": 0}, [chunks[0]])
+    assert w.mic_stats.duplicates == 2
+
+
+def test_mic_g711_is_encoded_for_the_session() -> None:
+    s = FakeSession(input_format=AudioFormat("audio/pcmu", 8000))
+    w = RealtimeWidget(s)  # type: ignore[arg-type]
+    try:
+        assert w.input_rate == 8000
+        msg(w, {"type": "mic", "seq": 0}, [b"\x00\x00" * 400])
+        (payload,) = [a[0][0] for name, a in s.calls if name == "append_audio"]
+        assert len(payload) == 400  # one mu-law byte per sample
+    finally:
+        w.close()
+
+
+def test_speech_started_flushes_and_drops_the_rest_of_the_item(w_s: Any) -> None:
+    w, s, cap = w_s
+    msg(w, {"type": "ready"})
+    cap.wait("snapshot")
+    delta = {"type": "response.output_audio.delta", "item_id": "a"}
+    s.emit(Source.SERVER, delta, b"\x01\x00" * 2400, item_id="a")
+    cap.wait("audio")
+    s.emit(Source.SERVER, {"type": "input_audio_buffer.speech_started"})
+    s.emit(Source.SERVER, delta, b"\x01\x00" * 2400, item_id="a")  # still in flight
+    cap.wait("flush")
+    time.sleep(0.2)
+    assert len(cap.of("audio")) == 1
+    assert cap.of("flush")[0][0] == {"type": "flush", "view": "v1", "reason": "speech_started"}
+    # The view reports what it played; the session is told (and truncates by itself).
+    msg(w, {"type": "played", "item_id": "a", "played_ms": 37.5, "reason": "interrupted"})
+    assert ("log_local", (("local.playback.played",
+            {"item_id": "a", "played_ms": 37.5, "reason": "interrupted"}), {})) in s.calls  # fmt: skip
+    assert not any(name == "truncate" for name, _ in s.calls)
+
+
+def test_push_to_talk(w_s: Any) -> None:
+    w, s, cap = w_s
+    msg(w, {"type": "ready"})
+    msg(w, {"type": "ptt", "action": "start"})
+    msg(w, {"type": "mic", "seq": 0}, [b"\x00\x00" * 1200])  # 50 ms: too short to commit
+    msg(w, {"type": "ptt", "action": "end"})
+    assert "commit" not in [n for n, _ in s.calls]
+    assert "only 50 ms" in cap.wait("notice")[0][0]["text"]
+    s.calls.clear()
+    msg(w, {"type": "ptt", "action": "start"})
+    for i in range(1, 4):
+        msg(w, {"type": "mic", "seq": i}, [b"\x00\x00" * 1200])
+    msg(w, {"type": "ptt", "action": "end"})
+    names = [n for n, _ in s.calls]
+    assert names[:2] == ["cancel", "clear"]
+    assert names[-2:] == ["commit", "respond"]
+
+
+def test_settings_mode_text_stop_and_unknown(w_s: Any) -> None:
+    w, s, _ = w_s
+    msg(w, {"type": "update", "instructions": "be brief", "voice": "marin", "mode": "push_to_talk"})
+    assert ("update", ((), {"instructions": "be brief", "voice": "marin",
+            "turn_detection": None})) in s.calls  # fmt: skip
+    msg(w, {"type": "update", "mode": "semantic_vad"})
+    assert s.calls[-1] == ("update", ((), {"turn_detection": {"type": "semantic_vad"}}))
+    msg(w, {"type": "text", "text": " hello "})
+    assert s.calls[-1] == ("send_text", (("hello",), {"respond": True}))
+    msg(w, {"type": "stop"})
+    assert s.calls[-1][0] == "cancel"
+    msg(w, {"type": "bogus"})
+    assert "bogus" in w.frontend_log[-1]["message"]
+    assert w.mode == "push_to_talk"  # from the session's settings (turn_detection None)
+
+
+def test_mic_state_logs_local_events(w_s: Any) -> None:
+    w, s, _ = w_s
+    msg(w, {"type": "mic_state", "state": "on"})
+    msg(w, {"type": "mic_state", "state": "off"})
+    assert [a[0][0] for n, a in s.calls if n == "log_local"] == [
+        "local.mic.started",
+        "local.mic.stopped",
+    ]
+    assert w.mic == "off"
+
+
+def test_instance_state_is_not_shared() -> None:
+    a, b = RealtimeWidget(FakeSession()), RealtimeWidget(FakeSession())  # type: ignore[arg-type]
+    try:
+        assert a._pending_audio is not b._pending_audio
+        assert a.mic_stats is not b.mic_stats
+        assert a.frontend_log is not b.frontend_log
+    finally:
+        a.close()
+        b.close()
+
+
+@pytest.mark.slow
+def test_real_session_and_local_server_never_send_the_key() -> None:
+    from realtime_nb.local.server import LocalServer
+    from realtime_nb.session import Session
+
+    with LocalServer(fast=True, api_key=SECRET) as srv:
+        s = Session(url=srv.url, api_key=SECRET, record=False)
+        w = s.widget()
+        cap = Capture(w)
+        try:
+            msg(w, {"type": "ready"})
+            msg(w, {"type": "text", "text": "hello there"})
+            cap.wait("audio_done", timeout=20)
+            time.sleep(0.3)
+            assert sum(len(b[0]) for _, b in cap.of("audio")) > 4800
+            blob = json.dumps([m for m, _ in cap.msgs]) + json.dumps(w.get_state(), default=str)
+            assert SECRET not in blob
+            assert not any(SECRET.encode() in b for _, bs in cap.msgs for b in bs)
+            item_msgs = cap.of("items") + cap.of("snapshot")
+            texts = [i["text"] for m, _ in item_msgs for i in m["items"]]
+            assert any("hello there" in (t or "") for t in texts)
+        finally:
+            w.close()
+            s.close()
