@@ -57,37 +57,39 @@ def main() -> int:
         return 2
     from playwright.sync_api import sync_playwright
 
-    with tempfile.TemporaryDirectory() as d, L.jupyterlab(Path(d), NOTEBOOK, {}) as lab:
-        with sync_playwright() as pw:
-            browser, page = L.open_notebook(pw, lab)
-            page.wait_for_selector(".rtnb-dot.rtnb-connected", timeout=90_000)
-            kc = lab.kernel_client()
-            page.click(".rtnb-mic")
-            page.wait_for_timeout(args.mic_seconds * 1000)
-            page.click(".rtnb-mute")
-            page.wait_for_timeout(1000)
-            L.run(kc, "session.cancel()")
-            for i in range(args.turns):
-                n = len(page.query_selector_all('.rtnb-assistant[data-played-reason="finished"]'))
-                page.fill(".rtnb-textinput", f"turn {i}: hello")
-                page.press(".rtnb-textinput", "Enter")
-                deadline = time.monotonic() + 30
-                while (
-                    len(page.query_selector_all('.rtnb-assistant[data-played-reason="finished"]'))
-                    <= n
-                ):
-                    if time.monotonic() > deadline:
-                        break
-                    page.wait_for_timeout(100)
-            t = json.loads(
-                L.run(
-                    kc,
-                    "import json, dataclasses; print(json.dumps({**dataclasses.asdict(w.timings),"
-                    " 'sent': w.messages_sent, 'mic': dataclasses.asdict(w.mic_stats)}))",
-                )
+    with (
+        tempfile.TemporaryDirectory() as d,
+        L.jupyterlab(Path(d), NOTEBOOK, {}) as lab,
+        sync_playwright() as pw,
+    ):
+        browser, page = L.open_notebook(pw, lab)
+        page.wait_for_selector(".rtnb-dot.rtnb-connected", timeout=90_000)
+        kc = lab.kernel_client()
+        page.click(".rtnb-mic")
+        page.wait_for_timeout(args.mic_seconds * 1000)
+        page.click(".rtnb-mute")
+        page.wait_for_timeout(1000)
+        L.run(kc, "session.cancel()")
+        for i in range(args.turns):
+            n = len(page.query_selector_all('.rtnb-assistant[data-played-reason="finished"]'))
+            page.fill(".rtnb-textinput", f"turn {i}: hello")
+            page.press(".rtnb-textinput", "Enter")
+            deadline = time.monotonic() + 30
+            while (
+                len(page.query_selector_all('.rtnb-assistant[data-played-reason="finished"]')) <= n
+            ):
+                if time.monotonic() > deadline:
+                    break
+                page.wait_for_timeout(100)
+        t = json.loads(
+            L.run(
+                kc,
+                "import json, dataclasses; print(json.dumps({**dataclasses.asdict(w.timings),"
+                " 'sent': w.messages_sent, 'mic': dataclasses.asdict(w.mic_stats)}))",
             )
-            L.run(kc, "session.close(); srv.stop()")
-            browser.close()
+        )
+        L.run(kc, "session.close(); srv.stop()")
+        browser.close()
     print(f"{'measure':34} {'n':>5} {'median ms':>10} {'p95 ms':>8}")
     for key, label in [
         ("mic_to_kernel", "mic chunk -> kernel"),

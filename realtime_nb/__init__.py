@@ -16,11 +16,11 @@ if TYPE_CHECKING:  # pragma: no cover - import-time only, for type checkers and 
     from .events import Event
     from .local import LocalServer
     from .metrics import metrics
-    from .replay import ReplayData
-    from .testing import ReplayServer
     from .recording import Recorder, Recording
     from .reducer import ConversationState, Item, Reducer, reduce
+    from .replay import ReplayData
     from .session import Session
+    from .testing import ReplayServer
     from .tools import tool
     from .widget import RealtimeWidget
 

@@ -122,7 +122,7 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("serve", help="run the offline local Realtime server")
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=8765)
-    s.add_argument("--responder", default="echo", choices=["echo", "rules", "chat"])
+    s.add_argument("--responder", default="tools", choices=["echo", "rules", "tools", "chat"])
     s.add_argument("--fast", action="store_true", help="send audio as fast as synthesised")
     s.add_argument("--api-key", help="require this bearer token (default: accept any)")
     s.add_argument("--chat-url", help="OpenAI-compatible Chat Completions URL (responder=chat)")

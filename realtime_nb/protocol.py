@@ -27,6 +27,7 @@ __all__ = [
     "client",
     "is_known_type",
     "new_event_id",
+    "validate_client_event",
 ]
 
 JSON = dict[str, Any]
@@ -328,6 +329,70 @@ class client:
     @staticmethod
     def function_call_output_item(call_id: str, output: str) -> JSON:
         return {"type": "function_call_output", "call_id": call_id, "output": output}
+
+
+#: Required fields and their JSON types for each client event (from the published schemas).
+_CLIENT_REQUIRED: Final[dict[str, dict[str, type | tuple[type, ...]]]] = {
+    "session.update": {"session": dict},
+    "input_audio_buffer.append": {"audio": str},
+    "conversation.item.create": {"item": dict},
+    "conversation.item.retrieve": {"item_id": str},
+    "conversation.item.delete": {"item_id": str},
+    "conversation.item.truncate": {"item_id": str, "content_index": int, "audio_end_ms": int},
+}
+#: Optional fields whose type is checked when present.
+_CLIENT_OPTIONAL: Final[dict[str, dict[str, type | tuple[type, ...]]]] = {
+    "conversation.item.create": {"previous_item_id": (str, type(None))},
+    "response.create": {"response": dict},
+    "response.cancel": {"response_id": str},
+}
+#: Longest client ``event_id`` the API accepts.
+MAX_EVENT_ID: Final = 32
+
+
+def validate_client_event(event: Mapping[str, Any]) -> None:
+    """Check a client event before it is sent: its type, required fields and their types.
+
+    This catches what the server would refuse with an ``invalid_request_error`` (and what real
+    clients get wrong: a float ``audio_end_ms``, a missing ``item``) before it leaves the kernel.
+    Fields the schema does not know are allowed (servers of other providers accept extensions).
+
+    Raises:
+        ProtocolError: names the event type, the field, what was given and what is accepted.
+    """
+    from . import _schema_fields
+
+    etype = event.get("type")
+    if not isinstance(etype, str):
+        raise ProtocolError(f"a client event needs a string 'type'; got {etype!r}")
+    if etype not in CLIENT_EVENT_TYPES:
+        accepted = ", ".join(sorted(CLIENT_EVENT_TYPES))
+        raise ProtocolError(f"unknown client event type {etype!r}; accepted: {accepted}")
+    event_id = event.get("event_id")
+    if event_id is not None and (not isinstance(event_id, str) or len(event_id) > MAX_EVENT_ID):
+        raise ProtocolError(
+            f"{etype}: event_id must be a string of at most {MAX_EVENT_ID} characters, got {event_id!r}"
+        )
+    known = _schema_fields.CLIENT.get(etype, frozenset())
+    for name, typ in _CLIENT_REQUIRED.get(etype, {}).items():
+        if name not in event:
+            raise ProtocolError(
+                f"{etype}: missing required field {name!r} (fields: {', '.join(sorted(known))})"
+            )
+        _check_type(etype, name, event[name], typ)
+    for name, typ in _CLIENT_OPTIONAL.get(etype, {}).items():
+        if name in event:
+            _check_type(etype, name, event[name], typ)
+
+
+def _check_type(etype: str, name: str, value: Any, typ: type | tuple[type, ...]) -> None:
+    types = typ if isinstance(typ, tuple) else (typ,)
+    ok = isinstance(value, types) and not (isinstance(value, bool) and bool not in types)
+    if not ok:
+        names = " or ".join("null" if t is type(None) else t.__name__ for t in types)
+        raise ProtocolError(f"{etype}: field {name!r} must be {names}, got {value!r}")
+    if name == "audio_end_ms" and value < 0:
+        raise ProtocolError(f"{etype}: audio_end_ms must be >= 0, got {value}")
 
 
 def iter_types(events: Iterable[Mapping[str, Any]]) -> Sequence[str]:

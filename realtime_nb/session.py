@@ -695,7 +695,9 @@ def _local_url(model: str) -> str:
         if _local_server is None:
             from .local import LocalServer
 
-            srv = LocalServer()
+            # The "tools" responder echoes, and calls a tool the user names ("weather" ->
+            # get_weather): tool flows work offline out of the box.
+            srv = LocalServer("tools")
             srv.__enter__()
             atexit.register(srv.__exit__, None, None, None)
             _local_server = srv

@@ -23,6 +23,7 @@ from .responders import (
     Rule,
     RulesResponder,
     TextReply,
+    ToolWordsResponder,
 )
 from .server import LocalServer, serve_forever
 
@@ -38,5 +39,6 @@ __all__ = [
     "Rule",
     "RulesResponder",
     "TextReply",
+    "ToolWordsResponder",
     "serve_forever",
 ]

@@ -40,6 +40,7 @@ __all__ = [
     "Rule",
     "RulesResponder",
     "TextReply",
+    "ToolWordsResponder",
     "instruction_prefix",
     "item_text",
     "make_responder",
@@ -440,7 +441,88 @@ class ChatResponder(Responder):
 
 
 #: Responder names accepted by ``LocalServer(responder=...)`` and ``realtime-nb serve``.
-RESPONDER_NAMES: Final = ("echo", "rules", "chat")
+RESPONDER_NAMES: Final = ("echo", "rules", "tools", "chat")
+
+
+#: Words that say what a tool does, not what it is about: ``get_weather`` is about "weather".
+_VERBS: Final = frozenset(
+    {"get", "set", "fetch", "lookup", "look", "up", "find", "search", "do", "make", "run", "call",
+     "list", "show", "add", "create", "the", "a", "an", "of", "for", "to", "tool", "current", "my"}
+)  # fmt: skip
+#: Prepositions whose object is taken as the tool's first string argument ("weather in Paris").
+_PREP_RE: Final = re.compile(r"\b(?:in|for|about|at|near|on|to|of)\s+", re.IGNORECASE)
+
+
+def _keywords(name: str) -> list[str]:
+    words = [w.lower() for w in re.split(r"[_\-\s]+|(?<=[a-z])(?=[A-Z])", name) if w]
+    return [w for w in words if w not in _VERBS] or [name.lower()]
+
+
+def _call_for(tool_def: Mapping[str, Any], text: str) -> FunctionCall | None:
+    """A call of ``tool_def`` if ``text`` names it and its required arguments can be filled."""
+    name = str(tool_def.get("name") or "")
+    if tool_def.get("type", "function") != "function" or not name:
+        return None
+    hit = None
+    for word in _keywords(name):
+        hit = re.search(rf"\b{re.escape(word)}s?\b", text, re.IGNORECASE)
+        if hit:
+            break
+    if hit is None:
+        return None
+    params = tool_def.get("parameters") or {}
+    props: Mapping[str, Any] = params.get("properties") or {}
+    required = set(params.get("required") or ())
+    # The object of the last preposition after the keyword: "weather like in ... to california".
+    rest = re.split(r"[.?!,;]", text[hit.end() :])[0]
+    preps = list(_PREP_RE.finditer(rest))
+    phrase = rest[preps[-1].end() :].strip() if preps else ""
+    args: dict[str, Any] = {}
+    for pname, schema in props.items():
+        is_str = isinstance(schema, Mapping) and schema.get("type") == "string"
+        if is_str and phrase and "enum" not in schema:
+            args[pname] = phrase
+            phrase = ""  # only the first string parameter gets it
+        elif pname in required:
+            return None  # a required argument we cannot guess: answer in words instead
+    return FunctionCall(name, json.dumps(args))
+
+
+class ToolWordsResponder(RulesResponder):
+    """Calls an offered tool when the user names it, else behaves like :class:`RulesResponder`.
+
+    A tool is named by the words of its name other than verbs (``get_weather`` -> "weather").
+    Its first string parameter gets the words after the last preposition ("weather in Paris" ->
+    ``"Paris"``); a tool with a required parameter that cannot be filled that way is not called.
+    After the tool's output comes back, the answer is "The tool said: <output>". Explicit
+    ``rules`` still come first. Deterministic, like every local responder.
+    """
+
+    name = "tools"
+
+    def respond(self, request: ResponseRequest) -> list[Output]:
+        last = next(
+            (
+                i
+                for i in reversed(request.items)
+                if i.get("type") == "function_call_output"
+                or (i.get("type") == "message" and i.get("role") == "user")
+            ),
+            None,
+        )
+        if (
+            last is not None
+            and last.get("type") == "message"
+            and request.tool_choice != "none"
+            and not any(r.match(item_text(last), request.instructions) for r in self.rules)
+        ):
+            text = item_text(last)
+            for tool_def in request.tools:
+                if isinstance(tool_def, Mapping):
+                    call = _call_for(tool_def, text)
+                    if call is not None:
+                        return [call]
+        return super().respond(request)
 
 
 def make_responder(
@@ -463,6 +545,8 @@ def make_responder(
         return EchoResponder()
     if spec == "rules":
         return RulesResponder(rules)
+    if spec == "tools":
+        return ToolWordsResponder(rules)
     if spec == "chat":
         if not chat_url:
             raise ValueError("responder='chat' needs chat_url='http://host:port/v1'")

@@ -414,3 +414,17 @@ def test_diff_of_two_runs(ip: Any) -> None:
     finally:
         del ip.display_pub.publish
     assert shown
+
+
+def test_quoted_paths_with_spaces(
+    ip: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import shutil
+
+    spaced = tmp_path / "my runs" / "demo copy.arrow"
+    spaced.parent.mkdir()
+    shutil.copy(DEMO_RECORDING, spaced)
+    ip.run_line_magic("realtime", f'inspect "{spaced}"')
+    assert "get_weather" in capsys.readouterr().out
+    ip.run_line_magic("realtime", f"--record '{tmp_path / 'my runs'}' --as spaced")
+    assert ip.user_ns["spaced"].recording_path.parent == spaced.parent

@@ -21,7 +21,17 @@ def test_ruff_lint() -> None:
 
 
 def test_ruff_format() -> None:
-    r = _run(sys.executable, "-m", "ruff", "format", "--check", "realtime_nb", "tests", "benchmarks", "tools")
+    r = _run(
+        sys.executable,
+        "-m",
+        "ruff",
+        "format",
+        "--check",
+        "realtime_nb",
+        "tests",
+        "benchmarks",
+        "tools",
+    )
     assert r.returncode == 0, r.stdout + r.stderr
 
 
