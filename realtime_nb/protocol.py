@@ -395,6 +395,19 @@ def _check_type(etype: str, name: str, value: Any, typ: type | tuple[type, ...])
         raise ProtocolError(f"{etype}: audio_end_ms must be >= 0, got {value}")
 
 
+def deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> JSON:
+    """``base`` updated with ``over``, nested objects merged key by key (how ``session.update``
+    combines with the session it updates). Neither argument is modified."""
+    out = dict(base)
+    for k, v in over.items():
+        prev = out.get(k)
+        if isinstance(v, Mapping) and isinstance(prev, Mapping):
+            out[k] = deep_merge(prev, v)
+        else:
+            out[k] = v
+    return out
+
+
 def iter_types(events: Iterable[Mapping[str, Any]]) -> Sequence[str]:
     """The ``type`` of each event (``"<missing>"`` where absent), for summaries and errors."""
     return [str(e.get("type", "<missing>")) for e in events]

@@ -819,27 +819,7 @@ class Recording:
     def _assistant_track(self, rate: int, heard: bool) -> npt.NDArray[np.float32]:
         st = self.state
         fmt = st.output_format
-        starts: dict[str, int] = {}
-        import pyarrow.compute as pc
-
-        tbl = self.table
-        deltas = tbl.filter(
-            pc.and_(
-                pc.is_in(
-                    tbl.column("type"),
-                    pa.array(["response.output_audio.delta", "response.audio.delta"]),
-                ),
-                pc.equal(tbl.column("source"), "server"),
-            )
-        )
-        for item_id, t_ns in zip(
-            deltas.column("item_id").to_pylist(), deltas.column("t_ns").to_pylist(), strict=False
-        ):
-            if item_id:
-                starts.setdefault(item_id, t_ns)
-        for t_ns, etype, data in st.local_events:
-            if etype == "local.playback.started" and isinstance(data.get("item_id"), str):
-                starts[data["item_id"]] = t_ns
+        starts = assistant_audio_starts(self.table, st)
         pieces: list[tuple[int, npt.NDArray[np.float32]]] = []
         cursor = 0
         for item_id, t0 in sorted(starts.items(), key=lambda kv: kv[1]):
@@ -932,6 +912,33 @@ class ItemView:
     def __repr__(self) -> str:
         who = self.item.role or self.item.type
         return f"<Item {self.item.id} {who}: {self.item.text[:60]!r}>"
+
+
+def assistant_audio_starts(table: pa.Table, state: ConversationState) -> dict[str, int]:
+    """When each assistant item's audio started, in ns: its first audio delta's arrival, or the
+    browser's ``local.playback.started`` report when there is one (what was actually heard)."""
+    import pyarrow.compute as pc
+
+    starts: dict[str, int] = {}
+    if table.num_rows:
+        deltas = table.filter(
+            pc.and_(
+                pc.is_in(table.column("type"), pa.array(_DELTA_TYPES)),
+                pc.equal(table.column("source"), "server"),
+            )
+        )
+        ids = deltas.column("item_id").to_pylist()
+        times = deltas.column("t_ns").to_pylist()
+        for item_id, t_ns in zip(ids, times, strict=True):
+            if item_id:
+                starts.setdefault(item_id, t_ns)
+    for t_ns, etype, data in state.local_events:
+        if etype == "local.playback.started" and isinstance(data.get("item_id"), str):
+            starts[data["item_id"]] = t_ns
+    return starts
+
+
+_DELTA_TYPES: Final = [t for t, f in AUDIO_FIELDS.items() if f == "delta"]
 
 
 def _empty_table(meta: Mapping[str, Any]) -> pa.Table:

@@ -22,7 +22,13 @@ from typing import Any, Final
 from . import _schema_fields
 from .audio import AudioFormat
 from .events import Event
-from .protocol import LOCAL_EVENT_TYPES, Source, canonical_part_type, canonical_type
+from .protocol import (
+    LOCAL_EVENT_TYPES,
+    Source,
+    canonical_part_type,
+    canonical_type,
+    deep_merge,
+)
 
 __all__ = [
     "ContentPart",
@@ -730,7 +736,7 @@ class Reducer:
         if not isinstance(sess, dict):
             return
         if ev.source is Source.CLIENT:
-            st.requested_session = _deep_merge(st.requested_session, sess)
+            st.requested_session = deep_merge(st.requested_session, sess)
         else:
             st.session = sess
         audio = sess.get("audio")
@@ -1136,16 +1142,6 @@ def _str(v: Any) -> str | None:
 
 def _int(v: Any) -> int | None:
     return int(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
-
-
-def _deep_merge(base: JSON, new: JSON) -> JSON:
-    out = dict(base)
-    for k, v in new.items():
-        if isinstance(v, dict) and isinstance(out.get(k), dict):
-            out[k] = _deep_merge(out[k], v)
-        else:
-            out[k] = v
-    return out
 
 
 _HANDLERS: Final = {

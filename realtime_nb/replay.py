@@ -35,7 +35,7 @@ import pyarrow.compute as pc
 
 from .audio import AudioFormat, decode_to_float, resample
 from .protocol import AUDIO_FIELDS
-from .recording import Recording, reduce_table
+from .recording import Recording, assistant_audio_starts, reduce_table
 from .reducer import AudioTimeline, ConversationState, Reducer
 
 __all__ = [
@@ -387,28 +387,7 @@ class ReplayData:
 
     def _assistant_track(self, st: ConversationState) -> _Track:
         fmt = st.output_format
-        starts: dict[str, int] = {}
-        tbl = self._table
-        if tbl.num_rows:
-            deltas = tbl.filter(
-                pc.and_(
-                    pc.is_in(
-                        tbl.column("type"),
-                        pa.array(["response.output_audio.delta", "response.audio.delta"]),
-                    ),
-                    pc.equal(tbl.column("source"), "server"),
-                )
-            )
-            for item_id, t_ns in zip(
-                deltas.column("item_id").to_pylist(),
-                deltas.column("t_ns").to_pylist(),
-                strict=False,
-            ):
-                if item_id:
-                    starts.setdefault(item_id, t_ns)
-        for t_ns, etype, data in st.local_events:
-            if etype == "local.playback.started" and isinstance(data.get("item_id"), str):
-                starts[data["item_id"]] = t_ns
+        starts = assistant_audio_starts(self._table, st)
         pieces: list[Int16] = []
         src_start: list[int] = []
         tl_start: list[int] = []

@@ -44,7 +44,7 @@ from ._redact import redact_text
 from .audio import AudioFormat, encode_from_float, pcm16_to_float32, resample
 from .events import Event
 from .pricing import Cost, ModelPrice, session_cost
-from .protocol import AUDIO_FIELDS, Source, canonical_type, client
+from .protocol import AUDIO_FIELDS, Source, canonical_type, client, deep_merge
 from .recording import DEFAULT_DIR, Recorder, make_meta
 from .reducer import ConversationState, ErrorRecord, Item, Reducer, Usage
 from .tools import (
@@ -226,16 +226,6 @@ def _tool_definitions(tools: Iterable[Any]) -> tuple[list[JSON], dict[str, Tool]
     return defs, callables
 
 
-def _deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> JSON:
-    out = dict(base)
-    for k, v in over.items():
-        if isinstance(v, Mapping) and isinstance(out.get(k), Mapping):
-            out[k] = _deep_merge(out[k], v)
-        else:
-            out[k] = v
-    return out
-
-
 def build_session_config(**fields: Any) -> tuple[JSON, dict[str, Tool]]:
     """The GA ``session`` object for ``session.update`` from ``Session``-style arguments, and the
     Python tools it declares (by name).
@@ -286,7 +276,7 @@ def build_session_config(**fields: Any) -> tuple[JSON, dict[str, Tool]]:
     if audio_out:
         audio["output"] = audio_out
     if "audio" in f:
-        audio = _deep_merge(audio, f["audio"])
+        audio = deep_merge(audio, f["audio"])
     if audio:
         cfg["audio"] = audio
     if "tools" in f:
@@ -317,9 +307,9 @@ def build_response(**overrides: Any) -> tuple[JSON, dict[str, Tool]]:
         if k == "tools":
             resp["tools"], tools = _tool_definitions(v or ())
         elif k == "voice":
-            resp["audio"] = _deep_merge(resp.get("audio", {}), {"output": {"voice": v}})
+            resp["audio"] = deep_merge(resp.get("audio", {}), {"output": {"voice": v}})
         elif k == "audio":
-            resp["audio"] = _deep_merge(resp.get("audio", {}), v)
+            resp["audio"] = deep_merge(resp.get("audio", {}), v)
         elif k == "output_modalities":
             resp[k] = _modalities(v)
         else:
@@ -1383,7 +1373,7 @@ class Session:
         with self._lock:
             if "tools" in cfg:
                 self._tools = tools
-            self._config = _deep_merge(self._config, cfg)
+            self._config = deep_merge(self._config, cfg)
             if "tools" in cfg:
                 self._config["tools"] = cfg["tools"]
         ev = client.session_update(cfg)
@@ -1868,7 +1858,7 @@ class Session:
     def settings(self) -> JSON:
         """``instructions``, ``voice`` and ``turn_detection`` in effect (server's view first)."""
         with self._lock:
-            sess = _deep_merge(self._config, self._reducer.state.session)
+            sess = deep_merge(self._config, self._reducer.state.session)
         audio = sess.get("audio") or {}
         return {
             "instructions": sess.get("instructions"),
