@@ -175,10 +175,18 @@ def _column(values: Sequence[Any], typ: pa.DataType) -> pa.Array:
     n = len(values)
     if typ == pa.int64():
         return pa.Array.from_buffers(typ, n, [None, pa.py_buffer(np.array(values, np.int64))])
+    present: list[Any] = [v for v in values if v is not None]
+    joined: bytes | None = None
     if typ == pa.string():
-        present = [v.encode("utf-8") for v in values if v is not None]
-    else:
-        present = [v for v in values if v is not None]
+        text = "".join(present)
+        if text.isascii():
+            # Nearly all of it: byte lengths are character lengths, so one encode of the
+            # joined text replaces one encode per value.
+            joined = text.encode("ascii")
+        else:
+            present = [v.encode("utf-8") for v in present]
+    if joined is None:
+        joined = b"".join(present)
     nulls = n - len(present)
     offsets = np.zeros(n + 1, np.int32)
     validity = None
@@ -190,7 +198,7 @@ def _column(values: Sequence[Any], typ: pa.DataType) -> pa.Array:
         validity = pa.py_buffer(np.packbits(mask, bitorder="little"))
     elif n:
         np.cumsum(np.fromiter(map(len, present), dtype=np.int64, count=n), out=offsets[1:])
-    data = pa.py_buffer(b"".join(present))
+    data = pa.py_buffer(joined)
     return pa.Array.from_buffers(typ, n, [validity, pa.py_buffer(offsets), data], null_count=nulls)
 
 
@@ -966,12 +974,19 @@ def _meta_of(schema: pa.Schema, path: Path) -> JSON:
     return dict(meta)
 
 
+#: Events whose effect depends on how much input audio came before them; bulk appends are
+#: applied up to each of these, in order (every other event ignores the input timeline).
+_INPUT_SENSITIVE: Final = ["input_audio_buffer.committed", "input_audio_buffer.cleared"]
+
+
 def reduce_table(table: pa.Table, reducer: Reducer | None = None) -> ConversationState:
     """Reduce a recording's table without building an Event for every audio append.
 
-    Runs of client ``input_audio_buffer.append`` rows go to :meth:`Reducer.apply_input_run`
-    straight from the Arrow buffers; every other row becomes an :class:`Event` for
-    :meth:`Reducer.apply`. The result is identical to applying each event in turn (tested).
+    Client ``input_audio_buffer.append`` rows go to :meth:`Reducer.apply_input_run` straight from
+    the Arrow buffers, in as few runs as possible: appends only matter to the events that read
+    the input timeline (commit and clear), so each run covers all appends up to the next of
+    those. Every other row becomes an :class:`Event` for :meth:`Reducer.apply`, in order. The
+    result is identical to applying each event in turn (tested).
     """
     import pyarrow.compute as pc
 
@@ -980,35 +995,38 @@ def reduce_table(table: pa.Table, reducer: Reducer | None = None) -> Conversatio
         n = batch.num_rows
         if not n:
             continue
-        audio = batch.column(8)
-        bulk = pc.and_(
-            pc.and_(
-                pc.equal(batch.column(3), "input_audio_buffer.append"),
-                pc.equal(batch.column(2), "client"),
-            ),
-            pc.is_valid(audio),
+        types, audio = batch.column(3), batch.column(8)
+        is_append = pc.and_(
+            pc.equal(types, "input_audio_buffer.append"), pc.equal(batch.column(2), "client")
         )
+        bulk = pc.and_(is_append, pc.is_valid(audio))
         mask = bulk.to_numpy(zero_copy_only=False)
         if not mask.any():
             r.apply_all(_iter_batch(batch))
             continue
         others = _iter_batch(batch.filter(pc.invert(bulk)))
-        t_all = batch.column(1).to_numpy().tolist()
-        offs = np.frombuffer(audio.buffers()[1], dtype=np.int32)[
-            audio.offset : audio.offset + n + 1
-        ]
-        offsets = offs.tolist()
-        data = memoryview(audio.buffers()[2]) if audio.buffers()[2] is not None else memoryview(b"")
-        edges = np.flatnonzero(np.diff(mask.view(np.int8))) + 1
-        starts = [0, *edges.tolist()]
-        ends = [*edges.tolist(), n]
-        flags = mask.tolist()
-        for a, b in zip(starts, ends, strict=False):
-            if flags[a]:
-                r.apply_input_run(t_all[a:b], offsets[a : b + 1], data)
-            else:
-                for _ in range(b - a):
-                    r.apply(next(others))
+        sensitive = pc.or_(
+            pc.is_in(types, pa.array(_INPUT_SENSITIVE)), pc.and_(is_append, pc.invert(bulk))
+        ).to_numpy(zero_copy_only=False)
+        bulk_audio = audio.filter(bulk)  # contiguous: one buffer slice per run
+        offsets = np.frombuffer(bulk_audio.buffers()[1], dtype=np.int32)[
+            bulk_audio.offset : bulk_audio.offset + len(bulk_audio) + 1
+        ].tolist()
+        buf = bulk_audio.buffers()[2]
+        data = memoryview(buf) if buf is not None else memoryview(b"")
+        t_bulk = batch.column(1).to_numpy()[mask].tolist()
+        bulk_before = np.concatenate([[0], np.cumsum(mask)]).tolist()  # bulk rows before row i
+        k = 0  # bulk rows applied so far
+        pos = 0  # first row not yet applied
+        for s in [*np.flatnonzero(sensitive).tolist(), n]:
+            kb = bulk_before[s]
+            if kb > k:
+                r.apply_input_run(t_bulk[k:kb], offsets[k : kb + 1], data)
+                k = kb
+            end = min(s + 1, n)  # the sensitive row itself comes after the appends before it
+            for _ in range((end - pos) - (bulk_before[end] - bulk_before[pos])):
+                r.apply(next(others))
+            pos = end
     return r.state
 
 
