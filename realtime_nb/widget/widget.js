@@ -11,7 +11,8 @@
 /** @typedef {{seq: number, t_ms: number, source: string, type: string, item_id: string | null,
  *   response_id: string | null, data: any}} LogEvent */
 /** @typedef {{id: string, type?: string, role?: string, status?: string, text?: string | null,
- *   truncated?: boolean, truncated_ms?: number, played_ms?: number, has_audio?: boolean, name?: string, call_id?: string,
+ *   truncated?: boolean, truncated_ms?: number, truncate_requested_ms?: number, heard_text?: string,
+ *   played_ms?: number, has_audio?: boolean, name?: string, call_id?: string,
  *   arguments?: string, output?: string}} Item */
 
 const VOICES = ["alloy", "ash", "ballad", "coral", "echo", "sage", "shimmer", "verse", "marin", "cedar"];
@@ -119,6 +120,13 @@ class AudioEngine {
   async _init() {
     const ctx = new AudioContext({ latencyHint: "interactive" });
     this.ctx = ctx;
+    if (!ctx.audioWorklet) {
+      throw new Error(
+        typeof window !== "undefined" && !window.isSecureContext
+          ? "AudioWorklet, like the microphone, needs a secure context (https:// or http://localhost)"
+          : "this browser has no AudioWorklet",
+      );
+    }
     this._moduleUrl = blobUrl(this.model.get("_worklet_js"));
     await ctx.audioWorklet.addModule(this._moduleUrl);
     const play = new AudioWorkletNode(ctx, "rtnb-playback", {
@@ -430,6 +438,10 @@ async function render({ model, el }) {
   const itemNodes = new Map();
   /** @type {Map<string, {played_ms: number, reason: string}>} */
   const playedByItem = new Map();
+  /** Items whose playback this view cut (stop, interruption): audio of theirs still on the way
+   * (sent before the kernel heard of the cut) must not play again, nor be reported again.
+   * @type {Set<string>} */
+  const cutItems = new Set();
   /** @type {{key: string, source: string, type: string, events: LogEvent[], row: HTMLElement, detail: HTMLElement | null}[]} */
   let groups = [];
   let eventTotal = 0;
@@ -511,18 +523,27 @@ async function render({ model, el }) {
     const role = it.role || "system";
     const played = playedByItem.get(it.id);
     const text = it.text || (it.status === "in_progress" ? "…" : "");
-    const cut = it.truncated
+    // Cut once the session asked the server to truncate (confirmed or not yet).
+    const cutMs = it.truncated ? it.truncated_ms : it.truncate_requested_ms;
+    const isCut = cutMs != null || !!it.truncated;
+    const cut = isCut
       ? h("span", { class: "rtnb-cut", title: "The user interrupted: the model was told only this much was heard" },
-        `✂ cut at ${fmtSeconds(it.truncated_ms ?? played?.played_ms ?? 0)}`)
+        `✂ cut at ${fmtSeconds(cutMs ?? played?.played_ms ?? 0)}`)
       : null;
+    /** @type {(Node | string)[]} */
+    let body = [text || h("em", {}, it.has_audio ? "(audio)" : kind)];
+    if (isCut && text && typeof it.heard_text === "string" && text.startsWith(it.heard_text)) {
+      body = [it.heard_text,
+        h("span", { class: "rtnb-unheard", title: "Never heard: playback was cut here" }, text.slice(it.heard_text.length))];
+    }
     return h("div", {
-      class: `rtnb-item rtnb-${role}${it.truncated ? " rtnb-truncated" : ""}`,
+      class: `rtnb-item rtnb-${role}${isCut ? " rtnb-truncated" : ""}`,
       "data-item": it.id,
       "data-played": played ? String(played.played_ms) : undefined,
       "data-played-reason": played ? played.reason : undefined,
     },
       h("span", { class: "rtnb-role" }, role === "assistant" ? "assistant" : role),
-      h("span", { class: "rtnb-text" }, text || h("em", {}, it.has_audio ? "(audio)" : kind)),
+      h("span", { class: "rtnb-text" }, ...body),
       cut);
   }
 
@@ -724,6 +745,8 @@ async function render({ model, el }) {
 
   /** @param {string} itemId @param {number} ms @param {string} reason */
   function playedReport(itemId, ms, reason) {
+    const prev = playedByItem.get(itemId);
+    if (prev && prev.reason !== "finished") return; // cut and reported already: one report per cut
     const played = Math.round(ms * 10) / 10;
     playedByItem.set(itemId, { played_ms: played, reason });
     send({ type: "played", item_id: itemId, played_ms: played, reason });
@@ -737,10 +760,14 @@ async function render({ model, el }) {
 
   /** Flush playback now and report what was heard. @param {"interrupted" | "stopped"} reason */
   async function flushPlayback(reason) {
+    if (currentItem) cutItems.add(currentItem);
     const flushed = await engine.flush();
     playing.textContent = "";
     currentItem = null;
-    for (const f of flushed) playedReport(f.itemId, f.playedMs, reason);
+    for (const f of flushed) {
+      cutItems.add(f.itemId);
+      playedReport(f.itemId, f.playedMs, reason);
+    }
   }
 
   async function gesture() {
@@ -889,8 +916,17 @@ async function render({ model, el }) {
     e.stopPropagation(); // typing here is not a notebook shortcut
   });
   instructions.addEventListener("keydown", (e) => e.stopPropagation());
+  // Only what the user changed: the API refuses a whole session.update that names a new voice
+  // once the assistant has spoken, so resending the voice would also lose the other edits.
   function applySettings() {
-    send({ type: "update", instructions: instructions.value, voice: voiceSel.value, mode: vadSel.value });
+    const s = model.get("settings") || {};
+    /** @type {Record<string, string>} */
+    const changed = {};
+    if (instructions.value !== (s.instructions || "")) changed.instructions = instructions.value;
+    if (voiceSel.value && voiceSel.value !== s.voice) changed.voice = voiceSel.value;
+    if (vadSel.value !== model.get("mode")) changed.mode = vadSel.value;
+    if (Object.keys(changed).length) send({ type: "update", ...changed });
+    else notice("Nothing to apply: these are the settings in effect.", "info");
   }
   function onMicOption() {
     /** @type {Record<string, boolean>} */
@@ -930,12 +966,12 @@ async function render({ model, el }) {
         renderStats(msg);
         break;
       case "audio":
-        if (msg.view !== view || !buffers.length) break;
+        if (msg.view !== view || !buffers.length || cutItems.has(msg.item_id)) break;
         await engine.push(msg.item_id, buffers[0]);
         if (engine.suspended) notice("Click anywhere in this widget to hear the assistant (the browser blocks autoplay).", "info");
         break;
       case "audio_done":
-        if (msg.view === view) await engine.end(msg.item_id);
+        if (msg.view === view && !cutItems.has(msg.item_id)) await engine.end(msg.item_id);
         break;
       case "flush":
         if (msg.view === view) await flushPlayback("interrupted");
@@ -968,7 +1004,11 @@ async function render({ model, el }) {
 
   // Playback needs no gesture when the page allows autoplay; otherwise the first click resumes it.
   engine.context().catch((err) => {
-    stickyNotice = `Audio output unavailable: ${err}. Text still works.`;
+    const why = err && err.message ? err.message : String(err);
+    // Keep what the mic notice says (often the same cause): both matter to the user.
+    stickyNotice = capture
+      ? `Microphone unavailable: ${capture}. Audio output unavailable too: ${why}. Text input still works.`
+      : `Audio output unavailable: ${why}. Text still works.`;
     notice(stickyNotice, "warning");
     report("error", `AudioContext/worklet failed: ${err}`);
   });

@@ -19,8 +19,10 @@ Browser -> kernel
     A view has rendered. The first one releases what was queued; every one gets a ``snapshot``.
 ``mic`` ``{view, seq, t}`` + ``[pcm]``
     ~50 ms of PCM16 LE mono at ``input_rate``; ``seq`` counts from 0 per view, ``t`` is the
-    browser's epoch ms at send. Late chunks (a blocked kernel) are fine; a ``seq`` already seen
-    is dropped as a duplicate, a gap is reported (see :attr:`RealtimeWidget.mic_stats`).
+    browser's epoch ms at send. Late chunks (a blocked kernel) are fine; chunks that overtake an
+    earlier one wait for it in a reorder buffer; a ``seq`` already seen is dropped as a
+    duplicate; a chunk still missing after ``MAX_REORDER_CHUNKS`` later ones (or at the end of
+    the press) is a gap (see :attr:`RealtimeWidget.mic_stats`).
 ``mic_state`` ``{view, state, reason}``
     ``state``: ``"on"`` | ``"off"`` | ``"unavailable"`` | ``"denied"`` | ``"error"``.
 ``ptt`` ``{view, action}``
@@ -38,7 +40,9 @@ Browser -> kernel
 ``stop`` ``{view}``
     Stop the assistant: cancel the response (the view flushes its playback itself).
 ``update`` ``{instructions?, voice?, mode?}``
-    Session settings; ``mode`` is ``"push_to_talk"`` | ``"server_vad"`` | ``"semantic_vad"``.
+    Session settings, only those the user changed (the API refuses a whole update naming a new
+    voice once the assistant has spoken); ``mode`` is ``"push_to_talk"`` | ``"server_vad"`` |
+    ``"semantic_vad"``.
 ``log`` ``{level, message}``
     A front-end problem worth keeping (kept in :attr:`RealtimeWidget.frontend_log`).
 
@@ -56,7 +60,9 @@ Kernel -> browser
 ``events`` ``{events: [{seq, t_ms, source, type, item_id, response_id, data}]}``
     New events for the log, batched; audio is never included (``data`` is the event without it).
 ``items`` ``{order, items}``
-    Conversation items that changed since the last message, and the current order of ids.
+    Conversation items that changed since the last message, and the current order of ids. A cut
+    item (``truncated``, or ``truncate_requested_ms`` while the server has not confirmed) also
+    carries ``heard_text``, what the listener heard of its text, for the view to mark the rest.
 ``stats`` ``{cost, tokens, turns}``
     Running cost (USD), token totals and per-turn latency.
 ``notice`` ``{level, text}``
@@ -68,6 +74,7 @@ goes through :func:`redact`, which blanks anything that looks like a key or a se
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 import threading
@@ -110,6 +117,10 @@ EVENT_LOG_SIZE: Final = 2000
 MAX_QUEUED_AUDIO_S: Final = 30.0
 #: The Realtime API refuses to commit less than 100 ms of input audio.
 MIN_COMMIT_MS: Final = 100.0
+#: Mic chunks that may wait for an earlier one that overtook them (about 2.5 s of 50 ms chunks)
+#: before the missing one is declared lost: kernels that run comm handlers on several threads
+#: reorder messages by a few at most, and a longer wait would hold back live audio.
+MAX_REORDER_CHUNKS: Final = 50
 #: Size of mic chunks the browser sends; the issue asks for 40-100 ms.
 CHUNK_MS: Final = 50
 #: Output audio the browser buffers before it starts an item (absorbs delivery jitter).
@@ -166,6 +177,11 @@ def _plain_error(data: Mapping[str, Any]) -> str:
         "response_cancel_not_active": "There was no answer in progress to stop.",
         "invalid_api_key": "The API key was refused. Check OPENAI_API_KEY in the kernel.",
         "rate_limit_exceeded": "Rate limited by the API; wait a moment and try again.",
+        "cannot_update_voice": (
+            "The voice cannot change once the assistant has spoken in this conversation (the API "
+            "refuses it, and the rest of that update with it); start a new session for another "
+            "voice."
+        ),
     }
     text = hints.get(code, message)
     return str(redact(text))
@@ -263,6 +279,8 @@ class RealtimeWidget(anywidget.AnyWidget):
         self._sent_stats: dict[str, Any] = {}
         # Mic bookkeeping (comm thread).
         self._next_seq: dict[str, int] = {}
+        self._mic_pending: dict[str, dict[int, tuple[Mapping[str, Any], bytes]]] = {}
+        self._mic_lock = threading.Lock()
         self.mic_stats = MicStats()
         self._ptt_bytes = 0
         self._mic_bytes_total = 0
@@ -551,6 +569,7 @@ class RealtimeWidget(anywidget.AnyWidget):
                 self._claim_audio(view)
                 s.log_local("local.mic.started", {"view": view})
             elif self.mic == "on" and state != "on":
+                self._flush_mic()
                 s.log_local("local.mic.stopped", {"view": view, "state": state})
             self.mic = state
         elif mtype == "ptt":
@@ -599,20 +618,54 @@ class RealtimeWidget(anywidget.AnyWidget):
         self._session.cancel()
 
     def _on_mic(self, view: str, content: Mapping[str, Any], buffers: Sequence[Any]) -> None:
+        """Accept mic chunks in sequence order, whatever order they arrive in.
+
+        Kernels may run comm handlers on more than one thread (ipykernel 7's subshells), so a
+        chunk can overtake the one before it. Chunks ahead of the next expected one wait in a
+        reorder buffer; a chunk already seen is a duplicate; a gap is declared only when
+        :data:`MAX_REORDER_CHUNKS` later chunks are waiting, or when the press/mic ends.
+        """
         seq = content.get("seq")
         if not isinstance(seq, int) or not buffers:
             self._log_frontend("warning", "mic message without seq or audio")
             return
+        with self._mic_lock:
+            expected = self._next_seq.get(view, 0)
+            pending = self._mic_pending.setdefault(view, {})
+            if seq < expected or seq in pending:
+                self.mic_stats.duplicates += 1
+                return
+            pending[seq] = (content, bytes(buffers[0]))
+            if seq != expected and len(pending) <= MAX_REORDER_CHUNKS:
+                return  # an earlier chunk is still on its way
+            self._drain_mic(view, force=len(pending) > MAX_REORDER_CHUNKS)
+
+    def _drain_mic(self, view: str, force: bool) -> None:
+        """Pass on every waiting chunk that is next in sequence; with ``force``, skip over
+        missing ones (counted as gaps). Call with ``_mic_lock`` held."""
+        pending = self._mic_pending.get(view, {})
         expected = self._next_seq.get(view, 0)
+        while pending:
+            if expected not in pending:
+                if not force:
+                    break
+                nxt = min(pending)
+                self.mic_stats.gaps += nxt - expected
+                self._log_frontend("warning", f"mic chunks {expected}..{nxt - 1} never arrived")
+                expected = nxt
+            content, pcm = pending.pop(expected)
+            expected += 1
+            self._accept_mic(content, pcm)
+        self._next_seq[view] = expected
+
+    def _flush_mic(self) -> None:
+        """The mic stopped or a press ended: nothing more is coming for the waiting chunks."""
+        with self._mic_lock:
+            for view in list(self._mic_pending):
+                self._drain_mic(view, force=True)
+
+    def _accept_mic(self, content: Mapping[str, Any], pcm: bytes) -> None:
         stats = self.mic_stats
-        if seq < expected:
-            stats.duplicates += 1
-            return
-        if seq > expected:
-            stats.gaps += seq - expected
-            self._log_frontend("warning", f"mic chunks {expected}..{seq - 1} never arrived")
-        self._next_seq[view] = seq + 1
-        pcm = bytes(buffers[0])
         pcm = pcm[: len(pcm) - len(pcm) % 2]
         stats.chunks += 1
         stats.bytes += len(pcm)
@@ -642,6 +695,7 @@ class RealtimeWidget(anywidget.AnyWidget):
             s.clear()
             self._ptt_bytes = 0
         elif action == "end":
+            self._flush_mic()  # every chunk of the press is in before the commit
             ms = self._ptt_bytes / 2 / self.input_rate * 1000
             if ms < MIN_COMMIT_MS:
                 with self._lock:
@@ -735,10 +789,18 @@ def _item_dict(it: Any) -> dict[str, Any]:
     for name in ("type", "role", "status", "text", "name", "call_id", "arguments", "output"):
         v = get(name)
         out[name] = v if v is None or isinstance(v, (str, int, float, bool)) else str(v)
-    for name in ("truncated", "truncated_ms", "played_ms"):
+    for name in ("truncated", "truncated_ms", "truncate_requested_ms", "played_ms"):
         v = get(name)
         if isinstance(v, bool) or _num(v) is not None:
             out[name] = v
+    if out.get("truncated") or out.get("truncate_requested_ms") is not None:
+        # What the listener heard of the text (an estimate: the API does not say where it cut
+        # the transcript); the view marks the rest as never heard.
+        heard = get("heard_text")
+        # A half-updated item may fail here: then the whole text shows, unmarked.
+        with contextlib.suppress(Exception):
+            if callable(heard):
+                out["heard_text"] = str(heard())
     audio_part = get("audio_part")
     if callable(audio_part):
         try:

@@ -133,12 +133,39 @@ def run(kc: Any, code: str, timeout: float = 60) -> str:
     return "".join(out)
 
 
+#: Host name the insecure-context tests open JupyterLab at: chromium maps it to 127.0.0.1
+#: (``--host-resolver-rules``), and a page served over plain http from a name that is not
+#: localhost is not a secure context, so getUserMedia is unavailable, as on a remote server.
+INSECURE_HOST = "rtnb.test"
+
+#: JupyterLab user settings for every test lab: no "Jupyter news" toast (it covers the corner of
+#: screenshots and asks for a click), no update check (never touch the internet).
+LAB_SETTINGS = {
+    "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {
+        "fetchNews": "false",
+        "checkForUpdates": False,
+    },
+}
+
+
 @contextmanager
-def jupyterlab(tmp: Path, nb_cells: list[str], env: dict[str, str]) -> Iterator[Lab]:
-    """Start JupyterLab on loopback serving one notebook ``e2e.ipynb``."""
+def jupyterlab(
+    tmp: Path,
+    nb_cells: list[str],
+    env: dict[str, str],
+    notebooks: dict[str, list[str]] | None = None,
+) -> Iterator[Lab]:
+    """Start JupyterLab on loopback serving ``e2e.ipynb`` (and any other ``notebooks``)."""
     root = tmp / "lab"
     root.mkdir()
     (root / "e2e.ipynb").write_text(json.dumps(notebook(nb_cells)))
+    for name, cells in (notebooks or {}).items():
+        (root / name).write_text(json.dumps(notebook(cells)))
+    settings = tmp / "user-settings"
+    for rel, values in LAB_SETTINGS.items():
+        f = settings / rel
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_text(json.dumps(values))
     runtime = tmp / "runtime"
     runtime.mkdir()
     token = secrets.token_hex(16)
@@ -154,6 +181,8 @@ def jupyterlab(tmp: Path, nb_cells: list[str], env: dict[str, str]) -> Iterator[
         sys.executable, "-m", "jupyterlab", "--no-browser", f"--port={port}", "--ip=127.0.0.1",
         f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
         "--LabApp.expose_app_in_browser=True", "--ServerApp.disable_check_xsrf=True",
+        f"--LabApp.user_settings_dir={settings}", f"--LabApp.workspaces_dir={tmp / 'workspaces'}",
+        f"--ServerApp.local_hostnames=['localhost', '{INSECURE_HOST}']",
         "--allow-root",
     ]  # fmt: skip
     log = open(tmp / "jupyterlab.log", "wb")  # noqa: SIM115  # closed below
@@ -189,31 +218,57 @@ class WsTap:
     """Every kernel WebSocket frame the page sent or received (for the secret scan)."""
 
     frames: list[bytes] = field(default_factory=list)
+    #: per frame: True if the page received it (False: the page sent it)
+    received: list[bool] = field(default_factory=list)
 
     def attach(self, page: Any) -> None:
         def on_ws(ws: Any) -> None:
-            ws.on("framesent", lambda payload: self._add(payload))
-            ws.on("framereceived", lambda payload: self._add(payload))
+            ws.on("framesent", lambda payload: self._add(payload, False))
+            ws.on("framereceived", lambda payload: self._add(payload, True))
 
         page.on("websocket", on_ws)
 
-    def _add(self, payload: Any) -> None:
+    def _add(self, payload: Any, received: bool = False) -> None:
         self.frames.append(payload.encode() if isinstance(payload, str) else bytes(payload))
+        self.received.append(received)
+
+    def bytes_received(self) -> int:
+        return sum(len(f) for f, r in zip(self.frames, self.received, strict=True) if r)
 
     def contains(self, needle: str) -> bool:
         n = needle.encode()
         return any(n in f for f in self.frames)
 
 
-def open_notebook(pw: Any, lab: Lab, tap: WsTap | None = None) -> tuple[Any, Any]:
-    """Launch chromium, open e2e.ipynb, run all cells; returns (browser, page)."""
-    browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+def open_notebook(
+    pw: Any,
+    lab: Lab,
+    tap: WsTap | None = None,
+    *,
+    name: str = "e2e.ipynb",
+    insecure: bool = False,
+    run_all: bool = True,
+) -> tuple[Any, Any]:
+    """Launch chromium, open notebook ``name``, run all cells; returns (browser, page).
+
+    ``insecure``: open JupyterLab at ``http://rtnb.test:PORT`` instead of 127.0.0.1, so the page
+    is not a secure context (no microphone API), as when a notebook server is reached remotely.
+    """
+    args = list(CHROMIUM_ARGS)
+    base = lab.url
+    if insecure:
+        args.append(f"--host-resolver-rules=MAP {INSECURE_HOST} 127.0.0.1")
+        base = lab.url.replace("127.0.0.1", INSECURE_HOST)
+    browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=args, headless=True)
     context = browser.new_context(viewport={"width": 1200, "height": 900})
-    context.grant_permissions(["microphone"], origin=lab.url)
+    if not insecure:  # chromium refuses to grant anything to an insecure origin
+        context.grant_permissions(["microphone"], origin=base)
     page = context.new_page()
     if tap is not None:
         tap.attach(page)
-    page.goto(f"{lab.url}/lab/tree/e2e.ipynb?token={lab.token}")
+    # ?reset: a fresh layout, not the workspace a previous browser saved (with its notebook
+    # open and current, so "run all" would run that one).
+    page.goto(f"{base}/lab/tree/{name}?reset&token={lab.token}")
     page.wait_for_function(
         "() => window.jupyterapp && window.jupyterapp.shell.currentWidget"
         " && window.jupyterapp.shell.currentWidget.sessionContext"
@@ -222,5 +277,49 @@ def open_notebook(pw: Any, lab: Lab, tap: WsTap | None = None) -> tuple[Any, Any
         timeout=90_000,
     )
     page.wait_for_timeout(1000)
-    page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
+    if run_all:
+        page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
     return browser, page
+
+
+def run_cell(page: Any, index: int) -> None:
+    """Select cell ``index`` of the current notebook and run it (as the user would)."""
+    page.evaluate(
+        """(i) => { const nb = window.jupyterapp.shell.currentWidget.content;
+                   nb.activeCellIndex = i;
+                   return window.jupyterapp.commands.execute('notebook:run-cell'); }""",
+        index,
+    )
+
+
+def synthetic_recording(path: Path, minutes: float, truncate_every: int = 0) -> Path:
+    """Write a synthetic session of ``minutes`` minutes (``realtime_nb.synthetic``) to ``path``.
+
+    ``truncate_every``: every n-th assistant item is cut 1.2 s into its audio (a client
+    ``conversation.item.truncate`` and the server's ``conversation.item.truncated``), as when the
+    user interrupts; 0 for none.
+    """
+    from realtime_nb.recording import Recorder, make_meta
+    from realtime_nb.synthetic import synthetic_session
+
+    rec = Recorder(path, meta=make_meta(model="gpt-realtime"))
+    first_delta: dict[str, int] = {}
+    due: list[tuple[int, str]] = []  # (t_ns, item_id)
+    for f in synthetic_session(minutes):
+        while due and due[0][0] <= f.t_ns:
+            t_ns, item = due.pop(0)
+            cut = {"item_id": item, "content_index": 0, "audio_end_ms": 1200}
+            rec.append("client", {"type": "conversation.item.truncate", **cut}, t_ns=t_ns)
+            rec.append(
+                "server", {"type": "conversation.item.truncated", **cut}, t_ns=t_ns + 5_000_000
+            )
+        d = f.data
+        if truncate_every and d.get("type") == "response.output_audio.delta":
+            item = str(d.get("item_id"))
+            if item not in first_delta:
+                first_delta[item] = f.t_ns
+                if len(first_delta) % truncate_every == 0:
+                    due.append((f.t_ns + 1_200_000_000, item))
+        rec.append(f.source, d, raw=f.raw, t_ns=f.t_ns)
+    rec.close()
+    return path

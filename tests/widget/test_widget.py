@@ -157,13 +157,37 @@ def test_mic_chunks_in_order_duplicates_dropped_gaps_counted(w_s: Any) -> None:
     chunks = [bytes([i]) * 2400 for i in range(6)]
     for seq in (0, 1, 1, 2, 0, 4, 5):
         msg(w, {"type": "mic", "seq": seq, "t": time.time() * 1000}, [chunks[seq]])
-    appended = [a[0][0] for name, a in s.calls if name == "append_audio"]
-    assert appended == [chunks[i] for i in (0, 1, 2, 4, 5)]
+
+    def appended() -> list[bytes]:
+        return [a[0][0] for name, a in s.calls if name == "append_audio"]
+
+    assert appended() == [chunks[i] for i in (0, 1, 2)]  # 4 and 5 wait for 3
     assert w.mic_stats.duplicates == 2
+    msg(w, {"type": "mic_state", "state": "on"})
+    msg(w, {"type": "mic_state", "state": "off"})  # nothing more is coming: 3 is lost
+    assert appended() == [chunks[i] for i in (0, 1, 2, 4, 5)]
     assert w.mic_stats.gaps == 1
     # Another view has its own sequence.
     w._on_msg(w, {"type": "mic", "view": "v2", "seq": 0}, [chunks[0]])
     assert w.mic_stats.duplicates == 2
+
+
+def test_mic_chunks_that_overtake_are_put_back_in_order(w_s: Any) -> None:
+    from realtime_nb.widget.widget import MAX_REORDER_CHUNKS
+
+    w, s, _ = w_s
+    chunks = [i.to_bytes(2, "little") * 1200 for i in range(MAX_REORDER_CHUNKS + 10)]
+    for seq in (0, 2, 1, 4, 3, 5):  # as a kernel handling comm messages on two threads may
+        msg(w, {"type": "mic", "seq": seq}, [chunks[seq]])
+    appended = [a[0][0] for name, a in s.calls if name == "append_audio"]
+    assert appended == chunks[:6]
+    assert (w.mic_stats.gaps, w.mic_stats.duplicates) == (0, 0)
+    # A chunk that never comes is given up once MAX_REORDER_CHUNKS later ones are waiting.
+    for seq in range(7, 7 + MAX_REORDER_CHUNKS + 1):
+        msg(w, {"type": "mic", "seq": seq}, [chunks[seq]])
+    appended = [a[0][0] for name, a in s.calls if name == "append_audio"]
+    assert appended == chunks[:6] + chunks[7 : 7 + MAX_REORDER_CHUNKS + 1]
+    assert w.mic_stats.gaps == 1
 
 
 def test_mic_g711_is_encoded_for_the_session() -> None:

@@ -1,0 +1,59 @@
+// Pure helpers of the replay view (realtime_nb/widget/replay.js): window arithmetic, scheduling
+// on the audio clock, PCM decoding. `node --test tests/js/`.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import {
+  clock,
+  lastRowAt,
+  pcm16ToFloat32,
+  scheduleWindow,
+  timeAtX,
+  windowIndex,
+  windowsFor,
+} from "../../realtime_nb/widget/replay.js";
+
+test("windowIndex and windowsFor cover the playhead and what follows, not past the end", () => {
+  assert.equal(windowIndex(0, 4), 0);
+  assert.equal(windowIndex(3.999, 4), 0);
+  assert.equal(windowIndex(4, 4), 1);
+  assert.equal(windowIndex(-1, 4), 0);
+  assert.deepEqual(windowsFor(9, 4, 60, 2), [2, 3, 4]);
+  assert.deepEqual(windowsFor(58, 4, 60, 2), [14]);
+  assert.deepEqual(windowsFor(9, 4, 60, 0), [2]);
+});
+
+test("scheduleWindow lines a window up with the playhead clock", () => {
+  // Playhead at 10 s at context time 100, 1x: the window starting at 8 s starts now, 2 s in.
+  assert.deepEqual(scheduleWindow(8, 4, 10, 100, 1, 100), { when: 100, offset: 2 });
+  // The next window (12 s) is due 2 s later.
+  assert.deepEqual(scheduleWindow(12, 4, 10, 100, 1, 100), { when: 102, offset: 0 });
+  // At 2x it is due 1 s later.
+  assert.deepEqual(scheduleWindow(12, 4, 10, 100, 2, 100), { when: 101, offset: 0 });
+  // Arriving late (context time 102.5 at 1x): start now, 0.5 s into the window.
+  assert.deepEqual(scheduleWindow(12, 4, 10, 100, 1, 102.5), { when: 102.5, offset: 0.5 });
+  // Already over.
+  assert.equal(scheduleWindow(4, 4, 10, 100, 1, 100), null);
+});
+
+test("timeAtX, clock, lastRowAt", () => {
+  assert.equal(timeAtX(50, 100, 3600), 1800);
+  assert.equal(timeAtX(-5, 100, 3600), 0);
+  assert.equal(timeAtX(500, 100, 3600), 3600);
+  assert.equal(timeAtX(5, 0, 3600), 0);
+  assert.equal(clock(0), "00:00.0");
+  assert.equal(clock(83.44), "01:23.4");
+  assert.equal(clock(3725.5), "1:02:05.5");
+  const rows = [[1, 0.5], [2, 1.0], [3, 1.0], [4, 2.5]];
+  assert.equal(lastRowAt(rows, 0.1), -1);
+  assert.equal(lastRowAt(rows, 1.0), 2);
+  assert.equal(lastRowAt(rows, 9), 3);
+});
+
+test("pcm16ToFloat32 reads little-endian samples", () => {
+  const buf = new ArrayBuffer(6);
+  const dv = new DataView(buf);
+  dv.setInt16(0, 16384, true);
+  dv.setInt16(2, -32768, true);
+  dv.setInt16(4, 0, true);
+  assert.deepEqual([...pcm16ToFloat32(new DataView(buf))], [0.5, -1, 0]);
+});
