@@ -27,7 +27,7 @@ import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar, cast
 
 from IPython.core import magic_arguments as _ma
 from IPython.core.error import UsageError
@@ -102,39 +102,41 @@ class Command(str, enum.Enum):
 E = TypeVar("E", bound=enum.Enum)
 F = TypeVar("F", bound=Callable[..., Any])
 
-# IPython's decorators and display functions carry no annotations: these typed wrappers are the
-# only places that call them, so mypy --strict checks everything else.
+# IPython's decorators and display functions are untyped in IPython 8 and partly typed in 9:
+# these wrappers are the only places that call them, through ``Any`` so that the same code
+# checks under both, and mypy --strict checks everything else.
+_ipy_ma: Any = _ma
 
 
 def magic_arguments() -> Callable[[F], F]:
-    deco: Callable[[F], F] = _ma.magic_arguments()  # type: ignore[no-untyped-call]  # untyped
-    return deco
+    return cast("Callable[[F], F]", _ipy_ma.magic_arguments())
 
 
 def argument(*names: str, **kwargs: Any) -> Callable[[F], F]:
-    deco: Callable[[F], F] = _ma.argument(*names, **kwargs)  # type: ignore[no-untyped-call]  # untyped
-    return deco
+    return cast("Callable[[F], F]", _ipy_ma.argument(*names, **kwargs))
 
 
 def parse_argstring(magic_func: Callable[..., Any], argstring: str) -> Any:
-    return _ma.parse_argstring(magic_func, argstring)  # type: ignore[no-untyped-call]  # untyped
+    return _ipy_ma.parse_argstring(magic_func, argstring)
 
 
 def line_and_cell_magic(func: F) -> F:
-    magic: F = line_cell_magic(func)
-    return magic
+    deco: Any = line_cell_magic
+    return cast(F, deco(func))
 
 
 def _display(*objs: Any) -> None:
-    from IPython.display import display
+    import IPython.display
 
-    display(*objs)  # type: ignore[no-untyped-call]  # IPython.display is untyped
+    ipd: Any = IPython.display
+    ipd.display(*objs)
 
 
 def _audio(samples: Any, rate: int) -> Any:
-    from IPython.display import Audio
+    import IPython.display
 
-    return Audio(samples, rate=rate, normalize=False)  # type: ignore[no-untyped-call]  # untyped
+    ipd: Any = IPython.display
+    return ipd.Audio(samples, rate=rate, normalize=False)
 
 
 def _accepted(enum_cls: type[enum.Enum]) -> str:
@@ -198,7 +200,8 @@ class RealtimeMagics(Magics):
     )
 
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
-        super().__init__(shell=shell, **kwargs)  # type: ignore[no-untyped-call]  # IPython: untyped
+        init: Any = super().__init__  # untyped in IPython 8, typed in 9
+        init(shell=shell, **kwargs)
         self._live: dict[str, _Live] = {}
 
     # -- configuration validation ----------------------------------------------------------------
