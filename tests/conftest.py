@@ -45,12 +45,32 @@ def _written_files(session: pytest.Session) -> list[Path]:
     files: list[Path] = []
     for root in roots:
         if root.is_dir():
+            tracked = _tracked_in_checkouts(root)
             files.extend(
                 p
                 for p in root.rglob("*")
-                if p.is_file() and not p.is_symlink() and not _NOT_OURS & set(p.parts)
+                if p.is_file()
+                and not p.is_symlink()
+                and not _NOT_OURS & set(p.parts)
+                and p not in tracked
             )
     return files
+
+
+def _tracked_in_checkouts(root: Path) -> set[Path]:
+    """Files of git checkouts the tests made (the README test clones this repository): they are
+    the repository's own sources, which define the test keys, not output of the tests. What the
+    tests wrote inside a checkout (its recordings/) is still scanned."""
+    import subprocess
+
+    tracked: set[Path] = set()
+    for git_dir in root.rglob(".git"):
+        checkout = git_dir.parent
+        out = subprocess.run(
+            ["git", "ls-files", "-z"], cwd=checkout, capture_output=True, check=False
+        ).stdout
+        tracked.update(checkout / name for name in out.decode().split("\0") if name)
+    return tracked
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
