@@ -26,6 +26,7 @@ from typing import Any, Final
 from .audio import AudioFormat
 from .recording import DEFAULT_DIR, Recording, default_path
 from .reducer import ConversationState
+from .tools import Tool
 
 __all__ = ["TRAILING_SILENCE_MS", "UserTurn", "plan_turns", "redrive", "redrive_batch"]
 
@@ -87,6 +88,60 @@ def _recorded_settings(rec: Recording) -> JSON:
     return out
 
 
+def recorded_tools(rec: Recording) -> list[Tool]:
+    """Stand-ins for the recording's function tools that answer with the recorded outputs.
+
+    A call with the same name and arguments as a recorded one gets that call's output; a call
+    with new arguments gets the first recorded output of that tool (the closest thing to what the
+    tool said); a tool never called in the recording raises :class:`LookupError`, which the
+    session sends back to the model as an error output. Pass ``tools=`` to run real functions.
+    """
+    st = rec.state
+    outputs: dict[str, str] = {}
+    for item in st.items_by_id.values():
+        if item.type == "function_call_output" and item.call_id and item.output is not None:
+            outputs[item.call_id] = item.output
+    by_call: dict[tuple[str, str], str] = {}
+    by_name: dict[str, str] = {}
+    for item in st.items_by_id.values():
+        if item.type == "function_call" and item.name and item.call_id in outputs:
+            out = outputs[item.call_id or ""]
+            by_call.setdefault((item.name, _canonical_args(item.arguments)), out)
+            by_name.setdefault(item.name, out)
+    stand_ins: list[Tool] = []
+    for definition in _recorded_settings(rec).get("tools") or []:
+        if not isinstance(definition, dict) or definition.get("type", "function") != "function":
+            continue
+        name = str(definition.get("name") or "")
+        if not name:
+            continue
+
+        def replay(_name: str = name, **kwargs: Any) -> str:
+            key = (_name, _canonical_args(json.dumps(kwargs)))
+            if key in by_call:
+                return by_call[key]
+            if _name in by_name:
+                return by_name[_name]
+            raise LookupError(f"the recording has no output of {_name}; pass tools= to run it")
+
+        stand_ins.append(
+            Tool(
+                func=replay,
+                name=name,
+                description=str(definition.get("description") or ""),
+                parameters=dict(definition.get("parameters") or {"type": "object"}),
+            )
+        )
+    return stand_ins
+
+
+def _canonical_args(arguments: str | None) -> str:
+    try:
+        return json.dumps(json.loads(arguments or "{}"), sort_keys=True)
+    except ValueError:
+        return arguments or ""
+
+
 def redrive(
     recording: Recording | str | Path,
     *,
@@ -109,8 +164,8 @@ def redrive(
         recording: the parent (a Recording or a path).
         instructions, tools, voice, **session_fields: settings that replace the recorded ones
             (any :class:`~realtime_nb.session.Session` field, e.g. ``turn_detection``).
-            ``tools`` left out keeps the recorded tool definitions (without Python functions,
-            so calls are not answered: pass ``@tool`` functions to run them).
+            ``tools`` left out keeps the recorded tools, answered with their recorded outputs
+            (:func:`recorded_tools`); pass ``@tool`` functions to run real code.
         url, api_key, model: where to connect (``model`` defaults to the recorded one; with no
             ``url`` and no key, :class:`Session` starts its embedded local server).
         record: the new ``.arrow`` file or a folder (default: ``recordings/``).
@@ -158,6 +213,8 @@ def redrive(
         audio_cfg = {**audio_cfg, "output": out}
     fields["audio"] = audio_cfg
     fields.update(changed)
+    if "tools" not in changed and fields.get("tools"):
+        fields["tools"] = recorded_tools(parent)
 
     target = Path(record) if record is not None else DEFAULT_DIR
     the_model = model or parent.meta.get("model") or "gpt-realtime"

@@ -45,7 +45,7 @@ from .audio import AudioFormat, encode_from_float, pcm16_to_float32, resample
 from .events import Event
 from .pricing import Cost, ModelPrice, session_cost
 from .protocol import AUDIO_FIELDS, Source, canonical_type, client, deep_merge
-from .recording import DEFAULT_DIR, Recorder, make_meta
+from .recording import DEFAULT_DIR, Recorder, Recording, make_meta
 from .reducer import ConversationState, ErrorRecord, Item, Reducer, Usage
 from .tools import (
     StartCall,
@@ -1871,6 +1871,20 @@ class Session:
     def recording_path(self) -> Path | None:
         """The recording file, or ``None`` with ``record=False``."""
         return self._recorder.path
+
+    def recording(self) -> Recording:
+        """The recording so far, read back from disk (pending events are flushed first): the
+        same view a saved session gets, with its summary, items and audio players.
+
+        Raises:
+            ValueError: the session was created with ``record=False``.
+        """
+        path = self._recorder.path
+        if path is None:
+            raise ValueError("this session is not recorded (record=False); nothing to open")
+        if not self._recorder.closed:
+            self._recorder.flush()
+        return Recording.open(path)
 
     @property
     def close_info(self) -> JSON | None:

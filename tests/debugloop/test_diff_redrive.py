@@ -156,3 +156,21 @@ def test_metrics_heard_latency_from_playback_events() -> None:
     m = metrics(Recording.from_events(events))
     assert m.turns[0].first_audio_ms == pytest.approx(400.0)
     assert m.turns[0].first_heard_ms == pytest.approx(600.0)
+
+
+def test_redrive_answers_recorded_tool_calls_with_their_recorded_outputs(tmp_path: Path) -> None:
+    from realtime_nb.local import LocalServer
+    from realtime_nb.recording import Recording
+    from realtime_nb.redrive import recorded_tools
+    from tests.conftest import REPO
+
+    parent = Recording.open(REPO / "recordings" / "demo.arrow")
+    recorded = [i.output for i in parent.state.items if i.type == "function_call_output"]
+    assert recorded
+    (stand_in,) = recorded_tools(parent)
+    assert stand_in.name == "get_weather"
+    with LocalServer("tools", fast=True) as srv:
+        new = parent.redrive(url=srv.url, record=tmp_path / "r.arrow", progress=False)
+    outputs = [i.output for i in new.state.items if i.type == "function_call_output"]
+    assert outputs == recorded
+    assert not new.state.errors

@@ -27,7 +27,9 @@ def test_quickstart_is_short_and_runs(tmp_path: Path, monkeypatch: pytest.Monkey
     ns: dict[str, object] = {}
     exec(compile(code, "README quickstart", "exec"), ns)
     s = ns["s"]
+    s.close()  # type: ignore[attr-defined]
     rec = __import__("realtime_nb").Recording.open(s.recording_path)  # type: ignore[attr-defined]
+    assert rec.complete
     call = next(i for i in rec.state.items if i.type == "function_call")
     assert call.name == "get_weather"
     assert json.loads(call.arguments) == {"city": "Paris"}

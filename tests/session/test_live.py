@@ -476,3 +476,23 @@ def test_no_key_no_url_starts_the_embedded_local_server(
         assert a.recording_path is None
     err = capsys.readouterr().err
     assert err.count("using the embedded local server") == 1  # said once, not per session
+
+
+def test_recording_of_a_live_session_is_the_same_view_as_a_saved_one(
+    local_server: Callable[..., Any], session: Callable[..., Any]
+) -> None:
+    srv = local_server()
+    s = session(srv, output_modalities="text")
+    s.send_text("hello there")
+    s.wait_until_idle(TIMEOUT)
+    live = s.recording()  # while the session is still open
+    assert not live.complete
+    assert [i.text for i in live.state.items] == [i.text for i in s.conversation.items]
+    assert live.state.usage == s.conversation.usage
+    s.close()
+    saved = s.recording()
+    assert saved.complete
+    assert [i.text for i in saved.state.items] == [i.text for i in live.state.items]
+    unrecorded = session(srv, record=False)
+    with pytest.raises(ValueError, match="not recorded"):
+        unrecorded.recording()
