@@ -5,6 +5,7 @@
 // conversation state at t, the event-list window around t, and audio windows of WINDOW_S seconds
 // (the one under the playhead and the next, prefetched while playing), never the whole session.
 // The exported helpers at the top are pure (no DOM): node --test tests/js/ checks them.
+// The DOM helpers shared with the live widget live in ui.js (the `_ui_js` trait).
 
 /** @typedef {{get(k: string): any, set(k: string, v: any): void, save_changes(): void,
  *   on(e: string, f: Function): void, off(e?: string, f?: Function): void,
@@ -102,21 +103,18 @@ export function lastRowAt(rows, t) {
 // --- DOM ------------------------------------------------------------------------------------------
 
 /**
- * @param {string} tag
- * @param {Record<string, any>} [attrs]
- * @param {...(Node | string | null | undefined | false)} children
- * @returns {HTMLElement}
+ * Import ui.js (the DOM helpers shared with the live widget) from its source, which arrives as
+ * the `_ui_js` trait: a Blob URL, as widget.js loads audio.js, so no HTTP route is needed.
+ * @param {string} source
+ * @returns {Promise<typeof import("./ui.js")>}
  */
-function h(tag, attrs = {}, ...children) {
-  const e = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs)) {
-    if (v === undefined || v === null || v === false) continue;
-    if (k === "class") e.className = v;
-    else if (k.startsWith("on")) e.addEventListener(k.slice(2), v);
-    else e.setAttribute(k, v === true ? "" : String(v));
+async function importUi(source) {
+  const url = URL.createObjectURL(new Blob([source], { type: "text/javascript" }));
+  try {
+    return await import(/* webpackIgnore: true */ url);
+  } finally {
+    URL.revokeObjectURL(url);
   }
-  for (const c of children) if (c !== null && c !== undefined && c !== false) e.append(c);
-  return e;
 }
 
 /** @param {any} v */
@@ -127,9 +125,11 @@ function pretty(v) {
 const ARROWS = /** @type {Record<string, string>} */ ({ client: "→", server: "←", local: "•" });
 
 /** @param {{model: Model, el: HTMLElement}} ctx */
-function render({ model, el }) {
+async function render({ model, el }) {
   const view = Math.random().toString(36).slice(2, 14);
   const t0 = performance.now();
+  // Without ui.js there is no DOM to build: a failure here fails the render, and anywidget shows it.
+  const { h, makeTabs } = await importUi(model.get("_ui_js"));
   let reqSeq = 0;
   /** @param {any} msg */
   const send = (msg) => model.send({ ...msg, view });
@@ -167,24 +167,9 @@ function render({ model, el }) {
   const noticeEl = h("div", { class: "rtnb-notice", hidden: true });
 
   const tabNames = ["Transcript", "Events"];
-  /** @type {Record<string, HTMLElement>} */
-  const panes = {};
-  /** @type {Record<string, HTMLElement>} */
-  const tabBtns = {};
-  const tabs = h("div", { class: "rtnb-tabs", role: "tablist" });
-  for (const name of tabNames) {
-    tabBtns[name] = h("button", { class: "rtnb-tab", type: "button", role: "tab", onclick: () => show(name) }, name);
-    tabs.append(tabBtns[name]);
-    panes[name] = h("div", { class: `rtnb-pane rtnb-pane-${name.toLowerCase()}`, role: "tabpanel" });
-  }
-  /** @param {string} name */
-  function show(name) {
-    for (const n of tabNames) {
-      tabBtns[n].classList.toggle("rtnb-active", n === name);
-      panes[n].hidden = n !== name;
-    }
+  const { tabs, panes, show } = makeTabs(tabNames, (name) => {
     if (name === "Events" && typeof buildRows === "function") buildRows();
-  }
+  });
   const transcript = h("div", { class: "rtnb-transcript" });
   const emptyTranscript = h("div", { class: "rtnb-empty" }, "Nothing said yet at this point.");
   panes.Transcript.append(emptyTranscript, transcript);

@@ -7,7 +7,8 @@ conversation state, a window of the event list, a few seconds of audio of both t
 recording of hundreds of megabytes is never sent whole. The conversation shown at time ``t`` is
 ``ReplayData.state_at(t)``: the same reducer the live session ran, from its nearest checkpoint.
 
-The front end is ``replay.js`` (plain ESM) with ``widget.css`` and ``replay.css``. Messages are
+The front end is ``replay.js`` (plain ESM) with ``widget.css`` and ``replay.css``, and ``ui.js``
+(the DOM helpers it shares with the live widget, sent as the ``_ui_js`` trait). Messages are
 ``{"type": ...}`` objects, binary payloads only in ``buffers``; every browser request carries a
 ``view`` and a ``req`` number that its reply echoes (a view drops replies older than what it shows).
 
@@ -116,6 +117,9 @@ class ReplayWidget(anywidget.AnyWidget):
     _esm = _HERE / "replay.js"
     _css = _CSS
 
+    # The DOM helpers shared with the live widget, imported by every render (as RealtimeWidget's).
+    _ui_js = traitlets.Unicode("").tag(sync=True)
+
     #: "loading" | "ready" | "error"
     status = traitlets.Unicode("loading").tag(sync=True)
     status_text = traitlets.Unicode("Reading the recording…").tag(sync=True)
@@ -130,6 +134,7 @@ class ReplayWidget(anywidget.AnyWidget):
 
     def __init__(self, recording: Recording | ReplayData | str | Path, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self._ui_js = (_HERE / "ui.js").read_text("utf-8")
         self._source = recording
         self._data: ReplayData | None = None
         self._rows_t = np.zeros(0, np.float64)

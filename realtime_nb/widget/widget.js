@@ -2,8 +2,9 @@
 //
 // The kernel half (widget.py) documents the comm message catalogue. Here: the DOM, the audio
 // engine (one AudioContext, two AudioWorklet processors from worklet.js) and the live views.
-// Pure audio logic lives in audio.js; it and the worklet arrive as traits (`_audio_js`,
-// `_worklet_js`) and load from Blob URLs, so nothing needs an HTTP route of its own.
+// Pure audio logic lives in audio.js, the DOM helpers shared with replay.js in ui.js; they and the
+// worklet arrive as traits (`_audio_js`, `_ui_js`, `_worklet_js`) and load from Blob URLs, so
+// nothing needs an HTTP route of its own.
 
 /** @typedef {{get(k: string): any, set(k: string, v: any): void, save_changes(): void,
  *   on(e: string, f: Function): void, off(e?: string, f?: Function): void,
@@ -27,23 +28,11 @@ const MAX_EVENTS = 3000;
 const COLLAPSIBLE = /(\.delta$|^input_audio_buffer\.append$)/;
 
 /**
- * @param {string} tag
- * @param {Record<string, any>} [attrs]
- * @param {...(Node | string | null | undefined | false)} children
- * @returns {HTMLElement}
+ * The DOM helper of ui.js (shared with the replay view). ui.js arrives as the `_ui_js` trait, so
+ * render() sets this from its import before it builds anything; nothing at module level calls it.
+ * @type {typeof import("./ui.js").h}
  */
-function h(tag, attrs = {}, ...children) {
-  const e = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs)) {
-    if (v === undefined || v === null || v === false) continue;
-    if (k === "class") e.className = v;
-    else if (k.startsWith("on")) e.addEventListener(k.slice(2), v);
-    else if (k in e && typeof v !== "string") /** @type {any} */ (e)[k] = v;
-    else e.setAttribute(k, v === true ? "" : String(v));
-  }
-  for (const c of children) if (c !== null && c !== undefined && c !== false) e.append(c);
-  return e;
-}
+let h;
 
 /** @param {string} source @param {string} type */
 function blobUrl(source, type = "text/javascript") {
@@ -297,6 +286,16 @@ function pretty(v) {
 /** @param {{model: Model, el: HTMLElement}} ctx */
 async function render({ model, el }) {
   const view = Math.random().toString(36).slice(2, 14);
+  // Without ui.js there is no DOM to build: a failure here fails the render, and anywidget shows it.
+  const uiUrl = blobUrl(model.get("_ui_js"));
+  /** @type {typeof import("./ui.js")} */
+  let ui;
+  try {
+    ui = await import(/* webpackIgnore: true */ uiUrl);
+  } finally {
+    URL.revokeObjectURL(uiUrl);
+  }
+  h = ui.h;
   /** @type {any} */
   let audioLib = null;
   try {
@@ -340,23 +339,7 @@ async function render({ model, el }) {
   const noticeEl = h("div", { class: "rtnb-notice", hidden: true });
 
   const tabNames = ["Transcript", "Events", "Tools", "Turns", "Settings"];
-  /** @type {Record<string, HTMLElement>} */
-  const panes = {};
-  /** @type {Record<string, HTMLElement>} */
-  const tabBtns = {};
-  const tabs = h("div", { class: "rtnb-tabs", role: "tablist" });
-  for (const name of tabNames) {
-    tabBtns[name] = h("button", { class: "rtnb-tab", type: "button", role: "tab", onclick: () => show(name) }, name);
-    tabs.append(tabBtns[name]);
-    panes[name] = h("div", { class: `rtnb-pane rtnb-pane-${name.toLowerCase()}`, role: "tabpanel" });
-  }
-  /** @param {string} name */
-  function show(name) {
-    for (const n of tabNames) {
-      tabBtns[n].classList.toggle("rtnb-active", n === name);
-      panes[n].hidden = n !== name;
-    }
-  }
+  const { tabs, panes, show } = ui.makeTabs(tabNames);
 
   // Transcript
   const transcript = h("div", { class: "rtnb-transcript" });

@@ -2,7 +2,7 @@
 
 The browser half is plain ESM (``widget.js``, ``widget.css``), an AudioWorklet module
 (``worklet.js`` prefixed with the pure ``audio.js``, loaded from a Blob URL so no HTTP route is
-needed) and ``audio.js`` itself. The kernel half below is a thin shell around a
+needed), ``audio.js`` itself and ``ui.js`` (the DOM helpers shared with the replay view). The kernel half below is a thin shell around a
 :class:`realtime_nb.Session`: it forwards mic audio and commands to the session, and batches what
 the session's I/O thread produces (output audio, events, conversation changes) onto the comm.
 
@@ -225,6 +225,7 @@ class RealtimeWidget(anywidget.AnyWidget):
 
     # Sources the front end loads (as anywidget itself ships _esm/_css): needed by every render.
     _audio_js = traitlets.Unicode("").tag(sync=True)
+    _ui_js = traitlets.Unicode("").tag(sync=True)
     _worklet_js = traitlets.Unicode("").tag(sync=True)
 
     status = traitlets.Unicode("connecting").tag(sync=True)
@@ -252,6 +253,7 @@ class RealtimeWidget(anywidget.AnyWidget):
         self._in_fmt: AudioFormat = session.input_format
         self._out_fmt: AudioFormat = session.output_format
         self._audio_js = (_HERE / "audio.js").read_text("utf-8")
+        self._ui_js = (_HERE / "ui.js").read_text("utf-8")
         self._worklet_js = worklet_source()
         self.input_rate = int(self._in_fmt.rate)
         self.output_rate = int(self._out_fmt.rate)
