@@ -543,18 +543,10 @@ class RealtimeMagics(Magics):
         print(_open_recording(operands[0], "inspect").describe())
 
     def _replay(self, operands: list[str]) -> None:
-        import numpy as np
-
+        """The replay widget (timeline, both tracks, transcript at the playhead), then the
+        recording's summary and items."""
         rec = _open_recording(operands[0], "replay")
-        user = rec.audio("user")
-        bot = rec.audio("assistant")
-        n = max(len(user), len(bot))
-        if n:
-            stereo = np.zeros((2, n), np.float32)
-            stereo[0, : len(user)] = user
-            stereo[1, : len(bot)] = bot
-            print(f"{Path(operands[0]).name}: user on the left, assistant on the right")
-            _display(_audio(stereo, 24_000))
+        _display(rec.play())
         _display(rec)
 
     def _diff(self, operands: list[str]) -> None:
