@@ -192,6 +192,8 @@ class Item:
     audio_end_ms: int | None = None
     added_t_ns: int | None = None
     done_t_ns: int | None = None
+    #: When the item's first output audio delta arrived.
+    first_audio_t_ns: int | None = None
     #: The latest full item object as received, unknown fields included.
     raw: JSON = field(default_factory=dict)
 
@@ -696,6 +698,8 @@ class Reducer:
             part = self._part(it, None, "output_audio")
         assert ev.audio is not None
         part.audio_chunks.append(ev.audio)
+        if it.first_audio_t_ns is None:
+            it.first_audio_t_ns = ev.t_ns
         rid = ev.response_id or it.response_id
         if rid is not None:
             resp = st.responses.get(rid)

@@ -4,8 +4,8 @@ Layout of this module, pure first:
 
 - :func:`build_session_config`, :func:`build_response`: ``Session`` arguments -> GA JSON;
 - :class:`ResponseGate`: queues ``response.create`` while a response is active;
-- :class:`PlaybackModel`: what was received and (probably) heard of each assistant audio item, and
-  the truncation to send on an interruption;
+- :class:`PlaybackModel`: the truncation to send on an interruption, decided from the reducer's
+  state (what was received of each assistant item, and when);
 - :func:`seed_items`: a conversation re-created as text for :meth:`Session.reconnect`;
 - :class:`Session`: the I/O shell. Its WebSocket runs on a daemon thread with its own asyncio
   loop, so events keep arriving, being recorded and reaching callbacks while a notebook cell
@@ -408,63 +408,52 @@ class ResponseGate:
 # --- pure: playback and truncation ---------------------------------------------------------------
 
 
-@dataclass
-class _AudioItem:
-    received_bytes: int = 0
-    first_t_ns: int | None = None
-    response_id: str | None = None
-    truncated: bool = False
-
-
 class PlaybackModel:
-    """What was received of each assistant audio item and how much was probably heard.
+    """Decides the truncation to send on an interruption, from the reducer's state.
 
-    Without a player reporting ``local.playback.*`` events (a notebook with no widget), audio is
-    assumed to play in real time from its first delta, so an interruption at time ``t`` heard
-    ``t - first_delta`` ms of it. Once a player reports, its ``played_ms`` is used instead.
+    What was received of each assistant item and when its audio began come from the
+    :class:`~realtime_nb.reducer.ConversationState` (the same fold the views and replay use); this
+    class keeps only what no event says: whether a player reports playback, and which items it
+    already decided to truncate. Without a player reporting ``local.playback.*`` events (a
+    notebook with no widget), audio is assumed to play in real time from its first delta, so an
+    interruption at time ``t`` heard ``t - first_delta`` ms of it. Once a player reports, its
+    ``played_ms`` is used instead.
     """
 
-    def __init__(self, fmt: AudioFormat | None = None) -> None:
-        self.format = fmt or AudioFormat()
-        self.items: dict[str, _AudioItem] = {}
+    def __init__(self) -> None:
         self.player_reports = False
-        self.last_item: str | None = None
+        self._decided: set[str] = set()
 
-    def received_ms(self, item_id: str) -> float | None:
-        it = self.items.get(item_id)
-        return None if it is None else self.format.duration_ms(it.received_bytes)
+    @staticmethod
+    def received_ms(state: ConversationState, item_id: str) -> float | None:
+        """Milliseconds of output audio received for ``item_id`` (``None``: none at all)."""
+        item = state.items_by_id.get(item_id)
+        part = item.audio_part() if item is not None else None
+        if part is None or part.type != "output_audio" or not part.audio_chunks:
+            return None
+        return state.output_format.duration_ms(part.audio_bytes)
 
-    def clamp(self, item_id: str, audio_end_ms: float) -> int:
+    def clamp(self, state: ConversationState, item_id: str, audio_end_ms: float) -> int:
         """``audio_end_ms`` floored to an integer and clamped to ``[0, received]``.
 
         Raises:
-            ValueError: no audio was received for ``item_id`` (the known items are named), or
+            ValueError: no audio was received for ``item_id`` (items with audio are named), or
                 ``audio_end_ms`` is not a finite number.
         """
         if not isinstance(audio_end_ms, (int, float)) or not math.isfinite(audio_end_ms):
             raise ValueError(f"audio_end_ms must be a finite number, got {audio_end_ms!r}")
-        received = self.received_ms(item_id)
+        received = self.received_ms(state, item_id)
         if received is None:
-            known = ", ".join(list(self.items)[-5:]) or "none yet"
+            with_audio = [i for i in state.items_by_id if self.received_ms(state, i) is not None]
+            known = ", ".join(with_audio[-5:]) or "none yet"
             raise ValueError(
                 f"no audio was received for item {item_id!r}; items with audio: {known}"
             )
         return max(0, min(math.floor(audio_end_ms), math.floor(received)))
 
-    def on_event(self, ev: Event) -> tuple[str, int] | None:
-        """Update with an event; return ``(item_id, audio_end_ms)`` to truncate, if any."""
+    def on_event(self, ev: Event, state: ConversationState) -> tuple[str, int] | None:
+        """Given an event already applied to ``state``, ``(item_id, audio_end_ms)`` to truncate."""
         t = ev.type
-        if t in ("response.output_audio.delta", "response.audio.delta"):
-            if ev.item_id is None:
-                return None
-            it = self.items.get(ev.item_id)
-            if it is None:
-                it = self.items[ev.item_id] = _AudioItem(response_id=ev.response_id)
-            if it.first_t_ns is None:
-                it.first_t_ns = ev.t_ns
-            it.received_bytes += len(ev.audio or b"")
-            self.last_item = ev.item_id
-            return None
         if t.startswith("local.playback."):
             self.player_reports = True
             if t != "local.playback.played":
@@ -475,33 +464,32 @@ class PlaybackModel:
                 return None
             if not isinstance(item_id, str) or not isinstance(played, (int, float)):
                 return None
-            return self._decide(item_id, float(played))
+            return self._decide(state, item_id, float(played))
         if t == "input_audio_buffer.speech_started" and not self.player_reports:
-            item_id = self.last_item
-            if item_id is None:
+            playing = [
+                i for i in state.items_by_id.values()
+                if i.first_audio_t_ns is not None and i.first_audio_t_ns <= ev.t_ns
+            ]  # fmt: skip
+            if not playing:
                 return None
-            it = self.items[item_id]
-            if it.first_t_ns is None:
-                return None
-            return self._decide(item_id, (ev.t_ns - it.first_t_ns) / 1e6)
-        if t == "conversation.item.truncate":
-            item_id = ev.data.get("item_id")
-            if isinstance(item_id, str) and item_id in self.items:
-                self.items[item_id].truncated = True
+            last = max(playing, key=lambda i: i.first_audio_t_ns or 0)
+            assert last.first_audio_t_ns is not None
+            return self._decide(state, last.id, (ev.t_ns - last.first_audio_t_ns) / 1e6)
         return None
 
-    def _decide(self, item_id: str, played_ms: float) -> tuple[str, int] | None:
-        it = self.items.get(item_id)
-        if it is None or it.truncated:
+    def _decide(
+        self, state: ConversationState, item_id: str, played_ms: float
+    ) -> tuple[str, int] | None:
+        item = state.items_by_id.get(item_id)
+        if item is None or item_id in self._decided:
             return None
-        received = self.format.duration_ms(it.received_bytes)
-        if played_ms >= received:
+        if item.truncated or item.truncate_requested_ms is not None:
+            return None  # already cut (by the user, the widget or an earlier decision)
+        received = self.received_ms(state, item_id)
+        if received is None or played_ms >= received:
             return None  # everything received was heard: nothing to cut
-        it.truncated = True
-        return item_id, self.clamp(item_id, played_ms)
-
-    def reset(self) -> None:
-        self.last_item = None
+        self._decided.add(item_id)
+        return item_id, self.clamp(state, item_id, played_ms)
 
 
 # --- pure: seeding a new connection --------------------------------------------------------------
@@ -861,7 +849,7 @@ class Session:
         self._reducer = Reducer()
         self._gate = ResponseGate()
         self._calls = ToolCallTracker()
-        self._playback = PlaybackModel(out_fmt)
+        self._playback = PlaybackModel()
         self._subs: dict[str, list[Callback]] = {}
         self._waiters: list[_Waiter] = []
         self._history: deque[Event] = deque(maxlen=HISTORY_EVENTS)
@@ -1138,9 +1126,6 @@ class Session:
             if t in ("response.created", "response.done", "error"):
                 for req in self._gate.on_server_event(d):
                     self._enqueue(req)
-            elif t in ("session.created", "session.updated"):
-                # The server's word on the output format decides how long received audio is.
-                self._playback.format = self._reducer.state.output_format
             if t == "response.done":
                 resp = d.get("response") or {}
                 if isinstance(resp.get("usage"), dict) and isinstance(resp.get("id"), str):
@@ -1159,11 +1144,9 @@ class Session:
                     err.get("code") or err.get("type"),
                     redact_text(str(err.get("message")), self._secrets),
                 )
-        if t in ("response.output_audio.delta", "response.audio.delta",
-                 "input_audio_buffer.speech_started", "conversation.item.truncate") or (
-            t.startswith("local.playback.")
-        ):  # fmt: skip
-            decision = self._playback.on_event(ev)
+        if t == "input_audio_buffer.speech_started" or t.startswith("local.playback."):
+            with self._lock:
+                decision = self._playback.on_event(ev, self._reducer.state)
             if decision is not None and self._auto_truncate and self._ws is not None:
                 self._enqueue(client.conversation_item_truncate(decision[0], decision[1]))
         for w in waiters:
@@ -1377,9 +1360,6 @@ class Session:
             if "tools" in cfg:
                 self._config["tools"] = cfg["tools"]
         ev = client.session_update(cfg)
-        fmt = cfg.get("audio", {}).get("output", {}).get("format")
-        if fmt is not None:
-            self._playback.format = AudioFormat.from_config(fmt)
         self._submit(lambda: self._enqueue(ev))
         return str(ev["event_id"])
 
@@ -1561,7 +1541,7 @@ class Session:
             SessionClosedError: the session is closed or its connection lost.
         """
         with self._lock:
-            ms = self._playback.clamp(item_id, audio_end_ms)
+            ms = self._playback.clamp(self._reducer.state, item_id, audio_end_ms)
         ev = client.conversation_item_truncate(item_id, ms, content_index)
         self._submit(lambda: self._enqueue(ev))
         return ms
@@ -1925,7 +1905,6 @@ class Session:
             seed = seed_items(self._reducer.state.items)
         self._gate.reset()
         self._calls.reset()
-        self._playback.reset()
         self._outbox.clear()
         self._record_local("local.note", {"text": f"reconnecting with {len(seed)} items"})
         await self._open(seed)

@@ -278,7 +278,7 @@ def test_interruption_truncates_to_what_was_heard(
     truncate = s.wait_for("conversation.item.truncate", TIMEOUT)
     s.wait_for("conversation.item.truncated", TIMEOUT)
     heard = truncate.data["audio_end_ms"]
-    received = s._playback.received_ms(item_id)
+    received = s._playback.received_ms(s.conversation, item_id)
     assert isinstance(heard, int)
     assert 300 <= heard < received
     # An explicit truncate is floored and clamped to the audio received.

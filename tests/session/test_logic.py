@@ -267,72 +267,83 @@ def _delta(seq: int, t_ms: float, ms: int, item: str = "it1") -> Event:
     )
 
 
+class _Fed:
+    """A PlaybackModel fed like the session feeds it: each event applied to the reducer first."""
+
+    def __init__(self) -> None:
+        self.reducer = Reducer()
+        self.pm = PlaybackModel()
+
+    def __call__(self, ev: Event) -> tuple[str, int] | None:
+        self.reducer.apply(ev)
+        return self.pm.on_event(ev, self.reducer.state)
+
+    def clamp(self, item_id: str, ms: float) -> int:
+        return self.pm.clamp(self.reducer.state, item_id, ms)
+
+
 def test_interruption_without_player_truncates_to_elapsed_time() -> None:
-    pm = PlaybackModel()
+    feed = _Fed()
     for i in range(10):  # 10 x 200 ms = 2 s of audio arrive within 100 ms (faster than real time)
-        assert pm.on_event(_delta(i, 1000 + 10 * i, 200)) is None
+        assert feed(_delta(i, 1000 + 10 * i, 200)) is None
     speech = _ev(20, 1000 + 733.7, Source.SERVER, {"type": "input_audio_buffer.speech_started"})
-    assert pm.on_event(speech) == ("it1", 733)  # floored
-    assert pm.on_event(speech) is None  # only once per item
+    assert feed(speech) == ("it1", 733)  # floored
+    assert feed(speech) is None  # only once per item
 
 
 def test_interruption_after_everything_was_heard_sends_nothing() -> None:
-    pm = PlaybackModel()
-    pm.on_event(_delta(0, 0, 500))
-    assert (
-        pm.on_event(_ev(1, 900, Source.SERVER, {"type": "input_audio_buffer.speech_started"}))
-        is None
-    )
+    feed = _Fed()
+    feed(_delta(0, 0, 500))
+    assert feed(_ev(1, 900, Source.SERVER, {"type": "input_audio_buffer.speech_started"})) is None
+
+
+def test_an_item_the_client_already_truncated_is_not_truncated_again() -> None:
+    feed = _Fed()
+    feed(_delta(0, 0, 1000))
+    truncate = {"type": "conversation.item.truncate", "item_id": "it1", "content_index": 0,
+                "audio_end_ms": 100}  # fmt: skip
+    assert feed(_ev(1, 50, Source.CLIENT, truncate)) is None
+    assert feed(_ev(2, 300, Source.SERVER, {"type": "input_audio_buffer.speech_started"})) is None
 
 
 def test_player_reports_take_over_and_are_clamped() -> None:
-    pm = PlaybackModel()
-    pm.on_event(_delta(0, 0, 1000))
+    feed = _Fed()
+    feed(_delta(0, 0, 1000))
     started = _ev(1, 5, Source.LOCAL, {"type": "local.playback.started", "item_id": "it1"})
-    assert pm.on_event(started) is None
+    assert feed(started) is None
     # With a player, speech_started alone no longer decides.
-    assert (
-        pm.on_event(_ev(2, 300, Source.SERVER, {"type": "input_audio_buffer.speech_started"}))
-        is None
-    )
-    played = _ev(
-        3,
-        310,
-        Source.LOCAL,
-        {
-            "type": "local.playback.played",
-            "item_id": "it1",
-            "played_ms": 412.9,
-            "reason": "interrupted",
-        },
-    )
-    assert pm.on_event(played) == ("it1", 412)
-    finished = _ev(
-        4,
-        2000,
-        Source.LOCAL,
-        {
-            "type": "local.playback.played",
-            "item_id": "it1",
-            "played_ms": 1000,
-            "reason": "finished",
-        },
-    )
-    assert pm.on_event(finished) is None
+    assert feed(_ev(2, 300, Source.SERVER, {"type": "input_audio_buffer.speech_started"})) is None
+    played = {"type": "local.playback.played", "item_id": "it1", "played_ms": 412.9,
+              "reason": "interrupted"}  # fmt: skip
+    assert feed(_ev(3, 310, Source.LOCAL, played)) == ("it1", 412)
+    finished = {"type": "local.playback.played", "item_id": "it1", "played_ms": 1000,
+                "reason": "finished"}  # fmt: skip
+    assert feed(_ev(4, 2000, Source.LOCAL, finished)) is None
+
+
+def test_received_audio_follows_the_output_format() -> None:
+    feed = _Fed()
+    session = {
+        "type": "session.updated",
+        "session": {"audio": {"output": {"format": {"type": "audio/pcmu"}}}},
+    }
+    feed(_ev(0, 0, Source.SERVER, session))
+    feed(_delta(1, 1, 250))  # 250 * 48 bytes = 1500 ms of 8 kHz G.711
+    assert PlaybackModel.received_ms(feed.reducer.state, "it1") == 1500
 
 
 def test_clamp_floors_and_bounds() -> None:
-    pm = PlaybackModel()
-    pm.on_event(_delta(0, 0, 250))
-    assert pm.clamp("it1", 99999.9) == 250
-    assert pm.clamp("it1", 12.99) == 12
-    assert pm.clamp("it1", -5) == 0
+    feed = _Fed()
+    feed(_delta(0, 0, 250))
+    assert feed.clamp("it1", 99999.9) == 250
+    assert feed.clamp("it1", 12.99) == 12
+    assert feed.clamp("it1", -5) == 0
     with pytest.raises(
         ValueError, match="no audio was received for item 'x'; items with audio: it1"
     ):
-        pm.clamp("x", 1)
+        feed.clamp("x", 1)
     with pytest.raises(ValueError, match="finite"):
-        pm.clamp("it1", float("nan"))
+        feed.clamp("it1", float("nan"))
 
 
 # --- seeding a new connection ------------------------------------------------------------------
