@@ -490,6 +490,10 @@ class ReplayData:
         out.sort(key=lambda s: s.started_event_s)
         return out
 
+    def item_starts_s(self) -> dict[str, float]:
+        """Where each assistant item's audio starts on the timeline, in seconds."""
+        return {item_id: start / RATE for item_id, start in self._item_starts.items()}
+
     def truncations(self) -> list[TruncationMark]:
         """Every ``conversation.item.truncated``: the item and where its playback was cut."""
         out = []

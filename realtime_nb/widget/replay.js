@@ -129,7 +129,7 @@ async function render({ model, el }) {
   const view = Math.random().toString(36).slice(2, 14);
   const t0 = performance.now();
   // Without ui.js there is no DOM to build: a failure here fails the render, and anywidget shows it.
-  const { h, makeTabs } = await importUi(model.get("_ui_js"));
+  const { h, makeTabs, toolCallNode } = await importUi(model.get("_ui_js"));
   let reqSeq = 0;
   /** @param {any} msg */
   const send = (msg) => model.send({ ...msg, view });
@@ -339,15 +339,7 @@ async function render({ model, el }) {
   function itemNode(it) {
     const kind = it.type || "message";
     if (kind === "function_call_output") return null;
-    if (kind === "function_call") {
-      const out = [...items.values()].find((o) => o.type === "function_call_output" && o.call_id === it.call_id);
-      const output = it.output ?? (out ? out.output : null);
-      return h("div", { class: "rtnb-item rtnb-toolcall", "data-item": it.id },
-        h("span", { class: "rtnb-role" }, "tool"),
-        h("code", { class: "rtnb-text" }, `${it.name || "?"}(${it.arguments || ""})`),
-        output != null ? h("span", { class: "rtnb-arrow" }, " → ") : h("span", { class: "rtnb-pending" }, " …"),
-        output != null ? h("code", {}, String(output)) : null);
-    }
+    if (kind === "function_call") return toolCallNode(it, items.values());
     const role = it.role || "system";
     const text = it.text || "";
     const cutMs = it.truncated ? it.truncated_ms : it.truncate_requested_ms;

@@ -72,8 +72,6 @@ import traitlets
 from .._redact import redact_obj
 from .widget import _item_dict
 
-RATE: Final = 24_000  # replay.RATE, without importing the data layer (pyarrow) at import time
-
 if TYPE_CHECKING:
     from ..recording import Recording
     from ..replay import ReplayData
@@ -306,11 +304,8 @@ class ReplayWidget(anywidget.AnyWidget):
                 [None if m.t_s is None else _r(m.t_s), m.item_id, m.audio_end_ms]
                 for m in data.truncations()
             ],
-            # Where each assistant item starts on the timeline (samples): ReplayData computes it
-            # while laying out the track but has no public accessor for it yet.
-            "items": sorted(
-                [_r(s / RATE), i] for i, s in getattr(data, "_item_starts", {}).items()
-            ),
+            # Where each assistant item starts on the timeline.
+            "items": sorted([_r(s), i] for i, s in data.item_starts_s().items()),
             "meta": redact_obj(_meta_summary(meta, len(data.recording.table))),
         }
         buffers = [

@@ -26,6 +26,23 @@ export function h(tag, attrs = {}, ...children) {
 }
 
 /**
+ * A function call as one transcript line: `tool name(arguments) → output`, the output taken from
+ * the call itself or from the matching `function_call_output` item (an ellipsis while pending).
+ * @param {{id: string, name?: string, arguments?: string, call_id?: string, output?: any}} it
+ * @param {Iterable<{type?: string, call_id?: string, output?: any}>} items every item shown
+ * @returns {HTMLElement}
+ */
+export function toolCallNode(it, items) {
+  const out = [...items].find((o) => o.type === "function_call_output" && o.call_id === it.call_id);
+  const output = it.output ?? (out ? out.output : null);
+  return h("div", { class: "rtnb-item rtnb-toolcall", "data-item": it.id },
+    h("span", { class: "rtnb-role" }, "tool"),
+    h("code", { class: "rtnb-text" }, `${it.name || "?"}(${it.arguments || ""})`),
+    output != null ? h("span", { class: "rtnb-arrow" }, " → ") : h("span", { class: "rtnb-pending" }, " …"),
+    output != null ? h("code", {}, String(output)) : null);
+}
+
+/**
  * A tab bar (`.rtnb-tabs`, one `.rtnb-tab` button per name) and one `.rtnb-pane
  * .rtnb-pane-<name>` per name. `show(name)` marks that tab `.rtnb-active`, hides the other panes,
  * then calls `onShow(name)`; clicking a tab shows it. The caller places `tabs` and the panes.

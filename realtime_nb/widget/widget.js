@@ -494,15 +494,7 @@ async function render({ model, el }) {
   function itemNode(it) {
     const kind = it.type || "message";
     if (kind === "function_call_output") return null;
-    if (kind === "function_call") {
-      const out = [...items.values()].find((o) => o.type === "function_call_output" && o.call_id === it.call_id);
-      const output = it.output ?? (out ? out.output : null);
-      return h("div", { class: "rtnb-item rtnb-toolcall", "data-item": it.id },
-        h("span", { class: "rtnb-role" }, "tool"),
-        h("code", {}, `${it.name || "?"}(${it.arguments || ""})`),
-        output != null ? h("span", { class: "rtnb-arrow" }, " → ") : h("span", { class: "rtnb-pending" }, " …"),
-        output != null ? h("code", {}, String(output)) : null);
-    }
+    if (kind === "function_call") return ui.toolCallNode(it, items.values());
     const role = it.role || "system";
     const played = playedByItem.get(it.id);
     const text = it.text || (it.status === "in_progress" ? "…" : "");
