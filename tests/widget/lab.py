@@ -41,6 +41,16 @@ CHROMIUM_ARGS = [
 ]
 
 
+def unavailable(reason: str) -> None:
+    """Skip a browser test whose parts are missing, except in CI, where ``.ci/run`` installs
+    them: there a missing browser must fail the run, not quietly skip its proof."""
+    import pytest
+
+    if os.environ.get("CI"):
+        pytest.fail(f"browser test cannot run in CI: {reason}")
+    pytest.skip(reason)
+
+
 def missing() -> str | None:
     """Why the browser tests cannot run here, or None."""
     if not CHROMIUM.exists():

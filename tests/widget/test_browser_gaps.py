@@ -65,7 +65,7 @@ w
 def gaps(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     reason = L.missing()
     if reason:
-        pytest.skip(reason)
+        L.unavailable(reason)
     from playwright.sync_api import sync_playwright
 
     from realtime_nb.recording import Recording

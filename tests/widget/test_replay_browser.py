@@ -38,7 +38,7 @@ SEEKS = (0.37, 0.83, 0.12, 0.55)
 def replay(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     reason = L.missing()
     if reason:
-        pytest.skip(reason)
+        L.unavailable(reason)
     from playwright.sync_api import sync_playwright
 
     from realtime_nb.recording import Recording
