@@ -85,22 +85,53 @@ class AudioFormat:
         """Build from a session's ``audio.*.format`` object, a beta-era string, or ``None``.
 
         Beta sessions named formats ``"pcm16"``, ``"g711_ulaw"`` and ``"g711_alaw"``; GA uses
-        ``{"type": "audio/pcm", "rate": 24000}``. Anything unrecognised falls back to PCM 24 kHz,
-        the API's default.
+        ``{"type": "audio/pcm", "rate": 24000}``. Anything unrecognised (see :meth:`parse`) falls
+        back to PCM 24 kHz, the API's default.
+        """
+        parsed = cls.parse(fmt)
+        return parsed if parsed is not None else cls()
+
+    @classmethod
+    def parse(cls, fmt: object) -> AudioFormat | None:
+        """The format a config value names, or ``None`` when it names none we know.
+
+        Known: the GA types ``audio/pcm`` (any positive rate, 24 kHz by default), ``audio/pcmu``
+        and ``audio/pcma`` (8 kHz), and the beta names. Providers send other values (xAI's
+        ``"not specified"``); a caller decides what to fall back to and should say so, because
+        guessing a format re-times every byte of audio.
         """
         if isinstance(fmt, dict):
-            ftype = str(fmt.get("type") or "audio/pcm")
+            ftype = fmt.get("type", "audio/pcm")
+            if not isinstance(ftype, str):
+                return None
             ftype = _BETA_FORMATS.get(ftype, ftype)
+            if ftype not in KNOWN_FORMAT_TYPES:
+                return None
             default_rate = PCM_RATE if ftype == "audio/pcm" else G711_RATE
-            rate = fmt.get("rate") or default_rate
+            rate = fmt.get("rate", default_rate)
+            if rate is None:
+                rate = default_rate
+            if (
+                isinstance(rate, bool)
+                or not isinstance(rate, (int, float))
+                or not 0 < rate <= 384_000
+            ):
+                return None
             return cls(ftype, int(rate))
         if isinstance(fmt, str):
             ftype = _BETA_FORMATS.get(fmt, fmt)
+            if ftype not in KNOWN_FORMAT_TYPES:
+                return None
             return cls(ftype, PCM_RATE if ftype == "audio/pcm" else G711_RATE)
-        return cls()
+        return None
+
+    def __str__(self) -> str:
+        return f"{self.type} {self.rate} Hz"
 
 
 _BETA_FORMATS: Final = {"pcm16": "audio/pcm", "g711_ulaw": "audio/pcmu", "g711_alaw": "audio/pcma"}
+#: The GA format types (what :meth:`AudioFormat.parse` recognises after beta names are mapped).
+KNOWN_FORMAT_TYPES: Final = frozenset({"audio/pcm", "audio/pcmu", "audio/pcma"})
 
 
 # --- PCM16 ---------------------------------------------------------------------------------------

@@ -189,8 +189,7 @@ def response_cost(resp: Response, price: ModelPrice | None) -> float | None:
     """USD of one response from its ``usage`` (``None``: no price known)."""
     if price is None:
         return None
-    usage = resp.raw.get("usage")
-    return cost_of_usage(usage if isinstance(usage, dict) else None, price)
+    return cost_of_usage(resp.usage_raw, price)
 
 
 def metrics(

@@ -194,6 +194,9 @@ class Item:
     done_t_ns: int | None = None
     #: When the item's first output audio delta arrived.
     first_audio_t_ns: int | None = None
+    #: Bytes per millisecond of the item's output audio: the session's output format when its
+    #: first audio delta arrived (PCM16 24 kHz until a session event says otherwise).
+    output_bytes_per_ms: float = 48.0
     #: The latest full item object as received, unknown fields included.
     raw: JSON = field(default_factory=dict)
 
@@ -242,7 +245,7 @@ class Item:
         part = self.audio_part()
         if part is None or part.type != "output_audio":
             return 0.0
-        return part.audio_bytes / 48.0  # PCM16 @ 24 kHz; state.output_format refines this
+        return part.audio_bytes / self.output_bytes_per_ms
 
     @property
     def audio_end_ms_heard(self) -> float | None:
@@ -312,6 +315,9 @@ class Response:
     status_details: JSON | None = None
     output_item_ids: list[str] = field(default_factory=list)
     usage: Usage | None = None
+    #: The usage object as received (in the response, or beside it in the event), unknown
+    #: fields included: what pricing reads.
+    usage_raw: JSON | None = None
     conversation_id: str | None = None
     output_modalities: list[str] | None = None
     metadata: JSON | None = None
@@ -423,6 +429,9 @@ class ConversationState:
     #: Local events (mic on/off, playback, tool runs), as (t_ns, type, data).
     local_events: list[tuple[int, str, JSON]] = field(default_factory=list)
     connection_closed: JSON | None = None
+    #: What the reducer had to decide for itself because the events did not say it in a way it
+    #: understands (an unrecognised audio format name, for example), one line each, in order.
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def items(self) -> list[Item]:
@@ -489,7 +498,6 @@ class Reducer:
         self._pending_turn: Turn | None = None
         self._turn_by_item: dict[str, Turn] = {}
         self._awaiting_response: list[Turn] = []
-        self._oob_responses: set[str] = set()
 
     # -- entry points ----------------------------------------------------------------------------
 
@@ -599,10 +607,16 @@ class Reducer:
     def _update_item(self, it: Item, obj: JSON, t_ns: int) -> None:
         """Merge an item object as received into our Item (later events refine earlier ones)."""
         it.raw = {**it.raw, **obj}
-        for key in ("type", "role", "status", "name", "call_id"):
+        for key in ("type", "status", "name", "call_id"):
             v = obj.get(key)
             if isinstance(v, str):
                 setattr(it, key, v)
+        # A role belongs to messages. Some providers put one on function calls too (xAI: "user"
+        # in response.output_item.*, "tool" in conversation.item.added); it stays in ``raw`` but
+        # must not make a call read as somebody's utterance.
+        role = obj.get("role")
+        if isinstance(role, str):
+            it.role = role if it.type == "message" else None
         args = obj.get("arguments")
         if isinstance(args, str) and (args or not it.arguments):
             it.arguments = args
@@ -656,18 +670,21 @@ class Reducer:
     def _place(self, item_id: str, data: JSON) -> None:
         """Put an item in conversation order from ``previous_item_id``.
 
-        ``null`` means "first" (as the API sends it), an unknown id or an absent key means "last".
+        An id we know places the item right after it, and ``"root"`` places it first (the
+        client's way of inserting at the start). Anything else is "no position given" and
+        appends: an absent key, an unknown id, and ``null``, which OpenAI sends only for the first
+        item but other providers (xAI) send on every item.
         """
         order = self.state.order
         if item_id in order:
             return
-        if "previous_item_id" in data:
-            prev = data.get("previous_item_id")
-            if prev is None:
-                order.insert(0, item_id)
-                return
+        prev = data.get("previous_item_id")
+        if isinstance(prev, str):
             if prev in order:
                 order.insert(order.index(prev) + 1, item_id)
+                return
+            if prev == "root":
+                order.insert(0, item_id)
                 return
         order.append(item_id)
 
@@ -700,6 +717,7 @@ class Reducer:
         part.audio_chunks.append(ev.audio)
         if it.first_audio_t_ns is None:
             it.first_audio_t_ns = ev.t_ns
+            it.output_bytes_per_ms = st.output_format.bytes_per_ms
         rid = ev.response_id or it.response_id
         if rid is not None:
             resp = st.responses.get(rid)
@@ -743,19 +761,38 @@ class Reducer:
             st.requested_session = deep_merge(st.requested_session, sess)
         else:
             st.session = sess
+        # The nested GA format wins over a flat beta-era field in the same session object: some
+        # providers (xAI) send both, the flat one as a placeholder ("not specified").
         audio = sess.get("audio")
-        if isinstance(audio, dict):
-            inp: JSON = audio["input"] if isinstance(audio.get("input"), dict) else {}
-            out: JSON = audio["output"] if isinstance(audio.get("output"), dict) else {}
-            if inp.get("format") is not None:
-                st.input_format = AudioFormat.from_config(inp["format"])
-            if out.get("format") is not None:
-                st.output_format = AudioFormat.from_config(out["format"])
-        # Beta-era flat fields.
-        if "input_audio_format" in sess:
-            st.input_format = AudioFormat.from_config(sess["input_audio_format"])
-        if "output_audio_format" in sess:
-            st.output_format = AudioFormat.from_config(sess["output_audio_format"])
+        audio = audio if isinstance(audio, dict) else {}
+        for direction in ("input", "output"):
+            nested = audio.get(direction)
+            fmt = nested.get("format") if isinstance(nested, dict) else None
+            where = f"session.audio.{direction}.format"
+            if fmt is None:
+                fmt = sess.get(f"{direction}_audio_format")
+                where = f"session.{direction}_audio_format"
+            if fmt is not None:
+                self._set_format(ev, direction, fmt, where)
+
+    def _set_format(self, ev: Event, direction: str, fmt: Any, where: str) -> None:
+        """Adopt a format the session names; keep the current one (and say so) when the name is
+        not one we know, rather than re-timing every byte of audio on a guess."""
+        st = self.state
+        parsed = AudioFormat.parse(fmt)
+        current = st.input_format if direction == "input" else st.output_format
+        if parsed is None:
+            note = (
+                f"{ev.type}: {where} {fmt!r} is not an audio format realtime_nb knows "
+                f"(audio/pcm, audio/pcmu, audio/pcma, pcm16, g711_ulaw, g711_alaw); "
+                f"{direction} audio kept as {current}"
+            )
+            if note not in st.warnings:
+                st.warnings.append(note)
+        elif direction == "input":
+            st.input_format = parsed
+        else:
+            st.output_format = parsed
 
     def on_conversation_created(self, ev: Event, data: JSON) -> None:
         conv = data.get("conversation")
@@ -868,7 +905,27 @@ class Reducer:
         tr = data.get("transcript")
         if isinstance(tr, str):
             part.transcript = tr
-        it.transcription_status = "completed"
+        # xAI sends interim "completed" events with status "in_progress": a better guess at the
+        # transcript so far, not the final one.
+        status = data.get("status")
+        if status == "in_progress":
+            if it.transcription_status != "completed":
+                it.transcription_status = "in_progress"
+        else:
+            it.transcription_status = "completed"
+
+    def on_transcription_updated(self, ev: Event, data: JSON) -> None:
+        """xAI's ``...input_audio_transcription.updated``: the whole transcript so far (not a
+        delta), never final."""
+        item_id = data.get("item_id")
+        if not isinstance(item_id, str):
+            return
+        it = self._item(item_id)
+        part = self._part(it, data.get("content_index", 0), "input_audio")
+        tr = data.get("transcript")
+        if isinstance(tr, str) and it.transcription_status != "completed":
+            part.transcript = tr
+            it.transcription_status = "in_progress"
 
     def on_transcription_failed(self, ev: Event, data: JSON) -> None:
         item_id = data.get("item_id")
@@ -949,7 +1006,10 @@ class Reducer:
         if not resp.out_of_band:
             st.active_response_id = resp.id
             if self._awaiting_response:
-                turn = self._awaiting_response.pop(0)
+                # A response answers the latest input before it: after a history seed (user,
+                # assistant, user, then response.create) that is the last user item, not the
+                # first; earlier inputs that got no response of their own stay unanswered.
+                turn = self._awaiting_response[-1]
                 turn.response_id = resp.id
                 self._awaiting_response.clear()
 
@@ -988,8 +1048,14 @@ class Reducer:
             st.responses[resp.id] = resp
         self._update_response(resp, resp_obj)
         resp.done_t_ns = ev.t_ns
-        if "usage" in resp_obj and resp_obj["usage"] is not None:
-            resp.usage = Usage.from_api(resp_obj["usage"])
+        # Usage sits in the response (OpenAI, Azure) or beside it in the event (xAI, whose
+        # response.usage is an empty object).
+        usage = resp_obj.get("usage")
+        if not usage and isinstance(data.get("usage"), dict):
+            usage = data["usage"]
+        if isinstance(usage, dict):
+            resp.usage = Usage.from_api(usage)
+            resp.usage_raw = usage
             st.usage = st.usage + resp.usage
         if st.active_response_id == resp.id:
             st.active_response_id = None
@@ -1014,6 +1080,10 @@ class Reducer:
                     it.in_conversation = False
         if ev.type == "response.output_item.done":
             it.done_t_ns = ev.t_ns
+            # A server that never announces its output items with conversation.item.added still
+            # put them in the conversation: at the end (OpenAI has placed them by now).
+            if it.in_conversation:
+                self._place(it.id, {})
 
     def on_content_part(self, ev: Event, data: JSON) -> None:
         item_id = _str(data.get("item_id"))
@@ -1164,6 +1234,7 @@ _HANDLERS: Final = {
     "conversation.item.input_audio_transcription.segment": Reducer.on_transcription_segment,
     "conversation.item.input_audio_transcription.completed": Reducer.on_transcription_completed,
     "conversation.item.input_audio_transcription.failed": Reducer.on_transcription_failed,
+    "conversation.item.input_audio_transcription.updated": Reducer.on_transcription_updated,
     "input_audio_buffer.speech_started": Reducer.on_speech_started,
     "input_audio_buffer.speech_stopped": Reducer.on_speech_stopped,
     "input_audio_buffer.committed": Reducer.on_committed,

@@ -41,7 +41,7 @@ import numpy.typing as npt
 
 from ._endpoints import Endpoint, resolve_endpoint
 from ._redact import redact_text
-from .audio import AudioFormat, encode_from_float, pcm16_to_float32, resample
+from .audio import KNOWN_FORMAT_TYPES, AudioFormat, encode_from_float, pcm16_to_float32, resample
 from .events import Event
 from .pricing import Cost, ModelPrice, session_cost
 from .protocol import AUDIO_FIELDS, Source, canonical_type, client, deep_merge
@@ -160,13 +160,19 @@ def _format_obj(fmt: AudioFormat | str | Mapping[str, Any]) -> JSON:
     if isinstance(fmt, AudioFormat):
         f = fmt
     elif isinstance(fmt, (str, Mapping)):
-        f = AudioFormat.from_config(dict(fmt) if isinstance(fmt, Mapping) else fmt)
+        parsed = AudioFormat.parse(dict(fmt) if isinstance(fmt, Mapping) else fmt)
+        if parsed is None:
+            raise ValueError(
+                f"audio format {fmt!r} is not accepted; use 'audio/pcm', 'audio/pcmu' or "
+                "'audio/pcma' (or {'type': 'audio/pcm', 'rate': 24000})"
+            )
+        f = parsed
     else:
         raise TypeError(
             f"audio format must be an AudioFormat, 'audio/pcm', 'audio/pcmu', 'audio/pcma' or a"
             f" {{'type': ..., 'rate': ...}} dict, got {fmt!r}"
         )
-    if f.type not in ("audio/pcm", "audio/pcmu", "audio/pcma"):
+    if f.type not in KNOWN_FORMAT_TYPES:
         raise ValueError(
             f"audio format type {f.type!r} is not accepted; use 'audio/pcm', 'audio/pcmu' or "
             "'audio/pcma'"
@@ -853,7 +859,6 @@ class Session:
         self._subs: dict[str, list[Callback]] = {}
         self._waiters: list[_Waiter] = []
         self._history: deque[Event] = deque(maxlen=HISTORY_EVENTS)
-        self._usages: list[tuple[str, Mapping[str, Any]]] = []
         self._local_errors: list[ErrorRecord] = []
         self._status: Status = "connecting"
         self._close_info: JSON | None = None
@@ -1126,10 +1131,6 @@ class Session:
             if t in ("response.created", "response.done", "error"):
                 for req in self._gate.on_server_event(d):
                     self._enqueue(req)
-            if t == "response.done":
-                resp = d.get("response") or {}
-                if isinstance(resp.get("usage"), dict) and isinstance(resp.get("id"), str):
-                    self._usages.append((resp["id"], resp["usage"]))
             if t in ("response.function_call_arguments.done", "response.output_item.done",
                      "response.done"):  # fmt: skip
                 starts, due = self._calls.on_server_event(d)
@@ -1790,7 +1791,12 @@ class Session:
     def cost(self) -> Cost:
         """USD so far, total and per response, priced for the server-reported model."""
         with self._lock:
-            usages = list(self._usages)
+            # Priced from the reducer's responses, exactly as a replay of the recording is.
+            usages = [
+                (rid, r.usage_raw)
+                for rid, r in self._reducer.state.responses.items()
+                if r.usage_raw is not None
+            ]
             model = self._reducer.state.session.get("model") or self.model
         return session_cost(str(model), usages, self._pricing)
 

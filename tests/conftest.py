@@ -1,4 +1,4 @@
-"""Shared test fixtures: paths of the shared real-world data, and the no-secrets guard."""
+"""Shared test fixtures: paths of the real-world data in tests/fixtures, and the no-secrets guard."""
 
 from __future__ import annotations
 
@@ -9,10 +9,12 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED = REPO.parent / "shared" / "fixtures"
-SESSIONS = SHARED / "sessions"
-AUDIO = SHARED / "audio"
-SPEC = SHARED / "spec"
+#: The real-world data the tests use, copied into the repository from the project's shared
+#: fixtures (MIT, attribution in tests/fixtures/README.md): a clone needs nothing beside it.
+FIXTURES = REPO / "tests" / "fixtures"
+SESSIONS = FIXTURES / "sessions"
+AUDIO = FIXTURES / "audio"
+SPEC = FIXTURES / "spec"
 WEATHER_WAV = AUDIO / "realtime_whats_the_weather_pcm16_24khz_mono.wav"
 DESCRIPTION_WAV = AUDIO / "realtime_api_description_pcm16_24khz_mono.wav"
 

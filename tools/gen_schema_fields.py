@@ -1,6 +1,6 @@
 """Regenerate realtime_nb/_schema_fields.py from the published Realtime schemas.
 
-    python tools/gen_schema_fields.py ../shared/fixtures/spec/realtime_schemas_subset.json
+    python tools/gen_schema_fields.py tests/fixtures/spec/realtime_schemas_subset.json
 
 Only the top-level property names of each GA event are kept: enough for the reducer to count
 fields a server sent that the schema does not define (kept, shown, never dropped).
@@ -51,5 +51,5 @@ def main(spec_path: str) -> None:
 
 if __name__ == "__main__":
     main(
-        sys.argv[1] if len(sys.argv) > 1 else "../shared/fixtures/spec/realtime_schemas_subset.json"
+        sys.argv[1] if len(sys.argv) > 1 else "tests/fixtures/spec/realtime_schemas_subset.json"
     )

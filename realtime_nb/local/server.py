@@ -31,7 +31,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Final
 from urllib.parse import parse_qs, urlsplit
 
-from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.asyncio import server as ws_server
+from websockets.asyncio.server import ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
@@ -293,8 +294,9 @@ class LocalServer:
             "compression": None,
         }
 
-    def serve(self) -> Server:
-        """The ``websockets`` server object to ``async with`` on your own loop (advanced use)."""
+    def serve(self) -> ws_server.serve:
+        """The ``websockets`` server (a ``serve`` object) to ``async with`` or await on your own
+        loop (advanced use)."""
         return serve(self._handler, self.host, self.port, **self._serve_kwargs())
 
     async def _main(self) -> None:

@@ -76,14 +76,17 @@ def test_previous_item_id_orders_the_conversation() -> None:
             ev("server", added("a", None)),
             ev("server", added("c", "a")),
             ev("server", added("b", "a")),  # inserted between a and c
-            ev("server", added("z", None)),  # null on a non-empty conversation: first
+            # null on a non-empty conversation gives no position (xAI sends it on every item)
+            ev("server", added("n", None)),
+            ev("server", added("z", "root")),  # "root": explicitly first
+            ev("server", added("q", "no-such-item")),  # an unknown id: last
             ev(
                 "server",
                 {"type": "conversation.item.added", "item": {"id": "y", "type": "message"}},
             ),
         ]
     )
-    assert [i.id for i in st.items] == ["z", "a", "b", "c", "y"]
+    assert [i.id for i in st.items] == ["z", "a", "b", "c", "n", "q", "y"]
 
 
 def test_delete_truncate_and_out_of_band() -> None:

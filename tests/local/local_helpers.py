@@ -13,10 +13,9 @@ from typing import Any
 import numpy as np
 from pydantic import TypeAdapter
 
-FIXTURES = Path("/work/shared/fixtures")
-AUDIO = FIXTURES / "audio"
-WEATHER_WAV = AUDIO / "realtime_whats_the_weather_pcm16_24khz_mono.wav"
-DESCRIPTION_WAV = AUDIO / "realtime_api_description_pcm16_24khz_mono.wav"
+from ..conftest import DESCRIPTION_WAV, WEATHER_WAV
+
+__all__ = ["DESCRIPTION_WAV", "WEATHER_WAV"]  # re-exported for the tests of this folder
 
 JSON = dict[str, Any]
 

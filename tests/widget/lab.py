@@ -23,9 +23,7 @@ from urllib.request import urlopen
 
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
-FAKE_WAV = (
-    REPO / "../shared/fixtures/audio/realtime_whats_the_weather_pcm16_24khz_mono.wav"
-).resolve()
+FAKE_WAV = (REPO / "tests/fixtures/audio/realtime_whats_the_weather_pcm16_24khz_mono.wav").resolve()
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
