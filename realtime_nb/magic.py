@@ -4,7 +4,8 @@
 
     %load_ext realtime_nb
     %realtime                        # a session (bound to ``rt``) and its widget
-    %realtime --vad off --voice marin --no-record
+    %realtime --vad off --voice marin --no-record --name bot
+    %realtime --help
     %%realtime --voice coral         # the cell body is the instructions; re-run = update
     %realtime inspect recordings/demo.arrow
     %realtime replay recordings/demo.arrow
@@ -17,12 +18,20 @@ Without ``OPENAI_API_KEY`` (or with ``--local``) sessions run on the embedded lo
 user names it; the widget says so. ``@realtime_nb.tool`` functions in the notebook are offered to
 the sessions the magic opened, including ones defined or redefined later (after each cell).
 
+The session goes to the variable ``rt`` (``%config RealtimeMagics.variable``) unless that name
+already holds something else (``import realtime_nb as rt``): then to the first free one of
+``rt2``, ``rt3``, ..., said in one printed line. ``--name NAME`` chooses the variable; it may hold
+a session (which it then replaces), never anything else. A name the magic bound before is its own
+to rebind: re-running the cell replaces (``%realtime``) or updates (``%%realtime``) its session.
+
 Heavy modules (the session, the widget, the local server) are imported on first use.
 """
 
 from __future__ import annotations
 
+import difflib
 import enum
+import keyword
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -116,10 +125,6 @@ def argument(*names: str, **kwargs: Any) -> Callable[[F], F]:
     return cast("Callable[[F], F]", _ipy_ma.argument(*names, **kwargs))
 
 
-def parse_argstring(magic_func: Callable[..., Any], argstring: str) -> Any:
-    return _ipy_ma.parse_argstring(magic_func, argstring)
-
-
 def line_and_cell_magic(func: F) -> F:
     deco: Any = line_cell_magic
     return cast(F, deco(func))
@@ -195,9 +200,11 @@ class RealtimeMagics(Magics):
     transcribe = Bool(True, help="Transcribe what the user says (shown in the widget).").tag(
         config=True
     )
-    variable = Unicode("rt", help="The notebook variable new sessions are bound to.").tag(
-        config=True
-    )
+    variable = Unicode(
+        "rt",
+        help="The notebook variable new sessions are bound to (when it holds something else, "
+        "the first free one of rt2, rt3, ...).",
+    ).tag(config=True)
 
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
         init: Any = super().__init__  # untyped in IPython 8, typed in 9
@@ -266,7 +273,7 @@ class RealtimeMagics(Magics):
     @validate("variable")
     def _check_variable(self, proposal: Mapping[str, Any]) -> str:
         value = str(proposal["value"])
-        if not value.isidentifier():
+        if not _is_variable(value):
             return self._refuse(proposal, "a Python name")
         return self._accept(proposal, value)
 
@@ -286,7 +293,14 @@ class RealtimeMagics(Magics):
     @argument("--url", help="any Realtime WebSocket URL (a gateway, `realtime-nb serve`)")
     @argument("--local", action="store_true", help="use the embedded local backend")
     @argument("--fast", action="store_true", help="local backend: answers as fast as made")
-    @argument("--as", dest="name", metavar="NAME", help="bind the session to NAME (default: rt)")
+    @argument(
+        "--name",
+        metavar="NAME",
+        help="bind the session to NAME (free, or holding a session it replaces; default: rt, "
+        "or rt2, rt3... when rt holds something else)",
+    )
+    @argument("--as", dest="as_name", metavar="NAME", help="the same as --name")
+    @argument("-h", "--help", action="store_true", help="show this help and do nothing else")
     @line_and_cell_magic
     def realtime(self, line: str, cell: str | None = None) -> None:
         """Open a Realtime session and show its widget, or inspect/replay/diff recordings.
@@ -294,10 +308,14 @@ class RealtimeMagics(Magics):
         ``%%realtime [options]`` takes the cell body as the session's instructions; running the
         cell again updates that live session (instructions, voice, turn detection, tools) rather
         than opening another. Without OPENAI_API_KEY the embedded local backend is used.
+        Defaults: ``%config RealtimeMagics``.
         """
-        args = parse_argstring(self.realtime, line)
+        args = _parse(line)
+        if args.help:
+            print(_parser().format_help().removeprefix("::\n\n"))  # IPython's reST marker
+            return
         # IPython splits magic lines without removing quotes: 'a b' arrives as "'a b'".
-        for name in ("model", "voice", "vad", "record", "url", "name"):
+        for name in ("model", "voice", "vad", "record", "url", "name", "as_name"):
             setattr(args, name, _unquote(getattr(args, name)))
         args.command = [_unquote(word) for word in args.command]
         if args.command:
@@ -309,6 +327,7 @@ class RealtimeMagics(Magics):
             self._run_command(args)
             return
         options = self._session_options(args)
+        options["name"], options["name_note"] = self._variable(options)
         if cell is not None:
             instructions = cell.strip()
             if not instructions:
@@ -361,9 +380,12 @@ class RealtimeMagics(Magics):
             )
         if forced_local:
             url = ""
-        name = self.variable if args.name is None else args.name
-        if not name.isidentifier():
-            raise UsageError(f"--as {name!r} is not accepted; accepted: a Python variable name")
+        name_option, given_name = _name_argument(args)
+        name = self.variable if given_name is None else given_name
+        if not _is_variable(name):
+            raise UsageError(
+                f"{name_option} {name!r} is not accepted; accepted: a Python variable name"
+            )
         return {
             "model": model,
             "voice": voice,
@@ -374,7 +396,36 @@ class RealtimeMagics(Magics):
             "forced_local": forced_local,
             "fast": bool(args.fast or self.fast),
             "name": name,
+            "name_option": name_option if given_name is not None else None,
         }
+
+    def _variable(self, options: Mapping[str, Any]) -> tuple[str, str]:
+        """The variable the session goes to, and what to say about it when it is not the one
+        asked for (see the module docstring).
+
+        Raises:
+            UsageError: ``--name`` names a variable holding something other than a Session.
+        """
+        from .session import Session
+
+        ns: dict[str, Any] = self.shell.user_ns if self.shell is not None else {}
+        name: str = options["name"]
+        option = options["name_option"]
+        if option is not None:
+            if name in ns and not isinstance(ns[name], Session):
+                raise UsageError(
+                    f"{option} {name!r} holds {_describe(ns[name])}, not a realtime_nb Session; "
+                    "accepted: a free name, or one holding a Session (which is replaced)"
+                )
+            return name, ""
+        for n in range(1, len(ns) + 2):  # one of these is free
+            candidate = name if n == 1 else f"{name}{n}"
+            live = self._live.get(candidate)
+            if candidate not in ns or (live is not None and ns[candidate] is live.session):
+                break
+        if candidate == name:
+            return name, ""
+        return candidate, f" ({name} holds {_describe(ns[name])}; --name NAME chooses another)"
 
     def notebook_tools(self) -> dict[str, Tool]:
         """The ``@realtime_nb.tool`` functions in the notebook's namespace, by tool name."""
@@ -428,6 +479,7 @@ class RealtimeMagics(Magics):
         self._live[name] = live
         if self.shell is not None:
             self.shell.user_ns[name] = session
+        print(f"session bound to {name}{options.get('name_note', '')}")
         if options["local"]:
             print(
                 f"{name}: {widget.backend}. Set OPENAI_API_KEY for a real model.",
@@ -514,7 +566,8 @@ class RealtimeMagics(Magics):
                 ("--vad", args.vad),
                 ("--record", args.record),
                 ("--url", args.url),
-                ("--as", args.name),
+                ("--name", args.name),
+                ("--as", args.as_name),
             )
             if value is not None
         ] + [opt for opt, flag in (("--no-record", args.no_record), ("--local", args.local),
@@ -577,6 +630,67 @@ class RealtimeMagics(Magics):
             print(f"{tname}({params}){on}\n    {t.description or '(no description)'}")
 
 
+def _parser() -> Any:
+    """The ``%realtime`` argument parser (built by ``@magic_arguments``)."""
+    parser = cast(Any, RealtimeMagics.realtime).parser
+    # A prefix of an option is a typo, not that option: ``--voic`` must not pass for ``--voice``.
+    parser.allow_abbrev = False
+    return parser
+
+
+def _parse(line: str) -> Any:
+    """The magic's arguments.
+
+    Raises:
+        UsageError: argparse's message; for an unknown option also the accepted ones (and the
+            closest, when one is close).
+    """
+    try:
+        return _parser().parse_argstring(line)
+    except UsageError as exc:
+        message = str(exc)
+        if not message.startswith("unrecognized arguments:"):
+            raise
+        options = [
+            "/".join(sorted(a.option_strings, key=len, reverse=True))
+            for a in _parser()._actions  # argparse has no public list of its options
+            if a.option_strings
+        ]
+        longs = [o for a in options for o in a.split("/") if o.startswith("--")]
+        words = message.split(":", 1)[1].split()
+        near = [
+            m for w in words if w.startswith("-") for m in difflib.get_close_matches(w, longs, 1)
+        ]
+        hint = f" (did you mean {' or '.join(dict.fromkeys(near))}?)" if near else ""
+        raise UsageError(f"{message}{hint}; accepted options: {', '.join(options)}") from None
+
+
+def _name_argument(args: Any) -> tuple[str, str | None]:
+    """Which of ``--name`` / ``--as`` was given, and its value (``None``: neither).
+
+    Raises:
+        UsageError: both, with different values.
+    """
+    if args.name is not None and args.as_name is not None and args.name != args.as_name:
+        raise UsageError(
+            f"--name {args.name!r} and --as {args.as_name!r} contradict each other; give one"
+        )
+    if args.as_name is not None and args.name is None:
+        return "--as", args.as_name
+    return "--name", args.name
+
+
+def _is_variable(name: str) -> bool:
+    return name.isidentifier() and not keyword.iskeyword(name)
+
+
+def _describe(value: Any) -> str:
+    """``value`` in a few words, for a message about the variable holding it."""
+    if isinstance(value, type(sys)):
+        return f"the module {value.__name__}"
+    return f"a {type(value).__name__}"
+
+
 def _unquote(value: str | None) -> str | None:
     if value is not None and len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
         return value[1:-1]
@@ -617,9 +731,10 @@ def _open_recording(path: str, command: str) -> Any:
     """A recording (``.arrow``, or a JSONL/YAML session log).
 
     Raises:
-        UsageError: no such file (recordings in ``recordings/`` are suggested).
+        UsageError: no such file (recordings in ``recordings/`` are suggested), or a file in none
+            of the accepted formats (they are listed).
     """
-    from .recording import Recording, recordings_in
+    from .recording import Recording, RecordingFormatError, recordings_in
 
     p = Path(path)
     if not p.is_file():
@@ -628,7 +743,10 @@ def _open_recording(path: str, command: str) -> Any:
         raise UsageError(f"%realtime {command}: no such file {path!r}{hint}")
     # A recording still being written may not have its header on disk yet: open() says so,
     # where sniffing the content would take it for a cassette.
-    return Recording.open(p) if p.suffix == ".arrow" else Recording.import_file(p)
+    try:
+        return Recording.open(p) if p.suffix == ".arrow" else Recording.import_file(p)
+    except RecordingFormatError as exc:  # not a recording at all: the user gave the wrong file
+        raise UsageError(f"%realtime {command}: {exc}") from None
 
 
 # -- extension entry points ------------------------------------------------------------------------

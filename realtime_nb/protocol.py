@@ -27,6 +27,7 @@ __all__ = [
     "client",
     "is_known_type",
     "new_event_id",
+    "source_of_type",
     "validate_client_event",
 ]
 
@@ -164,8 +165,9 @@ LOCAL_EVENT_TYPES: Final = frozenset(
         "local.mic.stopped",
         "local.playback.started",  # {item_id}: the first sample of an item reached the speakers
         "local.playback.played",  # {item_id, played_ms, reason}: playback of an item stopped
-        "local.connection.opened",
-        "local.connection.closed",  # {code, reason}
+        "local.connection.opened",  # {url, backend}
+        # {code, reason, initiated_by, clean}; from a cassette's close: {code, reason, ok}
+        "local.connection.closed",
         "local.tool.started",  # {call_id, name, arguments}
         "local.tool.finished",  # {call_id, name, output, error, duration_ms}
         "local.note",  # {text}
@@ -197,6 +199,20 @@ def is_known_type(event_type: str) -> bool:
     """Whether ``event_type`` (after alias mapping) is a GA client, server or local event."""
     t = canonical_type(event_type)
     return t in CLIENT_EVENT_TYPES or t in SERVER_EVENT_TYPES or t in LOCAL_EVENT_TYPES
+
+
+def source_of_type(event_type: str) -> Source | None:
+    """Who sends events of this type: ``CLIENT`` for the client event types, ``SERVER`` for the
+    server ones (beta names included), ``LOCAL`` for ``local.*``; ``None`` for a type known to
+    neither side (a vendor extension such as xAI's ``ping``)."""
+    t = canonical_type(event_type)
+    if t in CLIENT_EVENT_TYPES:
+        return Source.CLIENT
+    if t in SERVER_EVENT_TYPES:
+        return Source.SERVER
+    if t.startswith("local."):
+        return Source.LOCAL
+    return None
 
 
 _ID_ALPHABET: Final = string.ascii_letters + string.digits

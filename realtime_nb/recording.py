@@ -13,12 +13,20 @@ File layout (one row per event)::
 The schema metadata key ``realtime_nb`` holds a JSON object: ``format_version``,
 ``package_version``, ``model``, ``url`` (credentials removed), ``input_format``,
 ``output_format``, ``started_at`` (UTC, ISO 8601), and optional ``parent``/``description``.
+
+Integrity (:mod:`realtime_nb._integrity`): the schema metadata key ``realtime_nb.crc32c`` holds
+the CRC-32C of that object; every batch carries its ``seq`` range and a CRC-32C of its contents
+in its IPC message's custom metadata; ``close()`` writes an empty last batch with the event count.
+Plain Arrow readers (and realtime_nb before checksums, which reads the same format version) ignore
+all of it. The reader validates and verifies every batch before use, resumes after a damaged one
+at the next intact message, and reports what was lost.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 import json
+import mmap
 import secrets as _secrets
 import threading
 import time
@@ -31,11 +39,22 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
+from ._integrity import (
+    CRC_KEY,
+    Damage,
+    DamagedHeader,
+    Integrity,
+    batch_metadata,
+    closing_metadata,
+    meta_checksum,
+    read_header,
+    scan,
+)
 from ._redact import needs_redaction, redact_obj, redact_text, safe_url
 from ._version import __version__
 from .audio import AudioFormat, decode_to_float, resample
 from .events import Event, extract_ids, split_audio
-from .protocol import AUDIO_FIELDS, Source
+from .protocol import AUDIO_FIELDS, Source, source_of_type
 from .reducer import ConversationState, Item, Reducer
 
 __all__ = [
@@ -43,6 +62,7 @@ __all__ = [
     "FORMAT_VERSION",
     "Recorder",
     "Recording",
+    "RecordingDamagedError",
     "RecordingFormatError",
     "RecordingSalvageWarning",
 ]
@@ -63,8 +83,6 @@ MAX_BATCH_BYTES: Final = 16 * 1024 * 1024
 MAX_PENDING_BYTES: Final = 4 * MAX_BATCH_BYTES
 #: Metadata key of the recording description in the Arrow schema.
 META_KEY: Final = b"realtime_nb"
-#: The 8 bytes that end a cleanly closed Arrow IPC stream.
-_EOS: Final = b"\xff\xff\xff\xff\x00\x00\x00\x00"
 #: Default folder for recordings, relative to the working directory (the notebook's folder).
 DEFAULT_DIR: Final = Path("recordings")
 
@@ -89,8 +107,15 @@ class RecordingFormatError(ValueError):
     """A file that is not a realtime_nb recording, or one written by a newer realtime_nb."""
 
 
+class RecordingDamagedError(RecordingFormatError):
+    """A recording whose header (its first message: the columns and the description) is
+    damaged: nothing in it can be decoded without the header."""
+
+
 class RecordingSalvageWarning(UserWarning):
-    """A recording's tail was cut (a killed process, a partial copy); the rest was recovered."""
+    """A recording was cut (a killed process, a partial copy) or damaged, and what was intact was
+    recovered. The message says which ``seq`` ranges were lost, how many events, and at which
+    byte offsets; :attr:`Recording.integrity` has the same as data."""
 
 
 def _utcnow_iso() -> str:
@@ -203,7 +228,12 @@ def _column(values: Sequence[Any], typ: pa.DataType) -> pa.Array:
 
 
 def _schema(meta: Mapping[str, Any]) -> pa.Schema:
-    return pa.schema(SCHEMA_FIELDS, metadata={META_KEY: _dumps(dict(meta)).encode("utf-8")})
+    """The file's schema: the columns, the description, and the description's checksum (whose
+    presence tells the reader that every batch has one too)."""
+    described = _dumps(dict(meta)).encode("utf-8")
+    return pa.schema(
+        SCHEMA_FIELDS, metadata={META_KEY: described, CRC_KEY: meta_checksum(described)}
+    )
 
 
 class Recorder:
@@ -379,7 +409,9 @@ class Recorder:
                 if not len(rows) or self._writer is None:
                     return
                 self._rows = _Columns()
-            self._writer.write_batch(rows.to_batch(self._schema))
+            batch = rows.to_batch(self._schema)
+            first, last = rows.rows[0][0], rows.rows[-1][0]
+            self._writer.write_batch(batch, custom_metadata=batch_metadata(batch, first, last))
 
     def _flush_loop(self, interval: float) -> None:
         while not self._stop.is_set():
@@ -404,8 +436,15 @@ class Recorder:
             self._closed = True
         if self._writer is not None:
             with self._write_lock:
-                self._writer.close()
-                self._file.close()
+                try:
+                    # The closing batch says how many events the file holds: without it, losing
+                    # the last batches of a closed file would leave a file that looks whole.
+                    empty = _Columns().to_batch(self._schema)
+                    meta = closing_metadata(empty, self._seq)
+                    self._writer.write_batch(empty, custom_metadata=meta)
+                    self._writer.close()
+                finally:
+                    self._file.close()
 
     @property
     def closed(self) -> bool:
@@ -425,35 +464,56 @@ class Recorder:
 # --- reading -------------------------------------------------------------------------------------
 
 
-def _read_stream(path: Path) -> tuple[pa.Schema | None, list[pa.RecordBatch], int, bool]:
-    """``(schema, batches, bytes_unread, clean_end)`` of a possibly cut IPC stream file."""
-    size = path.stat().st_size
-    if size == 0:
-        return None, [], 0, False
+def _read(path: Path) -> tuple[pa.Schema, Integrity] | None:
+    """The schema and what a walk over the file found (``None``: the file ends inside its
+    header, nothing to recover).
+
+    The file is mapped, not read: the batches returned are zero-copy views of it.
+
+    Raises:
+        RecordingDamagedError: the header is damaged.
+        RecordingFormatError: not a recording (or, see :func:`_meta_of`, a newer one).
+    """
     with open(path, "rb") as f:
         head = f.read(4)
-        f.seek(max(size - 8, 0))
-        tail = f.read(8)
-    if head not in (b"\xff\xff\xff\xff", b"\xff\xff\xff"[: len(head)]):
-        raise RecordingFormatError(_not_a_recording(path, head))
-    source = pa.memory_map(str(path), "r")
+        if not head:
+            return None
+        if head != b"\xff\xff\xff\xff"[: len(head)] and _not_a_recording_hint(head):
+            raise RecordingFormatError(_not_a_recording(path, head))
+        data = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    expected = pa.schema(SCHEMA_FIELDS)
     try:
-        reader = pa.ipc.open_stream(source)
-    except (pa.ArrowInvalid, OSError):
-        return None, [], size, False
-    batches: list[pa.RecordBatch] = []
-    pos = source.tell()
-    while True:
-        try:
-            batches.append(reader.read_next_batch())
-            pos = source.tell()
-        except StopIteration:
-            break
-        except (pa.ArrowInvalid, OSError):
-            break
-    clean = tail == _EOS
-    unread = 0 if clean else size - pos
-    return reader.schema, batches, unread, clean
+        header = read_header(data, expected)
+    except DamagedHeader as exc:
+        raise RecordingDamagedError(f"{path}: {exc}") from None
+    if header is None:
+        if head != b"\xff\xff\xff\xff"[: len(head)]:
+            raise RecordingFormatError(_not_a_recording(path, head))
+        return None
+    schema, header_end = header
+    described = (schema.metadata or {}).get(META_KEY)
+    crc = (schema.metadata or {}).get(CRC_KEY)
+    if described is not None and crc is not None and crc != meta_checksum(described):
+        raise RecordingDamagedError(
+            f"{path}: its header is damaged (the recording's description fails its checksum)"
+        )
+    _meta_of(schema, path)  # not a recording, or a newer one: say so before anything else
+    if not schema.equals(expected):
+        raise RecordingDamagedError(
+            f"{path}: its header is damaged, or it was not written by realtime_nb: its columns "
+            f"are {', '.join(f'{f.name}: {f.type}' for f in schema)}"
+        )
+    report = scan(data, schema, header_end, checksummed=crc is not None)
+    if crc is None and report.verified:
+        report.damage.insert(
+            0,
+            Damage(0, header_end, "the header has no checksum but its batches do: it is damaged"),
+        )
+    return schema, report
+
+
+def _not_a_recording_hint(head: bytes) -> bool:
+    return head[:1] in (b"{", b"[") or head[:4] in (b"inte", b"vers", b"---\n", b"- ki", b"ARRO")
 
 
 def _not_a_recording(path: Path, head: bytes) -> str:
@@ -484,9 +544,13 @@ class Recording:
         self.table: pa.Table = table
         self.meta: JSON = dict(meta)
         self.path = path
-        #: False when the file did not end with the end-of-stream marker (still being written,
-        #: or the writer was killed).
+        #: True only for a whole file: closed by its writer (the end-of-stream marker is there)
+        #: and nothing lost or damaged. False while it is still being written, or when the
+        #: writer was killed, or when anything was lost (see :attr:`integrity`).
         self.complete = complete
+        #: What reading the file found: batches, checksums verified, damage with byte offsets
+        #: and the ``seq`` ranges lost (``None`` for a recording not read from a file).
+        self.integrity: Integrity | None = None
         self._events: list[Event] | None = None
         self._state: ConversationState | None = None
 
@@ -494,13 +558,19 @@ class Recording:
 
     @classmethod
     def open(cls, path: str | Path) -> Recording:
-        """Read a recording file, recovering every complete batch of a cut file.
+        """Read a recording file, recovering every intact batch of a cut or damaged one.
+
+        Every batch is validated and its checksum verified before it is used (files written
+        before checksums existed are validated only); damage to one batch costs that batch
+        only, and ``seq`` continuity says which events are missing.
 
         Warns:
-            RecordingSalvageWarning: the file's tail was cut; says how many bytes were lost.
+            RecordingSalvageWarning: something was cut or damaged; says which ``seq`` ranges
+                (how many events) were lost, and where in the file.
 
         Raises:
             FileNotFoundError: no such file.
+            RecordingDamagedError: the header (the first message) is damaged.
             RecordingFormatError: not a recording, or written by a newer realtime_nb.
         """
         p = Path(path)
@@ -508,8 +578,8 @@ class Recording:
             raise FileNotFoundError(f"no recording at {p}")
         if p.is_dir():
             raise RecordingFormatError(f"{p} is a folder; give a .arrow file inside it")
-        schema, batches, unread, clean = _read_stream(p)
-        if schema is None:
+        read = _read(p)
+        if read is None:
             warnings.warn(
                 RecordingSalvageWarning(
                     f"{p} ends inside its header ({p.stat().st_size} bytes): nothing to recover"
@@ -517,19 +587,20 @@ class Recording:
                 stacklevel=2,
             )
             return cls(_empty_table(make_meta()), make_meta(), p, complete=False)
+        schema, report = read
         meta = _meta_of(schema, p)
-        if unread:
-            n = sum(b.num_rows for b in batches)
+        if report.damage:
             warnings.warn(
                 RecordingSalvageWarning(
-                    f"{p} was cut: recovered {n} events in {len(batches)} batches; the last "
-                    f"{unread} bytes (an incomplete batch, at most {FLUSH_INTERVAL_S * 1000:.0f} ms "
-                    "of events) were lost"
+                    f"{p} {'was cut' if report.cut_only else 'is damaged'}: {report.summary()}"
                 ),
                 stacklevel=2,
             )
+        batches = [b.batch for b in report.batches]
         table = pa.Table.from_batches(batches, schema=schema) if batches else _empty_table(meta)
-        return cls(table, meta, p, complete=clean)
+        rec = cls(table, meta, p, complete=report.whole)
+        rec.integrity = report
+        return rec
 
     @classmethod
     def from_events(
@@ -543,26 +614,48 @@ class Recording:
         """Build a recording from events of any common shape.
 
         Each element may be an :class:`Event`; a ``(source, event_dict)`` pair; a dict with a
-        direction (``source``/``direction``/``dir``: client|server|local|sent|received) and the
-        event under ``event``/``data``/``message`` plus optional ``t_ns``/``t``/``timestamp``
-        (seconds); or a bare event dict when ``source`` is given. With ``path`` the recording is
-        also written there.
+        direction (``source``/``direction``/``dir``: client|server|local|sent|received|in|out)
+        and the event under ``event``/``data``/``message`` (an object or its JSON text), plus an
+        optional time (``t_ns``, or ``t``/``time``/``timestamp``/``ts``: seconds, milliseconds
+        since the epoch, or ISO 8601 text); or a bare event dict. A bare event is given
+        ``source`` when it is set, else the source its type implies
+        (:func:`~realtime_nb.protocol.source_of_type`), and a type known to neither side is
+        taken as a server event. Times since the epoch are made relative to the first one;
+        events without a time take the time of the event before them. With ``path`` the
+        recording is also written there.
 
         Raises:
-            ValueError: an element of unknown shape (its index and what is accepted).
+            ValueError: an element of unknown shape or an unknown source (its index and what is
+                accepted). Nothing is left at ``path`` then.
         """
-        rec = Recorder(path, meta=meta or make_meta(), flush_interval=3600)
+        rows = (_normalize(el, f"event {i}", source) for i, el in enumerate(events))
+        return cls._build(rows, meta or make_meta(), path)
+
+    @classmethod
+    def _build(
+        cls, rows: Iterable[_Row], meta: Mapping[str, Any], path: str | Path | None
+    ) -> Recording:
+        """A recording of ``(source, event, t_ns or None)`` rows, written to ``path`` if given."""
+        rec = Recorder(path, meta=meta, flush_interval=3600)
         evs: list[Event] = []
         last_t = 0
+        base: int | None = None  # subtracted from every given time (the first one, if absolute)
         try:
-            for i, el in enumerate(events):
-                src, data, t_ns = _normalize(el, i, source)
+            for src, data, t_ns in rows:
                 if t_ns is None:
                     t_ns = last_t
+                else:
+                    if base is None:
+                        base = t_ns if t_ns >= _EPOCH_NS else 0
+                    t_ns = max(t_ns - base, 0)
                 last_t = max(last_t, t_ns)
                 evs.append(rec.append(src, data, t_ns=t_ns))
-        finally:
+        except BaseException:
             rec.close()
+            if rec.path is not None:  # a half import must not block the next attempt
+                rec.path.unlink(missing_ok=True)
+            raise
+        rec.close()
         if rec.path is not None:
             return cls.open(rec.path)
         cols = _Columns()
@@ -575,73 +668,107 @@ class Recording:
 
     @classmethod
     def import_jsonl(cls, path: str | Path, *, save_to: str | Path | None = None) -> Recording:
-        """Import a JSON-lines log (one event per line, with a direction field; our own
-        ``export_jsonl`` output included).
+        """Import a JSON-lines log: one event per line (blank lines are skipped).
+
+        A line may hold:
+
+        - a **bare event**, ``{"type": "response.done", ...}``, with no direction, as a browser
+          console or most loggers write them. Its source is inferred from its type: the client
+          event types are the client's, the server ones (beta names included) the server's,
+          ``local.*`` local. A type known to neither side is taken as a **server** event (a
+          vendor's extension, such as xAI's ``ping``, usually is one) and kept as it is;
+        - an event with its direction, ``{"direction": "sent", "event": {...}}``: the direction
+          under ``direction``/``dir``/``source`` (``sent``/``received``, ``client``/``server``/
+          ``local``, ``out``/``in``), the event under ``event``/``data``/``message`` (an object,
+          or its JSON text), an optional time in ``t_ns``, or in ``t``/``time``/``timestamp``/
+          ``ts`` (seconds, milliseconds since the epoch, or ISO 8601 text; times since the epoch
+          are made relative to the first one). The direction may also sit beside the event's own
+          fields: ``{"direction": "sent", "type": "response.create"}``;
+        - a ``[direction, event]`` pair, or a JSON array of any of these;
+        - what :meth:`export_jsonl` writes (its metadata line restores the recording's metadata).
+
+        A whole file holding one JSON document (an array of events, pretty-printed, or a
+        cassette written as JSON) is read too.
 
         Raises:
-            ValueError: a line that is not JSON or has no direction (its line number).
+            ValueError: names the file and line (``file:line:``), what the line holds and what
+                is accepted.
         """
         p = Path(path)
-        records: list[Any] = []
-        meta: JSON | None = None
-        with open(p, encoding="utf-8") as f:
-            for lineno, line in enumerate(f, 1):
-                line = line.strip()
-                if not line:
-                    continue
-                try:
-                    obj = json.loads(line)
-                except ValueError as exc:
-                    raise ValueError(f"{p}:{lineno}: not JSON ({exc})") from None
-                if isinstance(obj, dict) and "realtime_nb_meta" in obj:
-                    meta = obj["realtime_nb_meta"]
-                    continue
-                records.append(obj)
-        imported = dict(meta or make_meta())
-        imported.setdefault("imported_from", p.name)
         try:
-            return cls.from_events(records, meta=_fresh_meta(imported, p), path=save_to)
-        except ValueError as exc:
-            raise ValueError(f"{p}: {exc}") from None
+            parsed = _jsonl_rows(p)
+        except UnicodeDecodeError as exc:
+            raise RecordingFormatError(
+                f"{p}: not UTF-8 text (byte {exc.start}); expected JSON lines"
+            ) from None
+        if isinstance(parsed, _CassetteDoc):
+            rows, meta = _cassette_rows(parsed.doc, p)
+            return cls._build(rows, meta, save_to)
+        rows, file_meta = parsed
+        if file_meta is not None:
+            meta = _fresh_meta(file_meta, p)
+        else:
+            meta = make_meta(model=_guess_model(rows), imported_from=p.name)
+        return cls._build(rows, meta, save_to)
 
     @classmethod
     def import_cassette(cls, path: str | Path, *, save_to: str | Path | None = None) -> Recording:
-        """Import a YAML cassette (``{version, interactions: [{kind, direction, data}]}``).
+        """Import a YAML cassette: ``{version, interactions: [...]}``, every interaction kind.
 
-        Non-WebSocket interactions (HTTP request/response pairs, e.g. WebRTC SDP exchanges) are
-        kept as ``local.http`` events, secrets redacted.
+        - ``{kind: message, direction: sent|received, data: <event>}``: the event, as a client
+          (``sent``) or server (``received``) event; without a direction, its source is inferred
+          from its type as in :meth:`import_jsonl`;
+        - ``{kind: close, code, reason, ok}`` (a dropped connection): a ``local.connection.closed``
+          event with those fields, as the live session records a drop. When messages follow it
+          (a second connection), a ``local.connection.opened`` event (``url`` and ``backend``
+          unknown: ``None``) marks where that connection starts;
+        - an HTTP exchange (``{request, response}``, e.g. a WebRTC SDP offer): ``local.http``;
+        - any other kind: a ``local.cassette.<kind>`` event with every field of the interaction
+          (its own ``type`` field, if any, renamed ``interaction_type``). Nothing is dropped.
+
+        Secrets in local events are redacted, as in every recording.
+
+        Raises:
+            RecordingFormatError: not YAML, or not a cassette.
+            ValueError: an interaction that is not a mapping, a message without an event or with
+                an unknown direction (the message names the file, the interaction's index and
+                what is accepted).
         """
-        import yaml
-
         p = Path(path)
-        doc = yaml.safe_load(p.read_text(encoding="utf-8"))
-        if not isinstance(doc, dict) or not isinstance(doc.get("interactions"), list):
-            raise ValueError(
-                f"{p}: not a cassette (expected a mapping with an 'interactions' list)"
-            )
-        records: list[Any] = []
-        for i, inter in enumerate(doc["interactions"]):
-            if isinstance(inter, dict) and "data" in inter and "direction" in inter:
-                records.append({"direction": inter["direction"], "event": inter["data"]})
-            elif isinstance(inter, dict) and ("request" in inter or "response" in inter):
-                records.append(("local", {"type": "local.http", **_http_summary(inter)}))
-            else:
-                raise ValueError(f"{p}: interaction {i} has neither direction+data nor request")
-        meta = make_meta(
-            model=_guess_model(records), imported_from=p.name, cassette_version=doc.get("version")
-        )
-        return cls.from_events(records, meta=meta, path=save_to)
+        rows, meta = _cassette_rows(_load_yaml(p), p)
+        return cls._build(rows, meta, save_to)
 
     @classmethod
     def import_file(cls, path: str | Path, *, save_to: str | Path | None = None) -> Recording:
-        """Open or import by content: a recording, a JSONL log, or a YAML cassette."""
+        """Open or import a file, by its content: a realtime_nb recording (an Arrow IPC stream,
+        ``.arrow``), a JSON-lines log with or without a direction per line, our own
+        :meth:`export_jsonl` output included (see :meth:`import_jsonl`), or a YAML cassette of
+        any interaction kinds (see :meth:`import_cassette`). ``save_to`` writes what is imported
+        as a recording (a recording is opened where it is).
+
+        Raises:
+            FileNotFoundError: no such file.
+            RecordingFormatError: none of those formats, or a recording written by a newer
+                realtime_nb (the message says which formats are accepted).
+            ValueError: a line or an interaction that cannot be read (the message names the
+                file, the line or interaction index, and what is accepted).
+        """
         p = Path(path)
+        if not p.exists():
+            raise FileNotFoundError(f"no recording, JSON-lines log or cassette at {p}")
+        if p.is_dir():
+            raise RecordingFormatError(f"{p} is a folder; accepted: {_FORMATS}")
         with open(p, "rb") as f:
-            head = f.read(64).lstrip()
-        if head[:4] == b"\xff\xff\xff\xff":
+            head = f.read(64)
+        if head[:4] == b"\xff\xff\xff\xff" or head[:6] == b"ARROW1":
             return cls.open(p)
-        if head[:1] in (b"{", b"["):
+        text = head.removeprefix(b"\xef\xbb\xbf").lstrip()
+        if text[:1] in (b"{", b"["):  # by content, whatever the name says
             return cls.import_jsonl(p, save_to=save_to)
+        if p.suffix == ".arrow" and (not text or head[:1] == b"\xff" or b"\0" in head):
+            return cls.open(p)  # empty or cut inside its header: the reader says what it recovers
+        if not text:
+            raise RecordingFormatError(f"{p} is empty; accepted: {_FORMATS}")
         return cls.import_cassette(p, save_to=save_to)
 
     # -- events and state ------------------------------------------------------------------------
@@ -1053,35 +1180,334 @@ def _iter_batch(batch: pa.RecordBatch) -> Iterator[Event]:
             )
 
 
+#: One imported event: its source, the event, and its time in ns when the log gave one.
+_Row = tuple[Source, JSON, int | None]
+
+#: Given times at or above this many ns (2001-09-09 as nanoseconds since the epoch) are clock
+#: times, not offsets into the session: the import makes them relative to the first one.
+_EPOCH_NS: Final = 10**18
+#: A numeric time above this is milliseconds since the epoch (as seconds it would be past the
+#: year 5000); below it, seconds.
+_MS_EPOCH_THRESHOLD: Final = 1e11
+_DIRECTION_KEYS: Final = ("direction", "dir", "source")
+_BODY_KEYS: Final = ("event", "data", "message")
+_TIME_KEYS: Final = ("t", "time", "timestamp", "ts")
+_ACCEPTED_EVENTS: Final = (
+    "an Event, a (source, event) pair, a dict with 'source'/'direction' and 'event'/'data', "
+    "or a bare event dict (its source inferred from its type)"
+)
+_ACCEPTED_LINES: Final = (
+    'one JSON object per line: a bare event {"type": ...} (its source inferred from its type), '
+    '{"direction": "sent"|"received"|"client"|"server"|"local", "event": {...}} (also '
+    '"source"/"dir" and "data"/"message"), a [direction, event] pair, '
+    "or realtime_nb's export_jsonl lines"
+)
+_ACCEPTED_INTERACTIONS: Final = (
+    "a mapping per interaction: {kind: message, direction: sent|received, data: <event>}, "
+    "{kind: close, code, reason, ok}, an HTTP exchange {request, response}, or any other kind "
+    "(kept as a local.cassette.<kind> event)"
+)
+_FORMATS: Final = (
+    "a realtime_nb recording (.arrow, an Arrow IPC stream), JSON lines (one event per line, "
+    "with or without a direction), or a YAML cassette {version, interactions: [...]}"
+)
+
+
 def _normalize(
-    el: Any, i: int, default_source: Source | str | None
-) -> tuple[Source, JSON, int | None]:
-    accepted = (
-        "an Event, a (source, event) pair, a dict with 'source'/'direction' and 'event'/'data', "
-        "or a bare event dict with source= given"
-    )
+    el: Any, where: str, default_source: Source | str | None, accepted: str = _ACCEPTED_EVENTS
+) -> _Row:
+    """``(source, event, t_ns)`` of one element of an event log; ``where`` names it in errors.
+
+    Raises:
+        ValueError: an unknown shape, or an unknown direction.
+    """
     if isinstance(el, Event):
         return el.source, el.wire(), el.t_ns
     if isinstance(el, (tuple, list)) and len(el) == 2 and isinstance(el[1], dict):
-        return Source.parse(el[0]), el[1], None
+        return _parse_source(el[0], where), el[1], None
     if isinstance(el, dict):
-        direction = el.get("source", el.get("direction", el.get("dir")))
-        body = el.get("event", el.get("data", el.get("message")))
-        if direction is not None and isinstance(body, dict):
-            return Source.parse(direction), body, _time_of(el)
-        if default_source is not None and isinstance(el.get("type"), str):
-            return Source.parse(default_source), el, _time_of(el)
-    raise ValueError(f"event {i} has an unknown shape ({type(el).__name__}); accepted: {accepted}")
+        dkey = next((k for k in _DIRECTION_KEYS if k in el), None)
+        bkey = next((k for k in _BODY_KEYS if k in el), None)
+        body = _as_object(el[bkey]) if bkey is not None else None
+        etype = el.get("type")
+        if isinstance(etype, str) and dkey is None:  # a bare event
+            return _source_for(etype, default_source, where), el, None
+        if body is not None:  # {direction?, event, time?}
+            if dkey is not None:
+                src = _parse_source(el[dkey], where)
+            else:
+                src = _source_for(body.get("type"), default_source, where)
+            return src, body, _time_of(el)
+        if isinstance(etype, str):  # the direction beside the event's own fields
+            assert dkey is not None
+            return _parse_source(el[dkey], where), {k: v for k, v in el.items() if k != dkey}, None
+        keys = ", ".join(map(str, list(el)[:8])) or "none"
+        raise ValueError(
+            f"{where} has neither a string 'type' nor an event under "
+            f"'event'/'data'/'message' (its keys: {keys}); accepted: {accepted}"
+        )
+    raise ValueError(f"{where} has an unknown shape ({type(el).__name__}); accepted: {accepted}")
+
+
+def _parse_source(value: Any, where: str) -> Source:
+    try:
+        return Source.parse(value if isinstance(value, (str, Source)) else str(value))
+    except ValueError as exc:
+        raise ValueError(f"{where}: {exc}") from None
+
+
+def _source_for(event_type: Any, default: Source | str | None, where: str) -> Source:
+    """``default`` when given, else the source the event type implies (server when unknown)."""
+    if default is not None:
+        return _parse_source(default, where)
+    if isinstance(event_type, str):
+        return source_of_type(event_type) or Source.SERVER
+    return Source.SERVER
+
+
+def _as_object(value: Any) -> JSON | None:
+    """``value`` if it is a JSON object, or the object its JSON text holds; else ``None``."""
+    if isinstance(value, dict):
+        return value
+    if isinstance(value, str) and value.lstrip()[:1] == "{":
+        try:
+            obj = json.loads(value)
+        except ValueError:
+            return None
+        return obj if isinstance(obj, dict) else None
+    return None
 
 
 def _time_of(el: Mapping[str, Any]) -> int | None:
-    if isinstance(el.get("t_ns"), int):
-        return int(el["t_ns"])
-    for key in ("t", "time", "timestamp", "ts"):
+    """A record's time in ns: ``t_ns``, or seconds / epoch milliseconds / ISO 8601 text."""
+    import math
+
+    t_ns = el.get("t_ns")
+    if isinstance(t_ns, int) and not isinstance(t_ns, bool):
+        return t_ns
+    for key in _TIME_KEYS:
         v = el.get(key)
-        if isinstance(v, (int, float)) and not isinstance(v, bool):
-            return int(v * 1e9)
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
+            return int(v * 1e6) if abs(v) >= _MS_EPOCH_THRESHOLD else int(v * 1e9)
+        if isinstance(v, str) and v[:1].isdigit():
+            try:
+                when = _dt.datetime.fromisoformat(v)
+            except ValueError:
+                continue
+            if when.tzinfo is None:
+                when = when.replace(tzinfo=_dt.timezone.utc)
+            return int(when.timestamp() * 1e6) * 1000
     return None
+
+
+class _CassetteDoc:
+    """A JSON file that turned out to be a cassette."""
+
+    def __init__(self, doc: JSON) -> None:
+        self.doc = doc
+
+
+def _jsonl_rows(p: Path) -> tuple[list[_Row], JSON | None] | _CassetteDoc:
+    """The rows of a JSON-lines log and its realtime_nb metadata line (if any); a file holding
+    one JSON document is read as a whole.
+
+    Raises:
+        ValueError: ``file:line:`` what is wrong and what is accepted.
+        UnicodeDecodeError: not UTF-8.
+    """
+    rows: list[_Row] = []
+    meta: JSON | None = None
+    with open(p, encoding="utf-8-sig") as f:
+        for lineno, line in enumerate(f, 1):
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                obj = json.loads(line)
+            except ValueError as exc:
+                if not rows and meta is None and line[:1] in "[{":
+                    whole = _json_document(p)
+                    if whole is not None:
+                        return whole
+                raise ValueError(
+                    f"{p}:{lineno}: not JSON ({exc}); accepted: {_ACCEPTED_LINES}"
+                ) from None
+            if isinstance(obj, dict) and "realtime_nb_meta" in obj:
+                if not isinstance(obj["realtime_nb_meta"], dict):
+                    raise ValueError(f"{p}:{lineno}: 'realtime_nb_meta' must be an object")
+                meta = obj["realtime_nb_meta"]
+                continue
+            if (
+                isinstance(obj, dict)
+                and isinstance(obj.get("interactions"), list)
+                and not rows
+                and meta is None
+            ):
+                return _CassetteDoc(obj)  # a cassette written as one line of JSON
+            if isinstance(obj, list) and not _is_pair(obj):
+                for j, el in enumerate(obj):
+                    rows.append(_line_row(el, f"element {j} of the line", p, lineno))
+            else:
+                rows.append(_line_row(obj, "the line", p, lineno))
+    return rows, meta
+
+
+def _line_row(obj: Any, where: str, p: Path, lineno: int) -> _Row:
+    try:
+        return _normalize(obj, where, None, _ACCEPTED_LINES)
+    except ValueError as exc:
+        raise ValueError(f"{p}:{lineno}: {exc}") from None
+
+
+def _is_pair(obj: list[Any]) -> bool:
+    return len(obj) == 2 and isinstance(obj[1], dict) and not isinstance(obj[0], (dict, list))
+
+
+def _json_document(p: Path) -> tuple[list[_Row], JSON | None] | _CassetteDoc | None:
+    """A file that is one (pretty-printed) JSON document: an array of events, a cassette, or one
+    event; ``None`` when it is not one JSON document."""
+    try:
+        doc = json.loads(p.read_text(encoding="utf-8-sig"))
+    except ValueError:
+        return None
+    if isinstance(doc, dict) and isinstance(doc.get("interactions"), list):
+        return _CassetteDoc(doc)
+    elements = doc if isinstance(doc, list) and not _is_pair(doc) else [doc]
+    rows = []
+    for j, el in enumerate(elements):
+        try:
+            rows.append(_normalize(el, f"element {j}", None, _ACCEPTED_LINES))
+        except ValueError as exc:
+            raise ValueError(f"{p}: {exc}") from None
+    return rows, None
+
+
+def _load_yaml(p: Path) -> Any:
+    """The YAML document of a cassette; dates are left as text (events are JSON).
+
+    Raises:
+        RecordingFormatError: not UTF-8 text or not YAML (names the file and the line).
+    """
+    import yaml
+
+    try:
+        text = p.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise RecordingFormatError(
+            f"{p} is not text (byte {exc.start} is not UTF-8); accepted: {_FORMATS}"
+        ) from None
+    try:
+        # A SafeLoader subclass: builds plain data only, never arbitrary objects.
+        return yaml.load(text, Loader=_yaml_loader())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or type(exc).__name__
+        raise RecordingFormatError(f"{p}: not YAML ({problem}{at}); accepted: {_FORMATS}") from None
+
+
+_LOADER: list[Any] = []
+
+
+def _yaml_loader() -> Any:
+    """yaml's safe loader (the C one when available) without the timestamp resolver: an
+    unquoted date in a cassette stays the text it was, as it would be in JSON."""
+    if not _LOADER:
+        import yaml
+
+        base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+        resolvers = {
+            first: [r for r in rs if r[0] != "tag:yaml.org,2002:timestamp"]
+            for first, rs in base.yaml_implicit_resolvers.items()
+        }
+        _LOADER.append(type("_CassetteLoader", (base,), {"yaml_implicit_resolvers": resolvers}))
+    return _LOADER[0]
+
+
+def _cassette_rows(doc: Any, p: Path) -> tuple[list[_Row], JSON]:
+    """The rows and metadata of a cassette document (see :meth:`Recording.import_cassette`).
+
+    Raises:
+        RecordingFormatError: not a cassette. ValueError: an interaction that cannot be read.
+    """
+    if not isinstance(doc, dict) or not isinstance(doc.get("interactions"), list):
+        got = (
+            f"a mapping with keys {', '.join(map(str, list(doc)[:8]))}"
+            if isinstance(doc, dict)
+            else f"a {type(doc).__name__}"
+        )
+        raise RecordingFormatError(
+            f"{p}: not a cassette (expected a mapping with an 'interactions' list, got {got}); "
+            f"accepted: {_FORMATS}"
+        )
+    rows: list[_Row] = []
+    closed = False  # a close was seen and no message since: the next message opens a connection
+    for i, inter in enumerate(doc["interactions"]):
+        where = f"{p}: interaction {i}"
+        if not isinstance(inter, dict):
+            raise ValueError(
+                f"{where} is a {type(inter).__name__}, not a mapping; accepted: "
+                f"{_ACCEPTED_INTERACTIONS}"
+            )
+        kind = inter.get("kind")
+        if kind is None:
+            if "data" in inter:
+                kind = "message"
+            elif "request" in inter or "response" in inter:
+                kind = "http"
+        if kind == "message":
+            data = _as_object(inter.get("data"))
+            if data is None:
+                raise ValueError(
+                    f"{where} (kind message) has no event mapping under 'data' (got a "
+                    f"{type(inter.get('data')).__name__}); accepted: {_ACCEPTED_INTERACTIONS}"
+                )
+            direction = inter.get("direction")
+            src = (
+                _source_for(data.get("type"), None, where)
+                if direction is None
+                else _parse_source(direction, where + " (kind message)")
+            )
+            if closed:
+                rows.append((Source.LOCAL, _connection_opened(), None))
+                closed = False
+            rows.append((src, data, None))
+        elif kind == "close":
+            rows.append((Source.LOCAL, _local_of("local.connection.closed", inter), None))
+            closed = True
+        elif kind == "http":
+            rows.append((Source.LOCAL, {"type": "local.http", **_http_summary(inter)}, None))
+        else:
+            rows.append((Source.LOCAL, _local_of(f"local.cassette.{_slug(kind)}", inter), None))
+    meta = make_meta(
+        model=_guess_model(rows), imported_from=p.name, cassette_version=doc.get("version")
+    )
+    return rows, meta
+
+
+def _connection_opened() -> JSON:
+    # The fields the live session records on (re)connecting; a cassette knows neither.
+    return {"type": "local.connection.opened", "url": None, "backend": None}
+
+
+def _local_of(event_type: str, inter: Mapping[str, Any]) -> JSON:
+    """A local event keeping every field of a cassette interaction (but ``kind``, which its
+    type names; an own ``type`` field becomes ``interaction_type``), secrets redacted."""
+    out: JSON = {"type": event_type}
+    for k, v in inter.items():
+        if k == "kind":
+            continue
+        out["interaction_type" if k == "type" else str(k)] = v
+    redacted: JSON = redact_obj(out)
+    return redacted
+
+
+def _slug(kind: Any) -> str:
+    """``kind`` as one segment of an event type name (``None``, no kind at all: ``unknown``)."""
+    if kind is None:
+        return "unknown"
+    text = "".join(c if c.isalnum() or c in "_-" else "_" for c in str(kind)).strip("_")
+    return text or "unknown"
 
 
 def _fresh_meta(meta: JSON, path: Path) -> JSON:
@@ -1110,10 +1536,10 @@ def _http_summary(inter: Mapping[str, Any]) -> JSON:
     return summary
 
 
-def _guess_model(records: Sequence[Any]) -> str | None:
-    for r in records:
-        ev = r.get("event") if isinstance(r, dict) else None
-        if isinstance(ev, dict) and ev.get("type") == "session.created":
+def _guess_model(rows: Sequence[_Row]) -> str | None:
+    """The model a ``session.created`` among the rows names."""
+    for _src, ev, _t in rows:
+        if ev.get("type") == "session.created":
             sess = ev.get("session")
             if isinstance(sess, dict) and isinstance(sess.get("model"), str):
                 return str(sess["model"])

@@ -244,6 +244,8 @@ def redrive(
     try:
         for turn in turns:
             if turn.kind == "text":
+                if not (turn.text or "").strip():
+                    continue  # nothing to say (an image-only message, say): send_text refuses it
                 session.send_text(turn.text or "")
             else:
                 assert turn.audio is not None

@@ -45,6 +45,10 @@ __all__ = [
 JSON = dict[str, Any]
 
 _MS_PER_NS: Final = 1e-6
+#: How many missing content parts an event's ``content_index`` may skip over. Real servers count
+#: parts from 0 without gaps; a few missing parts (events lost from a cut recording) are padded,
+#: anything further is treated as "the next part" so that no number in an event drives work.
+MAX_CONTENT_INDEX_GAP: Final = 16
 
 
 class AudioTimeline:
@@ -635,6 +639,13 @@ class Reducer:
 
     def _part(self, it: Item, index: Any, part_type: Any) -> ContentPart:
         idx = index if isinstance(index, int) and index >= 0 else len(it.content)
+        if idx > len(it.content) + MAX_CONTENT_INDEX_GAP:
+            # An index far past the parts we have (a hostile or broken event): one new part, not
+            # a loop driven by a number in the event.
+            note = f"item {it.id}: content_index {idx} far past its {len(it.content)} parts"
+            if note not in self.state.warnings:
+                self.state.warnings.append(note)
+            idx = len(it.content)
         while len(it.content) <= idx:
             it.content.append(ContentPart(type="unknown"))
         part = it.content[idx]
@@ -875,57 +886,53 @@ class Reducer:
         if isinstance(item_id, str):
             self._item(item_id).deleted = True
 
-    def on_transcription_delta(self, ev: Event, data: JSON) -> None:
+    def _transcribed(self, data: JSON) -> tuple[Item, ContentPart] | None:
+        """The user item and input-audio part an input transcription event is about."""
         item_id = data.get("item_id")
         if not isinstance(item_id, str):
-            return
+            return None
         it = self._item(item_id)
-        part = self._part(it, data.get("content_index", 0), "input_audio")
+        return it, self._part(it, data.get("content_index", 0), "input_audio")
+
+    def on_transcription_delta(self, ev: Event, data: JSON) -> None:
+        target = self._transcribed(data)
+        if target is None:
+            return
+        it, part = target
         delta = data.get("delta")
         if isinstance(delta, str):
             part.transcript = (part.transcript or "") + delta
         it.transcription_status = "in_progress"
 
     def on_transcription_segment(self, ev: Event, data: JSON) -> None:
-        item_id = data.get("item_id")
-        if not isinstance(item_id, str):
-            return
-        it = self._item(item_id)
-        part = self._part(it, data.get("content_index", 0), "input_audio")
-        part.extra.setdefault("segments", []).append(
-            {k: data.get(k) for k in ("id", "text", "speaker", "start", "end")}
-        )
+        target = self._transcribed(data)
+        if target is not None:
+            target[1].extra.setdefault("segments", []).append(
+                {k: data.get(k) for k in ("id", "text", "speaker", "start", "end")}
+            )
 
     def on_transcription_completed(self, ev: Event, data: JSON) -> None:
-        item_id = data.get("item_id")
-        if not isinstance(item_id, str):
-            return
-        it = self._item(item_id)
-        part = self._part(it, data.get("content_index", 0), "input_audio")
-        tr = data.get("transcript")
-        if isinstance(tr, str):
-            part.transcript = tr
-        # xAI sends interim "completed" events with status "in_progress": a better guess at the
-        # transcript so far, not the final one.
-        status = data.get("status")
-        if status == "in_progress":
-            if it.transcription_status != "completed":
-                it.transcription_status = "in_progress"
-        else:
-            it.transcription_status = "completed"
+        # xAI also sends interim "completed" events with status "in_progress": the transcript so
+        # far, not the final one.
+        final = data.get("status") != "in_progress"
+        self._transcript_so_far(data, final=final)
 
     def on_transcription_updated(self, ev: Event, data: JSON) -> None:
         """xAI's ``...input_audio_transcription.updated``: the whole transcript so far (not a
         delta), never final."""
-        item_id = data.get("item_id")
-        if not isinstance(item_id, str):
+        self._transcript_so_far(data, final=False)
+
+    def _transcript_so_far(self, data: JSON, final: bool) -> None:
+        target = self._transcribed(data)
+        if target is None:
             return
-        it = self._item(item_id)
-        part = self._part(it, data.get("content_index", 0), "input_audio")
+        it, part = target
+        if it.transcription_status == "completed" and not final:
+            return  # an interim guess that arrives after the final transcript changes nothing
         tr = data.get("transcript")
-        if isinstance(tr, str) and it.transcription_status != "completed":
+        if isinstance(tr, str):
             part.transcript = tr
-            it.transcription_status = "in_progress"
+        it.transcription_status = "completed" if final else "in_progress"
 
     def on_transcription_failed(self, ev: Event, data: JSON) -> None:
         item_id = data.get("item_id")

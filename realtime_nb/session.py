@@ -752,7 +752,8 @@ class Session:
         model: the model (``gpt-realtime``, ``gpt-realtime-mini``, an Azure deployment...).
         instructions, voice, tools, tool_choice, turn_detection, transcription, output_modalities,
         input_format, output_format: session fields (see :func:`build_session_config`); left
-            out = the server's default.
+            out = the server's default. ``tools`` is a list, or one function, ``@tool`` or
+            definition dict.
         record: ``True`` (a new file under ``recordings/``), a folder or ``.arrow`` path, or
             ``False`` (nothing written; the live state is kept all the same).
         url: any Realtime WebSocket URL (a gateway, a local server). With ``api_key`` the key
@@ -779,7 +780,7 @@ class Session:
         *,
         instructions: str | _Unset = UNSET,
         voice: str | _Unset = UNSET,
-        tools: Sequence[Any] | _Unset = UNSET,
+        tools: Sequence[Any] | Tool | Callable[..., Any] | Mapping[str, Any] | _Unset = UNSET,
         tool_choice: Any = UNSET,
         turn_detection: Any = UNSET,
         transcription: Any = UNSET,
@@ -800,6 +801,10 @@ class Session:
         **session_fields: Any,
     ) -> None:
         self.model = model
+        if callable(tools) or isinstance(tools, Mapping):
+            # One function, @tool or definition dict: Session(tools=get_weather) reads naturally,
+            # and iterating a function (or a dict's keys) would fail obscurely.
+            tools = [tools]
         fields = {
             "instructions": instructions,
             "voice": voice,
@@ -1370,10 +1375,17 @@ class Session:
 
         Raises:
             TypeError: ``text`` is not a str.
+            ValueError: ``text`` is empty or only whitespace.
             SessionClosedError: the session is closed or its connection lost.
         """
         if not isinstance(text, str):
             raise TypeError(f"text must be a str, got {type(text).__name__}")
+        if not text.strip():
+            # An empty message is a caller's slip (a blank input, an unfilled template).
+            raise ValueError(
+                f"text is empty ({text!r}); accepted: a message with words in it "
+                "(respond() asks for a response without adding one)"
+            )
         ev = client.conversation_item_create(client.user_text_item(text))
         resp = client.response_create() if respond else None
 

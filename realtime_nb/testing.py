@@ -34,7 +34,18 @@ Matching rules (:class:`CassetteMatcher`, pure and usable without a socket):
    ``replay_mismatch`` and the same message, closes the connection (1008), and re-raises the
    mismatch from :meth:`ReplayServer.check` and when its ``with`` block ends.
 
-Each connection replays the session from the start.
+5. A recording of several connections (a cassette's ``{kind: close}`` interaction, a live
+   session's ``local.connection.closed``) is replayed one connection per connection: the first
+   client to connect gets the first recorded connection, the next one (a reconnect) the second,
+   and so on; after the last, the next client starts again from the first. When the recorded
+   connection ended with a close that the client did not ask for (a cassette's close, a drop or
+   a server's close in a live recording; not ``initiated_by: "client"``), the server closes the
+   connection at that point, once every recorded client event of it has arrived and every
+   server event has been sent, with the recorded code and reason. A code that cannot be sent in
+   a close frame (1006 "abnormal closure", 1015) drops the TCP connection instead, and 1005
+   sends a close frame without a code: the client sees what the recorded client saw.
+
+A recording of one connection is replayed from the start to every client that connects.
 """
 
 from __future__ import annotations
@@ -59,9 +70,11 @@ __all__ = [
     "AudioMatch",
     "CassetteMatcher",
     "Difference",
+    "RecordedConnection",
     "ReplayMismatch",
     "ReplayServer",
     "load_recording",
+    "recorded_connections",
 ]
 
 JSON = dict[str, Any]
@@ -79,6 +92,12 @@ MISMATCH_CLOSE_CODE: Final = 1008
 MAX_FRAME_BYTES: Final = 16 * 1024 * 1024
 #: Seconds :meth:`ReplayServer.start` waits for the server thread to bind its port.
 START_TIMEOUT_S: Final = 10.0
+#: Close codes a close frame may carry (RFC 6455 section 7.4 and the IANA registry; 3000-4999
+#: are for applications): a recorded close with another code is replayed by dropping the TCP
+#: connection (the peer then sees 1006), 1005 by a close frame without a code.
+SENDABLE_CLOSE_CODES: Final = frozenset(range(1000, 1004)) | frozenset(range(1007, 1015))
+#: Longest close reason, in UTF-8 bytes, a close frame can carry (125-byte payload - the code).
+MAX_CLOSE_REASON_BYTES: Final = 123
 
 _APPEND: Final = "input_audio_buffer.append"
 _ITEM_EVENTS: Final = frozenset(
@@ -289,7 +308,8 @@ class CassetteMatcher:
         audio: AudioMatch | str = AudioMatch.TOTAL,
         ignore: Sequence[str] = DEFAULT_IGNORE,
     ) -> CassetteMatcher:
-        """From a recording's client and server events (local events are left out)."""
+        """From a recording's client and server events (local events are left out), every
+        connection of it as one script: :func:`recorded_connections` gives one per connection."""
         client: list[JSON] = []
         server: list[JSON] = []
         order: list[int] = []
@@ -490,6 +510,64 @@ class CassetteMatcher:
         )
 
 
+@dataclass(frozen=True)
+class RecordedConnection:
+    """One connection of a recording: the script of its events, and how it ended.
+
+    Attributes:
+        matcher: a :class:`CassetteMatcher` of its client and server events (a template: each
+            replay uses :meth:`CassetteMatcher.fresh`).
+        close: the ``local.connection.closed`` event that ended it (``code``, ``reason``, and
+            ``ok`` from a cassette or ``initiated_by``/``clean`` from a live session), or
+            ``None`` when the recording ends while it is open.
+    """
+
+    matcher: CassetteMatcher
+    close: JSON | None = None
+
+    @property
+    def server_closes(self) -> bool:
+        """Whether the replay closes this connection itself: it ended with a close the client
+        did not ask for (a cassette's close; a drop or a server's close in a live recording)."""
+        return self.close is not None and self.close.get("initiated_by") != "client"
+
+
+def recorded_connections(
+    recording: Recording,
+    *,
+    audio: AudioMatch | str = AudioMatch.TOTAL,
+    ignore: Sequence[str] = DEFAULT_IGNORE,
+) -> list[RecordedConnection]:
+    """The connections of a recording, split at each ``local.connection.closed`` event (a
+    recording without one is one connection). A connection is kept even if nothing was exchanged
+    on it, as long as it was closed; what follows the last close is kept when it holds events.
+
+    Raises:
+        ValueError: an unknown ``audio`` value (the accepted ones are listed).
+    """
+    out: list[RecordedConnection] = []
+    client: list[JSON] = []
+    server: list[JSON] = []
+    order: list[int] = []
+
+    def cut(close: JSON | None) -> None:
+        m = CassetteMatcher(client, server, order, audio=audio, ignore=ignore)
+        out.append(RecordedConnection(m, close))
+
+    for ev in recording.events:
+        if ev.source is Source.CLIENT:
+            client.append(ev.wire())
+        elif ev.source is Source.SERVER:
+            server.append(ev.wire())
+            order.append(len(client))
+        elif ev.type == "local.connection.closed":
+            cut(dict(ev.data))
+            client, server, order = [], [], []
+    if client or server or not out:
+        cut(None)
+    return out
+
+
 def load_recording(recording: Recording | str | Path) -> Recording:
     """A :class:`Recording` from itself, a recording file, a JSONL log or a YAML cassette.
 
@@ -544,8 +622,9 @@ class ReplayServer:
         self.ignore = tuple(ignore)
         self.host = host
         self.port = port
-        # Built once to validate the options now (and reused as the template of each replay).
-        self._template = CassetteMatcher.from_recording(
+        #: The recorded connections, replayed in turn to the clients that connect. Built once to
+        #: validate the options now; each replay starts from a fresh copy of a matcher.
+        self.connections = recorded_connections(
             self.recording, audio=self.audio, ignore=self.ignore
         )
         self.mismatches: list[ReplayMismatch] = []
@@ -562,17 +641,23 @@ class ReplayServer:
         """``ws://HOST:PORT/v1/realtime`` (any path and query are accepted)."""
         return f"ws://{self.host}:{self.port}/v1/realtime"
 
-    def _matcher(self) -> CassetteMatcher:
-        return self._template.fresh()
+    def _next_connection(self) -> tuple[RecordedConnection, CassetteMatcher]:
+        """The recorded connection the next client gets (in turn), and a fresh replay of it."""
+        conn = self.connections[len(self.replays) % len(self.connections)]
+        m = conn.matcher.fresh()
+        self.replays.append(m)
+        return conn, m
 
     async def _handler(self, ws: Any) -> None:
         from websockets.exceptions import ConnectionClosed
 
-        m = self._matcher()
-        self.replays.append(m)
+        conn, m = self._next_connection()
         try:
             for ev in m.start():
                 await ws.send(json.dumps(ev, ensure_ascii=False))
+            if conn.server_closes and m.finished:
+                await _close_as_recorded(ws, conn.close or {})
+                return
             async for message in ws:
                 try:
                     data = json.loads(message)
@@ -589,6 +674,9 @@ class ReplayServer:
                     return
                 for ev in out:
                     await ws.send(json.dumps(ev, ensure_ascii=False))
+                if conn.server_closes and m.finished:
+                    await _close_as_recorded(ws, conn.close or {})
+                    return
         except ConnectionClosed:
             return
 
@@ -659,8 +747,11 @@ class ReplayServer:
 
     @property
     def finished(self) -> bool:
-        """The last connection matched every recorded client event and got every server event."""
-        return bool(self.replays) and self.replays[-1].finished
+        """The last connection was a replay of the last recorded connection, and matched every
+        recorded client event of it and got every server event (with one recorded connection:
+        the last client went through the whole recording)."""
+        n = len(self.connections)
+        return bool(self.replays) and len(self.replays) % n == 0 and self.replays[-1].finished
 
     def __enter__(self) -> ReplayServer:
         return self.start()
@@ -673,6 +764,20 @@ class ReplayServer:
     def __repr__(self) -> str:
         where = self.recording.path.name if self.recording.path else "in memory"
         return f"<ReplayServer {where} at {self.url}: {len(self.replays)} connection(s)>"
+
+
+async def _close_as_recorded(ws: Any, close: Mapping[str, Any]) -> None:
+    """End a connection as the recorded one ended (rule 5 of the module docstring)."""
+    code = close.get("code")
+    reason = close.get("reason")
+    text = reason if isinstance(reason, str) else ""
+    text = text.encode("utf-8")[:MAX_CLOSE_REASON_BYTES].decode("utf-8", "ignore")
+    if isinstance(code, int) and (code in SENDABLE_CLOSE_CODES or 3000 <= code < 5000):
+        await ws.close(code, text)
+    elif code == 1005:  # "no status received": a close frame with an empty payload
+        await ws.close(None)
+    else:  # 1006/1015 and anything unsendable: no closing handshake at all
+        ws.transport.abort()
 
 
 def _select_subprotocol(connection: Any, subprotocols: Sequence[str]) -> Any:

@@ -18,6 +18,8 @@ import re
 import sys
 import types
 import typing
+import warnings
+import weakref
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, Union
@@ -30,6 +32,7 @@ __all__ = [
     "ToolCall",
     "ToolCallTracker",
     "ToolDefinitionError",
+    "UndescribedToolWarning",
     "as_tool",
     "encode_error",
     "encode_result",
@@ -58,6 +61,44 @@ class ToolDefinitionError(TypeError):
 
 class ToolArgumentError(ValueError):
     """The model's arguments for a call do not fit the function's signature."""
+
+
+class UndescribedToolWarning(UserWarning):
+    """A tool function has no docstring: the model gets its name and parameters, no description."""
+
+
+#: Functions already warned about: each warns once, however often it is made a tool (a plain
+#: function is made one by every Session it is given to).
+_warned_undescribed: weakref.WeakSet[Callable[..., Any]] = weakref.WeakSet()
+
+
+def _warn_undescribed(func: Callable[..., Any], tool_name: str) -> None:
+    try:
+        if func in _warned_undescribed:
+            return
+        _warned_undescribed.add(func)
+    except TypeError:  # not weakly referenceable (a builtin): warn every time
+        pass
+    qualname = getattr(func, "__qualname__", tool_name)
+    warnings.warn(
+        f"tool {tool_name!r} (function {qualname}) has no docstring: the model gets no "
+        "description of what it does or when to call it; add a docstring or pass "
+        "@tool(description=...)",
+        UndescribedToolWarning,
+        stacklevel=_caller_stacklevel(),
+    )
+
+
+def _caller_stacklevel() -> int:
+    """The ``stacklevel`` that points a warning at the first frame outside realtime_nb (the
+    ``@tool`` line or the ``Session(tools=...)`` call), not at this module."""
+    package = __name__.partition(".")[0]
+    frame: types.FrameType | None = sys._getframe(1)
+    level = 1
+    while frame is not None and frame.f_globals.get("__name__", "").partition(".")[0] == package:
+        frame = frame.f_back
+        level += 1
+    return level
 
 
 # --- docstrings ----------------------------------------------------------------------------------
@@ -567,6 +608,8 @@ def _make_tool(
         raise ToolDefinitionError(
             f"timeout must be a positive number of seconds or None, got {timeout!r}"
         )
+    if description is None and not summary:
+        _warn_undescribed(func, tool_name)
     return Tool(
         func=func,
         name=tool_name,

@@ -50,6 +50,4 @@ def main(spec_path: str) -> None:
 
 
 if __name__ == "__main__":
-    main(
-        sys.argv[1] if len(sys.argv) > 1 else "tests/fixtures/spec/realtime_schemas_subset.json"
-    )
+    main(sys.argv[1] if len(sys.argv) > 1 else "tests/fixtures/spec/realtime_schemas_subset.json")

@@ -17,7 +17,6 @@ __all__ = [
     "VOICE_NAMES",
     "ClientError",
     "apply_session_update",
-    "beta_session_to_ga",
     "default_session",
     "validate_tools",
 ]
@@ -417,59 +416,3 @@ def _apply_audio(new: JSON, audio: Any, audio_was_produced: bool) -> None:
             _check_type(out["speed"], (int, float), f"{po}.speed")
             _check_range(out["speed"], SPEED_RANGE[0], SPEED_RANGE[1], f"{po}.speed", decimal=True)
             target["speed"] = float(out["speed"])
-
-
-_BETA_FORMATS: Final = {
-    "pcm16": {"type": "audio/pcm", "rate": 24000},
-    "g711_ulaw": {"type": "audio/pcmu"},
-    "g711_alaw": {"type": "audio/pcma"},
-}
-
-
-def beta_session_to_ga(update: Any) -> Any:
-    """Map a beta-shaped ``session`` (``modalities``, ``voice``, ``input_audio_format`` ...) to GA.
-
-    Used only on connections that sent ``OpenAI-Beta: realtime=v1``; other shapes pass through.
-    Beta-only knobs with no GA counterpart (``temperature``) are dropped.
-    """
-    if not isinstance(update, dict):
-        return update
-    beta_keys = {
-        "modalities", "voice", "input_audio_format", "output_audio_format",
-        "input_audio_transcription", "turn_detection", "temperature",
-        "max_response_output_tokens", "input_audio_noise_reduction", "speed",
-    }  # fmt: skip
-    if not beta_keys & update.keys():
-        return update
-    ga: JSON = {k: v for k, v in update.items() if k not in beta_keys}
-    ga.setdefault("type", "realtime")
-    audio_in: JSON = {}
-    audio_out: JSON = {}
-    if "modalities" in update and isinstance(update["modalities"], list):
-        ga["output_modalities"] = ["audio"] if "audio" in update["modalities"] else ["text"]
-    if "voice" in update:
-        audio_out["voice"] = update["voice"]
-    if "speed" in update:
-        audio_out["speed"] = update["speed"]
-    if "input_audio_format" in update:
-        audio_in["format"] = _BETA_FORMATS.get(
-            update["input_audio_format"], update["input_audio_format"]
-        )
-    if "output_audio_format" in update:
-        audio_out["format"] = _BETA_FORMATS.get(
-            update["output_audio_format"], update["output_audio_format"]
-        )
-    if "input_audio_transcription" in update:
-        audio_in["transcription"] = update["input_audio_transcription"]
-    if "input_audio_noise_reduction" in update:
-        audio_in["noise_reduction"] = update["input_audio_noise_reduction"]
-    if "turn_detection" in update:
-        audio_in["turn_detection"] = update["turn_detection"]
-    if "max_response_output_tokens" in update:
-        ga["max_output_tokens"] = update["max_response_output_tokens"]
-    if audio_in or audio_out:
-        ga["audio"] = {
-            **({"input": audio_in} if audio_in else {}),
-            **({"output": audio_out} if audio_out else {}),
-        }
-    return ga

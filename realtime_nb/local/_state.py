@@ -36,10 +36,10 @@ from typing import Any, Final
 from realtime_nb.audio import AudioFormat, decode_to_float, float32_to_pcm16, resample
 from realtime_nb.protocol import CLIENT_EVENT_TYPES, new_item_id
 
+from ._beta import BetaDialect
 from ._config import (
     ClientError,
     apply_session_update,
-    beta_session_to_ga,
     check_max_output_tokens,
     check_output_modalities,
     check_tool_choice,
@@ -159,8 +159,10 @@ class RealtimeState:
     """One Realtime session's protocol state. Not thread-safe: drive it from one thread.
 
     ``fast`` releases output audio as soon as it is synthesised instead of pacing it at real
-    time. ``beta`` (a client that sent ``OpenAI-Beta: realtime=v1``) relaxes ``session.update`` to
-    accept beta-shaped sessions; events are always GA.
+    time. ``beta`` (a client that sent ``OpenAI-Beta: realtime=v1``) speaks the beta protocol:
+    its events are translated at the edge by a :class:`~._beta.BetaDialect` (beta client events to
+    GA in :meth:`receive`, GA server events to beta as they are emitted); everything in between,
+    ``session`` and ``items`` included, is GA.
     """
 
     def __init__(
@@ -173,6 +175,7 @@ class RealtimeState:
     ) -> None:
         self.fast = fast
         self.beta = beta
+        self._dialect = BetaDialect() if beta else None
         self.session: JSON = default_session(model, new_item_id("sess_"), created_at)
         self.conversation_id = new_item_id("conv_")
         self.items: list[JSON] = []  # conversation items in order (GA shape, as sent)
@@ -184,17 +187,21 @@ class RealtimeState:
         self._jobs: list[Job] = []
         self._responses: dict[str, _Response] = {}
         self._active: _Response | None = None  # the conversation's in-progress response
+        self._last_response_id = ""  # the conversation's latest response, finished or not
         self._auto_response_pending = False
         self._tokens_used = 0
         self._audio_produced = False
-        # Input audio timeline.
+        # Input audio timeline, kept in whole samples so that no clear, commit or trim rounds a
+        # sample into or out of the buffer: sample ``n`` of the current input format sits at
+        # ``_epoch_ms + n * 1000 / rate`` ms (the epoch moves when the format changes).
         self._in_fmt = AudioFormat.from_config(self._audio_in["format"])
-        self._buf = bytearray()
-        self._buf_start_ms = 0.0  # input timeline position of self._buf[0]
+        self._epoch_ms = 0.0
+        self._buf = bytearray()  # always whole samples
+        self._buf_start = 0  # sample index of self._buf[0]
         self._odd = b""  # a trailing half sample of PCM16, kept for the next append
         self._vad: VoiceActivityDetector | None = None
         self._speech_item: str | None = None
-        self._speech_start_ms = 0
+        self._speech_start_ms = 0.0
         self._idle_ref_ms: float | None = 0.0
         self._reset_vad()
 
@@ -205,7 +212,8 @@ class RealtimeState:
         self._emit("session.created", session=copy.deepcopy(self.session))
 
     def events_to_send(self) -> list[JSON]:
-        """Server events produced so far, in order (the outbox is emptied)."""
+        """Server events produced so far, in order and in the connection's dialect (the outbox is
+        emptied)."""
         out, self._outbox = self._outbox, []
         return out
 
@@ -274,9 +282,13 @@ class RealtimeState:
                     f"Invalid value: '{_quote(etype)}'. Supported values are: {listed}.",
                     "type",
                 )
+            if self._dialect is not None:
+                event = self._dialect.client_event(event)
             handler = getattr(self, "_on_" + etype.replace(".", "_"))
             handler(event, now)
         except ClientError as err:
+            if self._dialect is not None:
+                self._dialect.rejected()
             self._error(err, event_id)
 
     def transcription_done(self, item_id: str, text: str, now: float) -> None:
@@ -364,11 +376,16 @@ class RealtimeState:
         result: JSON = self.session["audio"]["output"]
         return result
 
-    def _emit(self, etype: str, **fields: Any) -> JSON:
+    def _emit(self, etype: str, **fields: Any) -> None:
         event: JSON = {"type": etype, "event_id": new_item_id("event_")}
         event.update(fields)
-        self._outbox.append(event)
-        return event
+        if self._dialect is None:
+            self._outbox.append(event)
+            return
+        # Translated now, not when drained, so that it reads the dialect's state as it is now.
+        translated = self._dialect.server_event(event)
+        if translated is not None:
+            self._outbox.append(translated)
 
     def _error(self, err: ClientError, event_id: str | None) -> None:
         self._emit(
@@ -442,37 +459,50 @@ class RealtimeState:
 
     def _on_session_update(self, event: JSON, now: float) -> None:
         update = self._require(event, "session")
-        if self.beta:
-            update = beta_session_to_ga(update)
         self.session = apply_session_update(
-            self.session,
-            update,
-            audio_was_produced=self._audio_produced,
-            require_type=not self.beta,
+            self.session, update, audio_was_produced=self._audio_produced
         )
         new_fmt = AudioFormat.from_config(self._audio_in["format"])
         if new_fmt != self._in_fmt:
+            # Buffered audio cannot be read in the new format: it is dropped, but the time it
+            # took stays on the timeline (audio_start_ms counts all audio written).
+            self._epoch_ms = self._position_ms
             self._in_fmt = new_fmt
             self._buf.clear()
+            self._buf_start = 0
             self._odd = b""
         self._reset_vad()
         self._emit("session.updated", session=copy.deepcopy(self.session))
 
     def _reset_vad(self) -> None:
+        """A fresh detector from the current position: nothing fed before it (samples waiting
+        for a full frame, the resampler's tail) can reach a later turn."""
         td = self._audio_in.get("turn_detection")
         self._speech_item = None
         if td is None:
             self._vad = None
             return
-        position = self._buf_start_ms + self._in_fmt.duration_ms(len(self._buf))
-        self._vad = VoiceActivityDetector(VadConfig.from_turn_detection(td), self._in_fmt.rate)
-        self._vad.advance_silence(position)
+        self._vad = VoiceActivityDetector(
+            VadConfig.from_turn_detection(td), self._in_fmt.rate, origin_ms=self._position_ms
+        )
 
     # --- input audio buffer --------------------------------------------------------------------
 
+    def _ms_at(self, sample: int) -> float:
+        return self._epoch_ms + sample * 1000 / self._in_fmt.rate
+
+    def _sample_at(self, ms: float) -> int:
+        # round, not floor: ms computed from a sample index must map back to that index.
+        return round((ms - self._epoch_ms) * self._in_fmt.rate / 1000)
+
+    @property
+    def _position(self) -> int:
+        """Samples written in the current format (the next sample's index)."""
+        return self._buf_start + len(self._buf) // self._in_fmt.bytes_per_sample
+
     @property
     def _position_ms(self) -> float:
-        return self._buf_start_ms + self._in_fmt.duration_ms(len(self._buf))
+        return self._ms_at(self._position)
 
     def _on_input_audio_buffer_append(self, event: JSON, now: float) -> None:
         audio = self._require(event, "audio")
@@ -499,7 +529,6 @@ class RealtimeState:
             data, self._odd = data[:cut], data[cut:]
         if not data:
             return
-        start_ms = self._position_ms
         self._buf.extend(data)
         if self._vad is not None:
             samples = decode_to_float(data, self._in_fmt)
@@ -513,34 +542,41 @@ class RealtimeState:
                 self._trim(self._position_ms - VAD_KEEP_MS)
         else:
             self._trim(self._position_ms - MAX_BUFFER_MS)
-        del start_ms
 
     def _trim(self, before_ms: float) -> None:
         """Drop buffered audio before ``before_ms`` on the input timeline."""
-        drop = self._in_fmt.bytes_for_ms(before_ms - self._buf_start_ms)
-        if drop > 0:
-            drop = min(drop, len(self._buf))
-            del self._buf[:drop]
-            self._buf_start_ms += self._in_fmt.duration_ms(drop)
+        self._drop_samples(self._sample_at(before_ms) - self._buf_start)
+
+    def _drop_samples(self, n: int) -> None:
+        n = min(max(n, 0), len(self._buf) // self._in_fmt.bytes_per_sample)
+        del self._buf[: n * self._in_fmt.bytes_per_sample]
+        self._buf_start += n
 
     def _slice(self, start_ms: float, end_ms: float) -> bytes:
-        a = max(self._in_fmt.bytes_for_ms(start_ms - self._buf_start_ms), 0)
-        b = max(self._in_fmt.bytes_for_ms(end_ms - self._buf_start_ms), 0)
+        width = self._in_fmt.bytes_per_sample
+        a = max(self._sample_at(start_ms) - self._buf_start, 0) * width
+        b = max(self._sample_at(end_ms) - self._buf_start, 0) * width
         return bytes(self._buf[a:b])
 
-    def _speech_started(self, start_ms: int, now: float) -> None:
+    def _speech_started(self, start_ms: float, now: float) -> None:
         td = self._audio_in["turn_detection"] or {}
         item_id = new_item_id("item_")
         self._speech_item, self._speech_start_ms = item_id, start_ms
-        self._emit("input_audio_buffer.speech_started", audio_start_ms=start_ms, item_id=item_id)
+        self._emit(
+            "input_audio_buffer.speech_started",
+            audio_start_ms=math.floor(start_ms),
+            item_id=item_id,
+        )
         if td.get("interrupt_response", True) and self._active is not None:
             self._cancel(self._active, "turn_detected")
 
-    def _speech_stopped(self, end_ms: int, now: float) -> None:
+    def _speech_stopped(self, end_ms: float, now: float) -> None:
         item_id = self._speech_item or new_item_id("item_")
         self._speech_item = None
-        end_ms = int(min(end_ms, self._position_ms))
-        self._emit("input_audio_buffer.speech_stopped", audio_end_ms=end_ms, item_id=item_id)
+        end_ms = min(end_ms, self._position_ms)
+        self._emit(
+            "input_audio_buffer.speech_stopped", audio_end_ms=math.floor(end_ms), item_id=item_id
+        )
         audio = self._slice(self._speech_start_ms, end_ms)
         self._trim(end_ms)
         self._commit_audio(item_id, audio, now)
@@ -594,12 +630,7 @@ class RealtimeState:
         self._jobs.append(TranscribeJob(item_id, float32_to_pcm16(samples)))
 
     def _on_input_audio_buffer_commit(self, event: JSON, now: float) -> None:
-        if self._speech_item is not None:
-            # A manual commit during VAD speech closes the turn at the current position.
-            self._speech_item = None
-        start = self._buf_start_ms
-        end = self._position_ms
-        duration = end - start
+        duration = self._position_ms - self._ms_at(self._buf_start)
         if duration < MIN_COMMIT_MS:
             raise ClientError(
                 "input_audio_buffer_commit_empty",
@@ -607,24 +638,25 @@ class RealtimeState:
                 f"{MIN_COMMIT_MS}ms of audio, but buffer only has {duration:.2f}ms of audio.",
             )
         audio = bytes(self._buf)
-        self._trim(end)
-        if self._vad is not None:
-            self._vad.reset()
+        self._empty_buffer()  # a manual commit during VAD speech also closes that turn
         self._commit_audio(new_item_id("item_"), audio, now)
 
     def _on_input_audio_buffer_clear(self, event: JSON, now: float) -> None:
-        self._trim(self._position_ms)
-        self._odd = b""
-        self._speech_item = None
-        if self._vad is not None:
-            self._vad.reset()
+        self._empty_buffer()
         self._emit("input_audio_buffer.cleared")
+
+    def _empty_buffer(self) -> None:
+        """Drop every buffered byte, the half sample included, and restart the detector here, so
+        the next turn is made of later audio only; the timeline keeps counting."""
+        self._drop_samples(len(self._buf))
+        self._odd = b""
+        self._reset_vad()
 
     def _on_output_audio_buffer_clear(self, event: JSON, now: float) -> None:
         # WebRTC-only in the real API; on a WebSocket there is no server-side playback buffer,
-        # so acknowledging is the harmless, honest answer.
-        response_id = self._active.id if self._active is not None else None
-        self._emit("output_audio_buffer.cleared", response_id=response_id)
+        # so acknowledging is the harmless, honest answer. response_id is required (a string):
+        # the latest response's audio is what a client would be clearing ("" before any).
+        self._emit("output_audio_buffer.cleared", response_id=self._last_response_id)
 
     # --- conversation items --------------------------------------------------------------------
 
@@ -845,20 +877,26 @@ class RealtimeState:
             )
         fmt = AudioFormat.from_config(self._audio_out["format"])
         audio = self._item_audio.get(item_id, bytearray())
-        duration = fmt.duration_ms(len(audio))
-        if audio_end_ms > duration + 0.5:
+        # Whole milliseconds of audio, as the API counts them: asking for more is an error.
+        duration = len(audio) // fmt.bytes_per_sample * 1000 // fmt.rate
+        if audio_end_ms > duration:
             raise ClientError(
                 "invalid_value",
-                f"Audio content of {int(duration)}ms is already shorter than {audio_end_ms}ms",
+                f"Audio content of {duration}ms is already shorter than {audio_end_ms}ms",
                 "audio_end_ms",
             )
         del audio[fmt.bytes_for_ms(audio_end_ms) :]
+        # The spec: truncating "will delete the server-side text transcript to ensure there is
+        # not text in the context that hasn't been heard by the user". The item's transcript is
+        # deleted; the model keeps the audio before audio_end_ms, which a text responder can only
+        # see as the words spoken in it (kept apart, in _heard, and given to the responder).
         text, words = self._item_words.get(item_id, ("", []))
         heard_end = 0
         for end, ms in words:
             if ms < audio_end_ms:
                 heard_end = end
-        content[content_index]["transcript"] = text[:heard_end].strip()
+        content[content_index]["transcript"] = ""
+        self._heard[item_id] = text[:heard_end].strip()
         self._emit(
             "conversation.item.truncated",
             item_id=item_id,
@@ -1014,6 +1052,7 @@ class RealtimeState:
         self._responses[response.id] = response
         if response.in_conversation:
             self._active = response
+            self._last_response_id = response.id
         self._emit("response.created", response=self._response_json(response))
         self._maybe_generate(response)
 
@@ -1024,7 +1063,8 @@ class RealtimeState:
             copied = copy.deepcopy(item)
             heard = self._heard.get(item["id"])
             for part in copied.get("content") or []:
-                if part.get("type") == "input_audio" and not part.get("transcript") and heard:
+                audio_part = part.get("type") in ("input_audio", "output_audio")
+                if audio_part and not part.get("transcript") and heard:
                     part["transcript"] = heard
             out.append(copied)
         return out
@@ -1218,7 +1258,9 @@ class RealtimeState:
 
         def open_() -> None:
             index = self._open_item(r, item)
-            item["content"] = []
+            # The part exists from here on (the added events above showed no content yet), so a
+            # client that barges in mid-reply can truncate it before cancelling the response.
+            item["content"] = [{"type": "output_audio", "transcript": ""}]
             st["ids"] = {
                 "response_id": r.id,
                 "item_id": item["id"],
@@ -1287,7 +1329,9 @@ class RealtimeState:
             "response.content_part.done", **ids, part={"type": "audio", "transcript": transcript}
         )
         r.output_text_chars += len(transcript)
-        item["content"] = [{"type": "output_audio", "transcript": transcript}]
+        # An output item is in _heard only once truncated: its transcript stays deleted.
+        kept = "" if item["id"] in self._heard else transcript
+        item["content"] = [{"type": "output_audio", "transcript": kept}]
         self._close_item(r, item, part["index"], status)
 
     def _usage(self, r: _Response) -> JSON:

@@ -13,8 +13,8 @@ URLs accepted (``ws://HOST:PORT`` then):
 Authentication: any credential (or none) is accepted unless ``api_key`` is set; then the client
 must send ``Authorization: Bearer <key>``, ``api-key: <key>`` (Azure) or the browser subprotocol
 ``openai-insecure-api-key.<key>``, or get HTTP 401. ``OpenAI-Beta: realtime=v1`` (header or
-``openai-beta.realtime-v1`` subprotocol) is accepted: beta-shaped ``session.update`` is mapped to
-GA; events stay GA.
+``openai-beta.realtime-v1`` subprotocol) selects the beta protocol for that connection: beta event
+names and session/item/response shapes both ways (see :mod:`._beta` for the mapping).
 """
 
 from __future__ import annotations

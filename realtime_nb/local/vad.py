@@ -5,8 +5,9 @@ gate; a frame is voiced when both agree. Then:
 
 - speech *starts* once :data:`MIN_SPEECH_MS` of voiced frames accumulate with no gap longer than
   :data:`MAX_ONSET_GAP_MS` (so clicks and breaths do not open a turn); the onset is the first voiced
-  frame of that run, and ``audio_start_ms = onset - prefix_padding_ms`` (clamped at 0), which is
-  what the API documents: the start of the audio sent to the model, padding included;
+  frame of that run, and ``audio_start_ms = onset - prefix_padding_ms`` (clamped at the detector's
+  origin: no padding reaches back before a clear or a commit), which is what the API documents:
+  the start of the audio sent to the model, padding included;
 - speech *stops* after ``silence_duration_ms`` without a voiced frame;
   ``audio_end_ms = last voiced ms + silence_duration_ms``, again as documented ("includes the
   silence duration").
@@ -18,7 +19,10 @@ gate; a frame is voiced when both agree. Then:
 user finished a thought, only the same detector with a silence duration taken from ``eagerness``
 (:data:`SEMANTIC_SILENCE_MS`).
 
-Pure computation on samples: no clock, no I/O. Times are milliseconds of input audio.
+Pure computation on samples: no clock, no I/O. Times are milliseconds of input audio, counted
+from the start of the session's input timeline: a detector made at ``origin_ms`` (the position of a
+clear, commit or session update, which need not fall on a frame or millisecond boundary) reports
+exact times from there instead of rounding the origin to a frame.
 """
 
 from __future__ import annotations
@@ -80,10 +84,13 @@ class VadConfig:
 
 @dataclass(frozen=True)
 class VadEvent:
-    """``kind`` is ``"start"`` (``ms`` = audio_start_ms) or ``"stop"`` (``ms`` = audio_end_ms)."""
+    """``kind`` is ``"start"`` (``ms`` = audio_start_ms) or ``"stop"`` (``ms`` = audio_end_ms).
+
+    ``ms`` is exact (it may fall between milliseconds); the API reports it rounded down.
+    """
 
     kind: str
-    ms: int
+    ms: float
 
 
 class _Vad(Protocol):
@@ -93,13 +100,16 @@ class _Vad(Protocol):
 class VoiceActivityDetector:
     """Feed float32 samples at ``rate`` with :meth:`feed`; get start/stop events back.
 
+    ``origin_ms`` is the input-timeline position of the first sample fed.
+
     Raises:
         MissingExtraError: ``webrtcvad-wheels`` is not installed.
     """
 
-    def __init__(self, config: VadConfig, rate: int) -> None:
+    def __init__(self, config: VadConfig, rate: int, *, origin_ms: float = 0.0) -> None:
         webrtcvad = require("webrtcvad", "webrtcvad-wheels", "server voice activity detection")
         self.config = config
+        self.origin_ms = origin_ms
         mode = int(min(max(config.threshold, 0.0), 1.0) * 4)
         self._vad: _Vad = webrtcvad.Vad(min(mode, 3))
         t = min(max(config.threshold, 0.0), 1.0)
@@ -112,16 +122,6 @@ class VoiceActivityDetector:
         self._run_start: int | None = None  # first voiced frame of the current onset run
         self._run_voiced = 0
         self._last_voiced = -1  # last voiced frame index
-
-    def reset(self) -> None:
-        """Forget any speech in progress (after a clear or a commit); time keeps counting."""
-        self.speaking = False
-        self._run_start = None
-        self._run_voiced = 0
-
-    def advance_silence(self, ms: float) -> None:
-        """Account for ``ms`` of input that bypassed :meth:`feed` (keeps frame times aligned)."""
-        self._frame += int(ms // FRAME_MS)
 
     def feed(self, samples: npt.NDArray[np.float32]) -> list[VadEvent]:
         x = self._resampler.process(samples) if self._resampler else samples
@@ -154,9 +154,9 @@ class VoiceActivityDetector:
                 self._run_voiced += 1
                 if self._run_voiced * FRAME_MS >= MIN_SPEECH_MS:
                     self.speaking = True
-                    onset = self._run_start * FRAME_MS
+                    onset = self.origin_ms + self._run_start * FRAME_MS
                     self._run_start = None
-                    return VadEvent("start", max(onset - cfg.prefix_padding_ms, 0))
+                    return VadEvent("start", max(onset - cfg.prefix_padding_ms, self.origin_ms))
             elif (
                 self._run_start is not None
                 and (f - self._last_voiced) * FRAME_MS > MAX_ONSET_GAP_MS
@@ -166,6 +166,6 @@ class VoiceActivityDetector:
         silent_ms = (f - self._last_voiced) * FRAME_MS
         if silent_ms >= cfg.silence_duration_ms:
             self.speaking = False
-            end = (self._last_voiced + 1) * FRAME_MS + cfg.silence_duration_ms
+            end = self.origin_ms + (self._last_voiced + 1) * FRAME_MS + cfg.silence_duration_ms
             return VadEvent("stop", end)
         return None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Any
 import pytest
 import yaml
 from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
 
 from realtime_nb.recording import Recording
 from realtime_nb.testing import AudioMatch, CassetteMatcher, ReplayMismatch, ReplayServer
@@ -224,3 +226,86 @@ def test_a_realtime_nb_session_is_replayed_offline(
     offline = agent(srv.url, tmp_path / "offline.arrow")
     assert offline == live
     assert srv.finished
+
+
+DROP = SESSIONS / "test_xai_ws" / "test_session_resumption_after_drop.yaml"
+
+
+def _connections(path: Path) -> list[tuple[list[Any], list[Any], dict[str, Any] | None]]:
+    """``(sent, received, close)`` of each connection of a cassette, split at its closes."""
+    out: list[tuple[list[Any], list[Any], dict[str, Any] | None]] = []
+    sent: list[Any] = []
+    received: list[Any] = []
+    for inter in yaml.safe_load(path.read_text(encoding="utf-8"))["interactions"]:
+        if inter.get("kind") == "close":
+            out.append((sent, received, inter))
+            sent, received = [], []
+        elif inter.get("kind") == "message":
+            (sent if inter["direction"] == "sent" else received).append(inter["data"])
+    if sent or received:
+        out.append((sent, received, None))
+    return out
+
+
+async def _until_closed(url: str, sent: list[dict[str, Any]]) -> tuple[list[Any], int, str]:
+    """Send every event, read until the server closes: ``(events, close code, close reason)``."""
+    got: list[dict[str, Any]] = []
+    async with connect(url, max_size=None) as ws:
+        for ev in sent:
+            await ws.send(json.dumps(ev))
+
+        async def read() -> None:
+            with contextlib.suppress(ConnectionClosed):  # raised for any close but a normal one
+                async for message in ws:
+                    got.append(json.loads(message))
+
+        await asyncio.wait_for(read(), 20)
+        return got, ws.close_code or 0, ws.close_reason or ""
+
+
+def test_a_dropped_connection_is_closed_and_the_reconnect_gets_the_second_connection() -> None:
+    (sent1, received1, close), (sent2, received2, end) = _connections(DROP)
+    assert close == {"kind": "close", "code": 1011, "reason": "test reconnect", "ok": False}
+    assert end is None and sent1 and sent2
+
+    async def client(url: str) -> None:
+        got1, code, reason = await _until_closed(url, sent1)
+        assert (code, reason) == (1011, "test reconnect")
+        assert got1 == received1  # the whole first connection, then the recorded close
+        got2 = await _drive(url, sent2, len(received2))  # the reconnect
+        assert got2 == received2  # exactly the second connection's events
+
+    with ReplayServer(DROP) as srv:
+        assert [c.close for c in srv.connections] == [
+            {
+                "type": "local.connection.closed",
+                "code": 1011,
+                "reason": "test reconnect",
+                "ok": False,
+            },
+            None,
+        ]
+        asyncio.run(client(srv.url))
+        assert srv.finished
+        assert [m.finished for m in srv.replays] == [True, True]
+
+
+def test_a_recorded_abnormal_closure_drops_the_tcp_connection(tmp_path: Path) -> None:
+    created = {"type": "session.created", "event_id": "e1", "session": {"id": "s1"}}
+    doc = {
+        "version": 1,
+        "interactions": [
+            {"kind": "message", "direction": "received", "data": created},
+            {"kind": "close", "code": 1006, "reason": "", "ok": False},
+            {"kind": "message", "direction": "received", "data": {**created, "event_id": "e2"}},
+        ],
+    }
+    path = tmp_path / "abnormal.yaml"
+    path.write_text(yaml.safe_dump(doc), encoding="utf-8")
+    with ReplayServer(path) as srv:
+        got, code, _ = asyncio.run(_until_closed(srv.url, []))
+        assert got == [created]
+        assert code == 1006  # no close frame: what a dropped network looks like
+        got2 = asyncio.run(_drive(srv.url, [], 1))
+        assert [e["event_id"] for e in got2] == ["e2"]
+        assert srv.finished

@@ -11,7 +11,7 @@ from IPython.core.error import UsageError
 from realtime_nb.demo import DEMO_WAV, say
 from realtime_nb.magic import LOCAL_NO_KEY_LABEL, RealtimeMagics
 
-from .conftest import DEMO_RECORDING
+from .conftest import DEMO_RECORDING, REPO
 
 WEATHER_TOOL = '''
 import realtime_nb
@@ -153,6 +153,140 @@ def test_local_flag_and_url_option(ip: Any) -> None:
     assert not magics(ip)._live["other"].local
 
 
+# --- the variable the session is bound to ---------------------------------------------------------
+
+
+def test_a_name_the_user_has_is_never_overwritten(
+    ip: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The README's ``import realtime_nb as rt``, then ``%realtime``: ``rt`` stays the module."""
+    import realtime_nb
+
+    run(ip, "import realtime_nb as rt")
+    ip.run_line_magic("realtime", "--no-record")
+    assert ip.user_ns["rt"] is realtime_nb
+    session = ip.user_ns["rt2"]
+    assert session.status == "connected"
+    out = capsys.readouterr().out
+    assert (
+        "session bound to rt2 (rt holds the module realtime_nb; --name NAME chooses another)" in out
+    )
+    run(ip, f"rec = rt.Recording.open({str(DEMO_RECORDING)!r})")  # the README's next line
+    # Re-running rebinds the magic's own session, not a third name.
+    ip.run_line_magic("realtime", "--no-record")
+    assert ip.user_ns["rt"] is realtime_nb
+    assert ip.user_ns["rt2"] is not session
+    assert session.status == "closed"
+    assert "rt3" not in ip.user_ns
+    assert "closed the previous session rt2" in capsys.readouterr().out
+
+
+def test_free_name_is_bound_and_said(ip: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    ip.run_line_magic("realtime", "--no-record")
+    assert "session bound to rt\n" in capsys.readouterr().out
+
+
+def test_cell_magic_rerun_updates_when_rt_is_taken(
+    ip: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run(ip, "rt = 'mine'")
+    ip.run_cell_magic("realtime", "--no-record", "Be brief.")
+    session = ip.user_ns["rt2"]
+    ip.run_cell_magic("realtime", "--no-record", "Be briefer.")
+    assert ip.user_ns["rt2"] is session
+    assert ip.user_ns["rt"] == "mine"
+    assert "rt2: updated the live session" in capsys.readouterr().out
+
+
+def test_name_option_chooses_the_variable(ip: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    ip.run_line_magic("realtime", "--no-record --name bot")
+    first = ip.user_ns["bot"]
+    assert "rt" not in ip.user_ns
+    assert "session bound to bot\n" in capsys.readouterr().out
+    ip.run_line_magic("realtime", "--no-record --name bot")  # its own session: replaced
+    assert ip.user_ns["bot"] is not first
+    assert first.status == "closed"
+
+
+def test_name_option_replaces_a_session_the_user_opened(ip: Any) -> None:
+    run(ip, "import realtime_nb\nmine = realtime_nb.Session(record=False)")
+    theirs = ip.user_ns["mine"]
+    try:
+        ip.run_line_magic("realtime", "--no-record --name mine")
+        assert ip.user_ns["mine"] is not theirs
+        assert theirs.status == "connected"  # not the magic's to close
+    finally:
+        theirs.close()
+
+
+@pytest.mark.parametrize(
+    ("setup", "line", "expected"),
+    [
+        ("import realtime_nb as rt", "--name rt", "--name 'rt' holds the module realtime_nb, not "
+         "a realtime_nb Session; accepted: a free name, or one holding a Session (which is "
+         "replaced)"),
+        ("data = [1, 2]", "--as data", "--as 'data' holds a list, not a realtime_nb Session"),
+        ("data = [1, 2]", "--name data", "--name 'data' holds a list, not a realtime_nb Session"),
+    ],
+)  # fmt: skip
+def test_name_option_refuses_a_variable_holding_something_else(
+    ip: Any, setup: str, line: str, expected: str
+) -> None:
+    run(ip, setup)
+    before = dict(ip.user_ns)
+    with pytest.raises(UsageError) as info:
+        ip.run_line_magic("realtime", line)
+    assert expected in str(info.value)
+    assert magics(ip).live_sessions() == {}
+    assert {k: v for k, v in ip.user_ns.items() if k in before} == before
+
+
+# --- help and typos --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("line", ["--help", "-h", "--vad off --help"])
+def test_help_prints_the_usage(ip: Any, capsys: pytest.CaptureFixture[str], line: str) -> None:
+    ip.run_line_magic("realtime", line)
+    out = capsys.readouterr().out
+    assert out.lstrip().startswith("%realtime [--model MODEL]")
+    for option in ("--model", "--voice", "--vad", "--record", "--no-record", "--url", "--local",
+                   "--fast", "--name", "--help", "replay FILE | inspect FILE | diff A B | tools",
+                   "%config RealtimeMagics"):  # fmt: skip
+        assert option in out
+    assert magics(ip).live_sessions() == {}
+    assert "rt" not in ip.user_ns
+
+
+def test_cell_magic_help(ip: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    ip.run_cell_magic("realtime", "--help", "Be brief.")
+    assert "%realtime [--model MODEL]" in capsys.readouterr().out
+    assert magics(ip).live_sessions() == {}
+
+
+ACCEPTED_OPTIONS = (
+    "accepted options: --model/-m, --voice, --vad, --record, --no-record, --url, --local, "
+    "--fast, --name, --as, --help/-h"
+)
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("--voic marin", "unrecognized arguments: --voic (did you mean --voice?); "),
+        ("--no-recrod", "unrecognized arguments: --no-recrod (did you mean --no-record?); "),
+        ("--modle gpt-realtime", "unrecognized arguments: --modle (did you mean --model?); "),
+        ("--loc", "unrecognized arguments: --loc (did you mean --local?); "),
+        ("--zzz", "unrecognized arguments: --zzz; "),
+    ],
+)
+def test_unknown_option_lists_the_accepted_ones(ip: Any, line: str, expected: str) -> None:
+    """A prefix is not taken for the option (argparse would): ``--voic`` is a typo."""
+    with pytest.raises(UsageError) as info:
+        ip.run_line_magic("realtime", line)
+    assert str(info.value) == expected + ACCEPTED_OPTIONS
+    assert magics(ip).live_sessions() == {}
+
+
 # --- %%realtime ------------------------------------------------------------------------------------
 
 
@@ -234,7 +368,7 @@ def test_tools_command_lists_notebook_tools(ip: Any, capsys: pytest.CaptureFixtu
     ip.run_line_magic("realtime", "tools")
     assert "no tools yet" in capsys.readouterr().out
     run(ip, WEATHER_TOOL)
-    run(ip, "_private = realtime_nb.tool(lambda: 1, name='hidden')")
+    run(ip, "_private = realtime_nb.tool(lambda: 1, name='hidden', description='not listed')")
     ip.run_line_magic("realtime", "--no-record")
     capsys.readouterr()
     ip.run_line_magic("realtime", "tools")
@@ -280,6 +414,7 @@ def test_config_defaults_apply_to_new_sessions(ip: Any) -> None:
                                            "accepted: a URL starting with ws://, wss://"),
         ("RealtimeMagics.variable = '1x'", "RealtimeMagics.variable '1x' is not accepted; "
                                            "accepted: a Python name"),
+        ("RealtimeMagics.variable = 'class'", "RealtimeMagics.variable 'class' is not accepted"),
         ("RealtimeMagics.model = ''", "RealtimeMagics.model '' is not accepted"),
     ],
 )  # fmt: skip
@@ -314,7 +449,11 @@ def test_config_rejects_bad_defaults(
         ("--record ''", "--record '' is not accepted; accepted: a folder"),
         ("--model ''", "--model '' is not accepted; accepted: a model name"),
         ("--as 2fast", "--as '2fast' is not accepted; accepted: a Python variable name"),
+        ("--name 2fast", "--name '2fast' is not accepted; accepted: a Python variable name"),
+        ("--name class", "--name 'class' is not accepted; accepted: a Python variable name"),
+        ("--name a --as b", "--name 'a' and --as 'b' contradict each other; give one"),
         ("--bogus", "unrecognized arguments: --bogus"),
+        ("--bogus", ACCEPTED_OPTIONS),
         ("--vad", "argument --vad: expected one argument"),
         ("play x.arrow", "%realtime 'play' is not a command; accepted: replay, inspect, diff, "
                          "tools"),
@@ -324,6 +463,8 @@ def test_config_rejects_bad_defaults(
         ("diff a.arrow", "%realtime diff takes 2 operands (diff A B), got 1: 'a.arrow'"),
         ("tools extra", "%realtime tools takes no operands (tools), got 1: 'extra'"),
         ("inspect x.arrow --model m", "%realtime inspect takes no session options, got --model"),
+        ("inspect x.arrow --name n", "%realtime inspect takes no session options, got --name"),
+        (f"inspect {REPO / 'README.md'}", f"%realtime inspect: {REPO / 'README.md'}"),
         ("tools --no-record --local", "%realtime tools takes no session options, got "
                                       "--no-record, --local"),
         ("inspect no/such/file.arrow", "%realtime inspect: no such file 'no/such/file.arrow'"),

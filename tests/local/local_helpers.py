@@ -43,6 +43,45 @@ def validate_server_event(event: JSON) -> None:
     _ADAPTER.validate_python(event)
 
 
+_BETA_ADAPTERS: dict[str, TypeAdapter[Any]] = {}
+
+
+def _beta_adapter(kind: str) -> TypeAdapter[Any]:
+    if kind not in _BETA_ADAPTERS:
+        from openai.types.beta.realtime import RealtimeClientEvent, RealtimeServerEvent
+
+        union = RealtimeServerEvent if kind == "server" else RealtimeClientEvent
+        _BETA_ADAPTERS[kind] = TypeAdapter(union)
+    return _BETA_ADAPTERS[kind]
+
+
+def _beta_model_names() -> tuple[str, ...]:
+    from typing import get_args
+
+    from openai.types.beta.realtime import Session
+
+    annotation = Session.model_fields["model"].annotation
+    return tuple(a for arg in get_args(annotation) for a in get_args(arg) if isinstance(a, str))
+
+
+def validate_beta_server_event(event: JSON) -> None:
+    """Raise unless ``event`` validates as ``openai.types.beta.realtime.RealtimeServerEvent``.
+
+    The package's beta ``Session.model`` is a closed list of names where the published schema
+    (``RealtimeSession.model``) takes any string, so a custom model name is swapped for a listed
+    one before validating; everything else is validated as sent.
+    """
+    session = event.get("session")
+    if isinstance(session, dict) and session.get("model") not in _beta_model_names():
+        event = {**event, "session": {**session, "model": "gpt-realtime"}}
+    _beta_adapter("server").validate_python(event)
+
+
+def validate_beta_client_event(event: JSON) -> None:
+    """Raise unless ``event`` validates as ``openai.types.beta.realtime.RealtimeClientEvent``."""
+    _beta_adapter("client").validate_python(event)
+
+
 class Client:
     """A raw JSON WebSocket client that records every server event it receives."""
 

@@ -14,7 +14,13 @@ import pytest
 from realtime_nb.audio import AudioFormat, decode_to_float, encode_from_float, resample
 from realtime_nb.local import LocalServer
 
-from .local_helpers import Client, connect, silence, validate_server_event
+from .local_helpers import (
+    Client,
+    connect,
+    silence,
+    validate_beta_server_event,
+    validate_server_event,
+)
 
 JSON = dict[str, Any]
 ALL_EVENTS: list[JSON] = []
@@ -649,13 +655,16 @@ def test_azure_path_beta_header_and_call_id(fast_server: LocalServer) -> None:
         return events
 
     created, updated, sideband = asyncio.run(main())
-    for e in (created, updated, sideband):
-        validate_server_event(e)
+    # The beta header selects the beta protocol (tests/local/test_beta_dialect.py has more).
+    for e in (created, updated):
+        validate_beta_server_event(e)
+    validate_server_event(sideband)
     assert created["session"]["model"] == "my-gpt-realtime"
     assert updated["type"] == "session.updated"
-    assert updated["session"]["output_modalities"] == ["text"]
-    assert updated["session"]["audio"]["output"]["voice"] == "ash"
+    assert updated["session"]["modalities"] == ["text"]
+    assert updated["session"]["voice"] == "ash"
     assert sideband["type"] == "session.created"
+    assert sideband["session"]["type"] == "realtime"
 
 
 def test_required_api_key() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import glob
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ from realtime_nb.session import (
     prepare_audio,
     seed_items,
 )
-from realtime_nb.tools import tool
+from realtime_nb.tools import UndescribedToolWarning, tool
 
 from .session_constants import FIXTURES
 
@@ -169,6 +170,36 @@ def test_response_overrides() -> None:
     VALIDATOR.validate_python(client.response_create(resp))
     with pytest.raises(TypeError, match=r"unknown response field\(s\) \['temprature'\]"):
         build_response(temprature=1)
+
+
+def test_a_tool_without_a_docstring_warns_once() -> None:
+    def lookup(city: str) -> str:
+        return city
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")  # count every warning: "once" is realtime_nb's doing
+        cfg, tools = build_session_config(tools=[lookup])
+        build_session_config(tools=[lookup])  # a plain function is made a tool again each time
+        tool(lookup)
+    assert [str(w.message) for w in caught] == [
+        "tool 'lookup' (function test_a_tool_without_a_docstring_warns_once.<locals>.lookup) has "
+        "no docstring: the model gets no description of what it does or when to call it; add a "
+        "docstring or pass @tool(description=...)"
+    ]
+    assert isinstance(caught[0].message, UndescribedToolWarning)
+    assert caught[0].filename == __file__  # it points at the caller's line, not realtime_nb
+    assert "description" not in cfg["tools"][0]
+    assert set(tools) == {"lookup"}
+
+
+def test_a_described_tool_does_not_warn() -> None:
+    def lookup(city: str) -> str:
+        return city
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        build_session_config(tools=[get_weather, tool(description="Find a city.")(lookup)])
+        build_session_config(tools=[{"type": "function", "name": "raw", "parameters": {}}])
 
 
 # --- response gate -----------------------------------------------------------------------------
