@@ -25,11 +25,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from realtime_nb.events import Event
-from realtime_nb.protocol import AUDIO_FIELDS, Source
-from realtime_nb.recording import Recorder, Recording, make_meta
-from realtime_nb.reducer import Reducer
-from realtime_nb.synthetic import synthetic_session
+from realtime_nb.core.events import Event
+from realtime_nb.core.protocol import AUDIO_FIELDS, Source
+from realtime_nb.core.reducer import Reducer
+from realtime_nb.storage.recording import Recorder, Recording, make_meta
+from realtime_nb.testing.synthetic import synthetic_session
 
 
 def extract_audio(state) -> tuple[np.ndarray, list[np.ndarray]]:  # type: ignore[no-untyped-def]

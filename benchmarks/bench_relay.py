@@ -76,7 +76,7 @@ class BareClient:
         return ws
 
     async def _exchange(self, text: str) -> None:
-        from realtime_nb.protocol import client
+        from realtime_nb.core.protocol import client
 
         ev = client.conversation_item_create(client.user_text_item(text))
         await self.ws.send(json.dumps(ev))
@@ -92,7 +92,7 @@ class BareClient:
 
 
 def bench_latency(url: str, rounds: int) -> tuple[list[float], list[float]]:
-    from realtime_nb.session import Session
+    from realtime_nb.client.session import Session
 
     bare = BareClient(url)
     s = Session(url=url, record=False)
@@ -114,7 +114,7 @@ def bench_latency(url: str, rounds: int) -> tuple[list[float], list[float]]:
 
 
 def _turns(url: str, record: Any, turns: int) -> float:
-    from realtime_nb.session import Session
+    from realtime_nb.client.session import Session
 
     c0 = time.process_time()
     with Session(url=url, record=record, turn_detection=None) as s:

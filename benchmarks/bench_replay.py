@@ -19,9 +19,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from realtime_nb.recording import Recorder, Recording, make_meta
-from realtime_nb.replay import ReplayData
-from realtime_nb.synthetic import synthetic_session
+from realtime_nb.debugging.replay import ReplayData
+from realtime_nb.storage.recording import Recorder, Recording, make_meta
+from realtime_nb.testing.synthetic import synthetic_session
 
 OPEN_BUDGET_S = 2.0
 SEEK_BUDGET_S = 0.100

@@ -1,7 +1,7 @@
 """Replay in the browser: ``python benchmarks/bench_replay_browser.py [--minutes 60] [--opens 5] [--seeks 30]``.
 
 A real JupyterLab on loopback and Debian's chromium (the tests' harness, tests/widget/lab.py)
-replaying a synthetic recording (realtime_nb.synthetic, 60 minutes by default: ~260 MB on disk,
+replaying a synthetic recording (realtime_nb.testing.synthetic, 60 minutes by default: ~260 MB on disk,
 ~350 MB of audio). Reports median and p95 of:
 
 - open: running the cell ``rec = Recording.open(path); w = rec.play(); w`` to the timeline's
@@ -34,7 +34,7 @@ SEEK_BUDGET_MS = 100.0
 NOTEBOOK = [
     """\
 import os
-from realtime_nb.recording import Recording
+from realtime_nb.storage.recording import Recording
 try:
     w.close()  # the previous run's widget and its data
 except NameError:
@@ -121,7 +121,7 @@ def main() -> int:
                 )
             )
             browser.close()
-        from realtime_nb.recording import Recording
+        from realtime_nb.storage.recording import Recording
 
         rec_audio = sum(len(e.audio or b"") for e in Recording.open(path).events)
 

@@ -9,19 +9,19 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ._version import __version__
+from .core._version import __version__
 
 if TYPE_CHECKING:  # pragma: no cover - import-time only, for type checkers and IDEs
-    from .diff import diff
-    from .events import Event
+    from .client.session import Session
+    from .core.events import Event
+    from .core.reducer import ConversationState, Item, Reducer, reduce
+    from .core.tools import tool
+    from .debugging.diff import diff
+    from .debugging.metrics import metrics
+    from .debugging.replay import ReplayData
     from .local import LocalServer
-    from .metrics import metrics
-    from .recording import Recorder, Recording
-    from .reducer import ConversationState, Item, Reducer, reduce
-    from .replay import ReplayData
-    from .session import Session
-    from .testing import ReplayServer
-    from .tools import tool
+    from .storage.recording import Recorder, Recording
+    from .testing.replay_server import ReplayServer
     from .widget import RealtimeWidget
 
 __all__ = [
@@ -46,19 +46,19 @@ __all__ = [
 ]
 
 _LAZY = {
-    "Event": ("events", "Event"),
-    "Recorder": ("recording", "Recorder"),
-    "Recording": ("recording", "Recording"),
-    "Reducer": ("reducer", "Reducer"),
-    "ConversationState": ("reducer", "ConversationState"),
-    "Item": ("reducer", "Item"),
-    "reduce": ("reducer", "reduce"),
-    "Session": ("session", "Session"),
-    "tool": ("tools", "tool"),
+    "Event": ("core.events", "Event"),
+    "Recorder": ("storage.recording", "Recorder"),
+    "Recording": ("storage.recording", "Recording"),
+    "Reducer": ("core.reducer", "Reducer"),
+    "ConversationState": ("core.reducer", "ConversationState"),
+    "Item": ("core.reducer", "Item"),
+    "reduce": ("core.reducer", "reduce"),
+    "Session": ("client.session", "Session"),
+    "tool": ("core.tools", "tool"),
     "RealtimeWidget": ("widget", "RealtimeWidget"),
-    "diff": ("diff", "diff"),
-    "metrics": ("metrics", "metrics"),
-    "ReplayData": ("replay", "ReplayData"),
+    "diff": ("debugging.diff", "diff"),
+    "metrics": ("debugging.metrics", "metrics"),
+    "ReplayData": ("debugging.replay", "ReplayData"),
     "ReplayServer": ("testing", "ReplayServer"),
     "LocalServer": ("local", "LocalServer"),
 }
@@ -78,13 +78,13 @@ def __getattr__(name: str) -> Any:
 
 def load_ipython_extension(ipython: Any) -> None:
     """``%load_ext realtime_nb``: register the ``%realtime`` / ``%%realtime`` magics."""
-    from .magic import load_ipython_extension as _load
+    from .frontdoor.magic import load_ipython_extension as _load
 
     _load(ipython)
 
 
 def unload_ipython_extension(ipython: Any) -> None:
     """``%unload_ext realtime_nb``: close the magic's sessions."""
-    from .magic import unload_ipython_extension as _unload
+    from .frontdoor.magic import unload_ipython_extension as _unload
 
     _unload(ipython)

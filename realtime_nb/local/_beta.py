@@ -56,7 +56,7 @@ from __future__ import annotations
 import copy
 from typing import Any, Final
 
-from realtime_nb.protocol import BETA_EVENT_ALIASES, BETA_PART_ALIASES, canonical_part_type
+from realtime_nb.core.protocol import BETA_EVENT_ALIASES, BETA_PART_ALIASES, canonical_part_type
 
 from ._config import ClientError, _check_enum, _check_range, _check_type
 

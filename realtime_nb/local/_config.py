@@ -9,14 +9,19 @@ parameter``, ``decimal_above_max_value`` ...), with ``param`` as a dotted path s
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 __all__ = [
     "DEFAULT_INSTRUCTIONS",
+    "MAX_STRING_CHARS",
     "VOICE_NAMES",
     "ClientError",
     "apply_session_update",
+    "check_metadata",
+    "check_prompt",
+    "check_str",
     "default_session",
     "validate_tools",
 ]
@@ -42,6 +47,25 @@ SESSION_TTL_S: Final = 3600
 MAX_OUTPUT_TOKENS: Final = 4096
 #: ``speed`` range the API accepts.
 SPEED_RANGE: Final = (0.25, 1.5)
+#: Longest string accepted in any text field (instructions, item text and transcripts, function
+#: arguments and outputs, tool descriptions): the 10 MiB the OpenAI API reports for its text
+#: inputs ("Expected a string with maximum length 10485760"). The Realtime API does not document
+#: its own; an event is at most 16 MiB anyway.
+MAX_STRING_CHARS: Final = 10 * 1024 * 1024
+#: Upper bound of ``prefix_padding_ms`` and ``silence_duration_ms``. The API documents none; a
+#: minute is far beyond any useful turn detector setting and keeps the arithmetic on them exact.
+MAX_VAD_MS: Final = 60_000
+#: Function names, as the OpenAI API limits them.
+TOOL_NAME_MAX_CHARS: Final = 64
+#: ``metadata`` limits, as documented for OpenAI metadata objects: 16 pairs, keys of at most 64
+#: characters, values of at most 512.
+METADATA_MAX_PAIRS: Final = 16
+METADATA_MAX_KEY_CHARS: Final = 64
+METADATA_MAX_VALUE_CHARS: Final = 512
+#: ``truncation.retention_ratio`` is a fraction of the conversation's tokens.
+RETENTION_RATIO_RANGE: Final = (0.0, 1.0)
+#: What an error message quotes of a value the client sent.
+_SHOWN_CHARS: Final = 80
 SERVER_VAD_DEFAULTS: Final[JSON] = {
     "type": "server_vad",
     "threshold": 0.5,
@@ -135,11 +159,28 @@ def _check_type(value: Any, expected: tuple[type, ...], param: str) -> None:
         )
 
 
+def _shown(value: Any) -> str:
+    """``value`` as an error message quotes it: never more than a line, whatever was sent."""
+    text = value if isinstance(value, str) else repr(value)
+    return text if len(text) <= _SHOWN_CHARS else text[:_SHOWN_CHARS] + "..."
+
+
+def _number(value: float) -> str:
+    # ":g" cannot format an integer beyond a float's range (OverflowError): show its digits.
+    if isinstance(value, int):
+        digits = str(value)
+        return digits if len(digits) <= 20 else f"{digits[:12]}... ({len(digits)} digits)"
+    return f"{value:g}"
+
+
 def _check_enum(value: Any, allowed: Sequence[Any], param: str) -> None:
-    if value not in allowed:
+    # ``in`` compares with ==: 1 == True and 1.0 == 1, so the type must match too.
+    if not any(value == a and type(value) is type(a) for a in allowed):
         listed = ", ".join(f"'{a}'" for a in allowed)
         raise ClientError(
-            "invalid_value", f"Invalid value: '{value}'. Supported values are: {listed}.", param
+            "invalid_value",
+            f"Invalid value: '{_shown(value)}'. Supported values are: {listed}.",
+            param,
         )
 
 
@@ -147,20 +188,118 @@ def _check_range(
     value: float, lo: float | None, hi: float | None, param: str, *, decimal: bool = False
 ) -> None:
     kind = "decimal" if decimal or not isinstance(value, int) else "integer"
+    if isinstance(value, float) and not math.isfinite(value):  # parse_frame refuses these
+        raise ClientError(
+            "invalid_value", f"Invalid '{param}': expected a finite number, got {value}.", param
+        )
     if lo is not None and value < lo:
         raise ClientError(
             f"{kind}_below_min_value",
             f"Invalid '{param}': {kind} below minimum value. Expected a value >= {lo:g}, "
-            f"but got {value:g} instead.",
+            f"but got {_number(value)} instead.",
             param,
         )
     if hi is not None and value > hi:
         raise ClientError(
             f"{kind}_above_max_value",
             f"Invalid '{param}': {kind} above maximum value. Expected a value <= {hi:g}, "
-            f"but got {value:g} instead.",
+            f"but got {_number(value)} instead.",
             param,
         )
+
+
+def check_str(
+    value: Any, param: str, *, max_chars: int = MAX_STRING_CHARS, nullable: bool = False
+) -> str | None:
+    """``value`` if it is a string of at most ``max_chars`` characters (or ``None``, if
+    ``nullable``).
+
+    Raises:
+        ClientError: ``invalid_type`` or ``string_above_max_length``.
+    """
+    if value is None and nullable:
+        return None
+    _check_type(value, (str,), param)
+    if len(value) > max_chars:
+        raise ClientError(
+            "string_above_max_length",
+            f"Invalid '{param}': string too long. Expected a string with maximum length "
+            f"{max_chars}, but got a string with length {len(value)} instead.",
+            param,
+        )
+    result: str = value
+    return result
+
+
+def _check_str_list(value: Any, param: str) -> None:
+    _check_type(value, (list,), param)
+    for i, entry in enumerate(value):
+        check_str(entry, f"{param}[{i}]")
+
+
+def check_metadata(value: Any, param: str) -> JSON | None:
+    """A ``metadata`` object: at most 16 string values under keys of at most 64 characters.
+
+    Raises:
+        ClientError: the object breaks one of those rules.
+    """
+    if value is None:
+        return None
+    _check_type(value, (dict,), param)
+    if len(value) > METADATA_MAX_PAIRS:
+        raise ClientError(
+            "object_above_max_properties",
+            f"Invalid '{param}': too many properties. Expected an object with at most "
+            f"{METADATA_MAX_PAIRS} properties, but got an object with {len(value)} properties "
+            f"instead.",
+            param,
+        )
+    for key, entry in value.items():
+        check_str(key, f"{param}.{_shown(key)}", max_chars=METADATA_MAX_KEY_CHARS)
+        check_str(entry, f"{param}.{key}", max_chars=METADATA_MAX_VALUE_CHARS)
+    return dict(value)
+
+
+def check_prompt(value: Any, param: str) -> JSON | None:
+    """A prompt reference: ``{"id": ..., "version": ..., "variables": {...}}`` or ``None``.
+
+    Raises:
+        ClientError: a field is missing or of the wrong type.
+    """
+    if value is None:
+        return None
+    _check_type(value, (dict,), param)
+    _check_keys(value, ("id", "version", "variables"), param)
+    if "id" not in value:
+        raise ClientError(
+            "missing_required_parameter",
+            f"Missing required parameter: '{param}.id'.",
+            f"{param}.id",
+        )
+    check_str(value["id"], f"{param}.id")
+    check_str(value.get("version"), f"{param}.version", nullable=True)
+    variables = value.get("variables")
+    if variables is not None:
+        _check_type(variables, (dict,), f"{param}.variables")
+        for key, entry in variables.items():
+            p = f"{param}.variables.{_shown(key)}"
+            _check_type(entry, (str, dict), p)
+            if isinstance(entry, dict):
+                if "type" not in entry:
+                    raise ClientError(
+                        "missing_required_parameter",
+                        f"Missing required parameter: '{p}.type'.",
+                        f"{p}.type",
+                    )
+                _check_enum(entry["type"], ("input_text", "input_image", "input_file"), f"{p}.type")
+                for field in ("text", "image_url", "file_id", "file_url", "file_data", "filename"):
+                    check_str(entry.get(field), f"{p}.{field}", nullable=True)
+                if entry.get("detail") is not None:
+                    _check_enum(entry["detail"], ("auto", "low", "high"), f"{p}.detail")
+            else:
+                check_str(entry, p)
+    prompt: JSON = copy.deepcopy(value)
+    return prompt
 
 
 def _check_keys(obj: Mapping[str, Any], allowed: Sequence[str], param: str) -> None:
@@ -205,7 +344,7 @@ def _check_turn_detection(td: Any, param: str) -> JSON | None:
         for key in ("prefix_padding_ms", "silence_duration_ms"):
             if key in td:
                 _check_type(td[key], (int,), f"{param}.{key}")
-                _check_range(td[key], 0, None, f"{param}.{key}")
+                _check_range(td[key], 0, MAX_VAD_MS, f"{param}.{key}")
         if td.get("idle_timeout_ms") is not None:
             _check_type(td["idle_timeout_ms"], (int,), f"{param}.idle_timeout_ms")
             _check_range(td["idle_timeout_ms"], 5000, 30000, f"{param}.idle_timeout_ms")
@@ -241,13 +380,63 @@ def validate_tools(tools: Any, param: str) -> list[JSON]:
                     f"Missing required parameter: '{p}.name'.",
                     f"{p}.name",
                 )
-            _check_type(tool["name"], (str,), f"{p}.name")
+            check_str(tool["name"], f"{p}.name", max_chars=TOOL_NAME_MAX_CHARS)
             if "description" in tool:
-                _check_type(tool["description"], (str,), f"{p}.description")
+                check_str(tool["description"], f"{p}.description")
             if "parameters" in tool:
                 _check_type(tool["parameters"], (dict,), f"{p}.parameters")
+        else:
+            _check_mcp_tool(tool, p)
         out.append({"type": kind, **{k: v for k, v in tool.items() if k != "type"}})
     return out
+
+
+def _check_tool_filter(value: Any, param: str) -> None:
+    _check_type(value, (dict,), param)
+    _check_keys(value, ("read_only", "tool_names"), param)
+    if value.get("read_only") is not None:
+        _check_type(value["read_only"], (bool,), f"{param}.read_only")
+    if value.get("tool_names") is not None:
+        _check_str_list(value["tool_names"], f"{param}.tool_names")
+
+
+def _check_mcp_tool(tool: JSON, p: str) -> None:
+    """Types of an MCP tool's fields (the server never calls it; unknown fields pass)."""
+    if "server_label" not in tool:
+        raise ClientError(
+            "missing_required_parameter",
+            f"Missing required parameter: '{p}.server_label'.",
+            f"{p}.server_label",
+        )
+    check_str(tool["server_label"], f"{p}.server_label")
+    for key in ("server_url", "authorization", "server_description", "connector_id", "tunnel_id"):
+        check_str(tool.get(key), f"{p}.{key}", nullable=True)
+    if tool.get("defer_loading") is not None:
+        _check_type(tool["defer_loading"], (bool,), f"{p}.defer_loading")
+    headers = tool.get("headers")
+    if headers is not None:
+        _check_type(headers, (dict,), f"{p}.headers")
+        for key, value in headers.items():
+            check_str(value, f"{p}.headers.{_shown(key)}")
+    allowed = tool.get("allowed_tools")
+    if isinstance(allowed, list):
+        _check_str_list(allowed, f"{p}.allowed_tools")
+    elif allowed is not None:
+        _check_tool_filter(allowed, f"{p}.allowed_tools")
+    callers = tool.get("allowed_callers")
+    if callers is not None:
+        _check_type(callers, (list,), f"{p}.allowed_callers")
+        for i, caller in enumerate(callers):
+            _check_enum(caller, ("direct", "programmatic"), f"{p}.allowed_callers[{i}]")
+    approval = tool.get("require_approval")
+    if isinstance(approval, str):
+        _check_enum(approval, ("always", "never"), f"{p}.require_approval")
+    elif approval is not None:
+        _check_type(approval, (str, dict), f"{p}.require_approval")
+        _check_keys(approval, ("always", "never"), f"{p}.require_approval")
+        for key in ("always", "never"):
+            if approval.get(key) is not None:
+                _check_tool_filter(approval[key], f"{p}.require_approval.{key}")
 
 
 def check_tool_choice(choice: Any, param: str) -> Any:
@@ -256,6 +445,22 @@ def check_tool_choice(choice: Any, param: str) -> Any:
         return choice
     _check_type(choice, (str, dict), param)
     _check_keys(choice, ("type", "name", "server_label"), param)
+    if "type" not in choice:
+        raise ClientError(
+            "missing_required_parameter",
+            f"Missing required parameter: '{param}.type'.",
+            f"{param}.type",
+        )
+    _check_enum(choice["type"], ("function", "mcp"), f"{param}.type")
+    required = "name" if choice["type"] == "function" else "server_label"
+    if required not in choice:
+        raise ClientError(
+            "missing_required_parameter",
+            f"Missing required parameter: '{param}.{required}'.",
+            f"{param}.{required}",
+        )
+    check_str(choice[required], f"{param}.{required}")
+    check_str(choice.get("name"), f"{param}.name", nullable=True)
     return dict(choice)
 
 
@@ -266,7 +471,8 @@ def check_output_modalities(value: Any, param: str) -> list[str]:
     if len(value) != 1:
         raise ClientError(
             "invalid_value",
-            f"Invalid '{param}': expected exactly one of ['text'] or ['audio'], got {value!r}.",
+            f"Invalid '{param}': expected exactly one of ['text'] or ['audio'], got "
+            f"{_shown(value)}.",
             param,
         )
     return list(value)
@@ -311,14 +517,13 @@ def apply_session_update(
         _check_enum(update["type"], ("realtime",), "session.type")
     new = copy.deepcopy(session)
     if "model" in update:
-        _check_type(update["model"], (str,), "session.model")
-        new["model"] = update["model"]
+        new["model"] = check_str(update["model"], "session.model")
     if "output_modalities" in update:
         new["output_modalities"] = check_output_modalities(
             update["output_modalities"], "session.output_modalities"
         )
     if "instructions" in update:
-        _check_type(update["instructions"], (str,), "session.instructions")
+        check_str(update["instructions"], "session.instructions")
         if update["instructions"]:  # the real server keeps the old instructions on ""
             new["instructions"] = update["instructions"]
     if "tools" in update:
@@ -330,18 +535,11 @@ def apply_session_update(
             update["max_output_tokens"], "session.max_output_tokens"
         )
     if "tracing" in update:
-        _check_type(update["tracing"], (str, dict, type(None)), "session.tracing")
-        if isinstance(update["tracing"], str):
-            _check_enum(update["tracing"], ("auto",), "session.tracing")
-        new["tracing"] = update["tracing"]
+        new["tracing"] = _check_tracing(update["tracing"], "session.tracing")
     if "truncation" in update:
-        _check_type(update["truncation"], (str, dict), "session.truncation")
-        if isinstance(update["truncation"], str):
-            _check_enum(update["truncation"], ("auto", "disabled"), "session.truncation")
-        new["truncation"] = update["truncation"]
+        new["truncation"] = _check_truncation(update["truncation"], "session.truncation")
     if "prompt" in update:
-        _check_type(update["prompt"], (dict, type(None)), "session.prompt")
-        new["prompt"] = update["prompt"]
+        new["prompt"] = check_prompt(update["prompt"], "session.prompt")
     if "include" in update:
         _check_type(update["include"], (list, type(None)), "session.include")
         for i, v in enumerate(update["include"] or []):
@@ -350,6 +548,46 @@ def apply_session_update(
     if "audio" in update:
         _apply_audio(new, update["audio"], audio_was_produced)
     return new
+
+
+def _check_tracing(value: Any, param: str) -> Any:
+    _check_type(value, (str, dict, type(None)), param)
+    if isinstance(value, str):
+        _check_enum(value, ("auto",), param)
+    elif isinstance(value, dict):
+        _check_keys(value, ("workflow_name", "group_id", "metadata"), param)
+        for key in ("workflow_name", "group_id"):
+            check_str(value.get(key), f"{param}.{key}", nullable=True)
+        return copy.deepcopy(value)
+    return value
+
+
+def _check_truncation(value: Any, param: str) -> Any:
+    _check_type(value, (str, dict), param)
+    if isinstance(value, str):
+        _check_enum(value, ("auto", "disabled"), param)
+        return value
+    _check_keys(value, ("type", "retention_ratio", "token_limits"), param)
+    for key in ("type", "retention_ratio"):
+        if key not in value:
+            raise ClientError(
+                "missing_required_parameter",
+                f"Missing required parameter: '{param}.{key}'.",
+                f"{param}.{key}",
+            )
+    _check_enum(value["type"], ("retention_ratio",), f"{param}.type")
+    ratio = value["retention_ratio"]
+    _check_type(ratio, (int, float), f"{param}.retention_ratio")
+    _check_range(ratio, *RETENTION_RATIO_RANGE, f"{param}.retention_ratio", decimal=True)
+    limits = value.get("token_limits")
+    if limits is not None:
+        p = f"{param}.token_limits"
+        _check_type(limits, (dict,), p)
+        _check_keys(limits, ("post_instructions",), p)
+        if limits.get("post_instructions") is not None:
+            _check_type(limits["post_instructions"], (int,), f"{p}.post_instructions")
+            _check_range(limits["post_instructions"], 0, None, f"{p}.post_instructions")
+    return copy.deepcopy(value)
 
 
 def _apply_audio(new: JSON, audio: Any, audio_was_produced: bool) -> None:
@@ -372,8 +610,7 @@ def _apply_audio(new: JSON, audio: Any, audio_was_produced: bool) -> None:
                 _check_type(tr, (dict,), f"{pi}.transcription")
                 _check_keys(tr, ("model", "language", "prompt"), f"{pi}.transcription")
                 for key in ("model", "language", "prompt"):
-                    if tr.get(key) is not None:
-                        _check_type(tr[key], (str,), f"{pi}.transcription.{key}")
+                    check_str(tr.get(key), f"{pi}.transcription.{key}", nullable=True)
                 target["transcription"] = {
                     "model": tr.get("model", "whisper-1"),
                     "language": tr.get("language"),
@@ -405,6 +642,15 @@ def _apply_audio(new: JSON, audio: Any, audio_was_produced: bool) -> None:
             _check_type(voice, (str, dict), f"{po}.voice")
             if isinstance(voice, str):
                 _check_enum(voice, VOICE_NAMES, f"{po}.voice")
+            else:  # a custom voice: {"id": "voice_..."}
+                _check_keys(voice, ("id",), f"{po}.voice")
+                if "id" not in voice:
+                    raise ClientError(
+                        "missing_required_parameter",
+                        f"Missing required parameter: '{po}.voice.id'.",
+                        f"{po}.voice.id",
+                    )
+                check_str(voice["id"], f"{po}.voice.id")
             if voice != target["voice"] and audio_was_produced:
                 raise ClientError(
                     "cannot_update_voice",

@@ -26,6 +26,7 @@ import base64
 import binascii
 import copy
 import json
+import logging
 import math
 import re
 from collections import deque
@@ -33,19 +34,24 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from realtime_nb.audio import AudioFormat, decode_to_float, float32_to_pcm16, resample
-from realtime_nb.protocol import CLIENT_EVENT_TYPES, new_item_id
+from realtime_nb.core.audio import AudioFormat, decode_to_float, float32_to_pcm16, resample
+from realtime_nb.core.protocol import CLIENT_EVENT_TYPES, new_item_id
 
 from ._beta import BetaDialect
 from ._config import (
     ClientError,
+    _check_enum,
     apply_session_update,
     check_max_output_tokens,
+    check_metadata,
     check_output_modalities,
+    check_prompt,
+    check_str,
     check_tool_choice,
     default_session,
     validate_tools,
 )
+from ._frames import find_non_finite, parse_frame, quote
 from .responders import FunctionCall, Output, ResponseRequest, TextReply
 from .tts import Speech
 from .vad import VadConfig, VoiceActivityDetector
@@ -54,13 +60,13 @@ __all__ = ["GenerateJob", "Generated", "RealtimeState", "TranscribeJob"]
 
 JSON = dict[str, Any]
 
+log = logging.getLogger("realtime_nb.local")
+
 #: Output audio is sent in deltas of this many milliseconds: small enough that an interruption
 #: stops the audio within a tenth of a second, large enough to keep events per second low.
 AUDIO_DELTA_MS: Final = 100
 #: The API refuses to commit less than 100 ms of audio (``input_audio_buffer_commit_empty``).
 MIN_COMMIT_MS: Final = 100
-#: Largest client frame parsed: the API documents 15 MiB for an append; JSON around it is small.
-MAX_EVENT_BYTES: Final = 16 * 1024 * 1024
 #: Largest base64 ``audio`` string one ``input_audio_buffer.append`` may carry (15 MiB).
 MAX_APPEND_B64_CHARS: Final = 15 * 1024 * 1024
 #: Input audio kept before a speech onset (prefix padding) while no turn is open; older audio is
@@ -78,8 +84,6 @@ ARGUMENT_DELTA_CHARS: Final = 8
 #: What ``rate_limits.updated`` reports: the real tier's token budget and reset interval.
 RATE_LIMIT_TOKENS: Final = 15_000_000
 RATE_LIMIT_RESET_S: Final = 0.002
-#: Characters of a bad frame quoted back in an error message.
-_QUOTE_CHARS: Final = 80
 
 _ITEM_ID_MAX: Final = 32
 
@@ -149,10 +153,6 @@ class _Response:
     input_audio_tokens: int = 0
     output_text_chars: int = 0
     output_audio_ms: float = 0.0
-
-
-def _quote(text: str) -> str:
-    return text if len(text) <= _QUOTE_CHARS else text[:_QUOTE_CHARS] + "..."
 
 
 class RealtimeState:
@@ -234,43 +234,21 @@ class RealtimeState:
                 response.steps.popleft().run()
 
     def receive(self, frame: str | bytes, now: float) -> None:
-        """Handle one client WebSocket frame; problems become ``error`` events, never exceptions."""
+        """Handle one client WebSocket frame; problems become ``error`` events, never exceptions.
+
+        A refused frame produces exactly one ``error`` event and changes nothing else.
+        """
         event_id: str | None = None
         try:
-            if len(frame) > MAX_EVENT_BYTES:
-                raise ClientError(
-                    "event_too_large",
-                    f"The event is {len(frame)} bytes; the server accepts events up to "
-                    f"{MAX_EVENT_BYTES} bytes. Split audio into several input_audio_buffer.append "
-                    f"events.",
-                )
-            if isinstance(frame, bytes):
-                try:
-                    frame = frame.decode("utf-8")
-                except UnicodeDecodeError:
-                    raise ClientError(
-                        "invalid_json",
-                        "The server failed to parse the event: binary frames must be UTF-8 JSON "
-                        "text.",
-                    ) from None
-            try:
-                event = json.loads(frame)
-            except json.JSONDecodeError as exc:
-                raise ClientError(
-                    "invalid_json",
-                    f"The server failed to parse the event as JSON ({exc.msg} at character "
-                    f"{exc.pos}): {_quote(frame)!r}",
-                ) from None
-            if not isinstance(event, dict):
-                raise ClientError(
-                    "invalid_event",
-                    f"An event must be a JSON object, got {type(event).__name__}: "
-                    f"{_quote(frame)!r}",
-                )
+            event, non_finite = parse_frame(frame)
             raw_id = event.get("event_id")
             if raw_id is not None:
                 self._check_type(raw_id, str, "event_id")
                 event_id = raw_id
+            if non_finite:
+                err = find_non_finite(event)
+                if err is not None:
+                    raise err
             if "type" not in event:
                 raise ClientError("invalid_event", "The 'type' field is missing.")
             etype = event["type"]
@@ -279,7 +257,7 @@ class RealtimeState:
                 listed = ", ".join(f"'{t}'" for t in sorted(CLIENT_EVENT_TYPES))
                 raise ClientError(
                     "invalid_value",
-                    f"Invalid value: '{_quote(etype)}'. Supported values are: {listed}.",
+                    f"Invalid value: '{quote(etype)}'. Supported values are: {listed}.",
                     "type",
                 )
             if self._dialect is not None:
@@ -290,6 +268,21 @@ class RealtimeState:
             if self._dialect is not None:
                 self._dialect.rejected()
             self._error(err, event_id)
+        except Exception as exc:  # a bug here must cost one event, not the connection
+            log.exception("local server: unexpected error handling a client event")
+            if self._dialect is not None:
+                self._dialect.rejected()
+            self._emit(
+                "error",
+                error={
+                    "type": "server_error",
+                    "code": "internal_error",
+                    "message": f"The server had an error while processing the event "
+                    f"({type(exc).__name__}: {exc}).",
+                    "param": None,
+                    "event_id": event_id,
+                },
+            )
 
     def transcription_done(self, item_id: str, text: str, now: float) -> None:
         """The recogniser heard ``text`` in ``item_id``'s audio."""
@@ -520,7 +513,7 @@ class RealtimeState:
         except (binascii.Error, ValueError):
             raise ClientError(
                 "invalid_value",
-                f"Invalid 'audio': expected base64-encoded audio bytes, got {_quote(audio)!r}.",
+                f"Invalid 'audio': expected base64-encoded audio bytes, got {quote(audio)!r}.",
                 "audio",
             ) from None
         if self._in_fmt.bytes_per_sample == 2:
@@ -663,13 +656,7 @@ class RealtimeState:
     def _validate_item(self, item: Any, param: str) -> JSON:
         self._check_type(item, dict, param)
         kind = self._require(item, "type", f"{param}.type")
-        if kind not in ("message", "function_call", "function_call_output"):
-            raise ClientError(
-                "invalid_value",
-                f"Invalid value: '{kind}'. Supported values are: 'message', 'function_call', "
-                f"'function_call_output'.",
-                f"{param}.type",
-            )
+        _check_enum(kind, ("message", "function_call", "function_call_output"), f"{param}.type")
         item_id = item.get("id")
         if item_id is not None:
             self._check_type(item_id, str, f"{param}.id")
@@ -686,16 +673,17 @@ class RealtimeState:
                     f"Error adding item: the item with id '{item_id}' already exists.",
                     f"{param}.id",
                 )
+        # Read-only fields a client may echo back from the server's items: checked, then ignored.
+        if item.get("object") is not None:
+            _check_enum(item["object"], ("realtime.item",), f"{param}.object")
+        if item.get("status") is not None:
+            _check_enum(
+                item["status"], ("completed", "incomplete", "in_progress"), f"{param}.status"
+            )
         new_id = item_id or new_item_id("item_")
         if kind == "message":
             role = self._require(item, "role", f"{param}.role")
-            if role not in ("user", "assistant", "system"):
-                raise ClientError(
-                    "invalid_value",
-                    f"Invalid value: '{role}'. Supported values are: 'user', 'assistant', "
-                    f"'system'.",
-                    f"{param}.role",
-                )
+            _check_enum(role, ("user", "assistant", "system"), f"{param}.role")
             content = self._require(item, "content", f"{param}.content")
             self._check_type(content, list, f"{param}.content")
             allowed = {
@@ -703,47 +691,8 @@ class RealtimeState:
                 "system": ("input_text",),
                 "assistant": ("output_text", "output_audio"),
             }[role]
-            parts = []
-            for i, part in enumerate(content):
-                p = f"{param}.content[{i}]"
-                self._check_type(part, dict, p)
-                ptype = self._require(part, "type", f"{p}.type")
-                if ptype not in allowed:
-                    listed = ", ".join(f"'{a}'" for a in allowed)
-                    raise ClientError(
-                        "invalid_value",
-                        f"Invalid value: '{ptype}'. Supported values for a {role} message are: "
-                        f"{listed}.",
-                        f"{p}.type",
-                    )
-                if ptype in ("input_text", "output_text"):
-                    text = self._require(part, "text", f"{p}.text")
-                    self._check_type(text, str, f"{p}.text")
-                    parts.append({"type": ptype, "text": text})
-                elif ptype == "input_audio":
-                    audio = part.get("audio")
-                    transcript = part.get("transcript")
-                    if audio is not None:
-                        self._check_type(audio, str, f"{p}.audio")
-                    if transcript is not None:
-                        self._check_type(transcript, str, f"{p}.transcript")
-                    parts.append({"type": "input_audio", "transcript": transcript, "_audio": audio})
-                elif ptype == "output_audio":
-                    transcript = part.get("transcript")
-                    if transcript is not None:
-                        self._check_type(transcript, str, f"{p}.transcript")
-                    parts.append({"type": "output_audio", "transcript": transcript})
-                else:  # input_image
-                    image = part.get("image_url")
-                    if image is not None:
-                        self._check_type(image, str, f"{p}.image_url")
-                    parts.append(
-                        {
-                            "type": "input_image",
-                            "image_url": image,
-                            "detail": part.get("detail", "auto"),
-                        }
-                    )
+            parts = [self._validate_part(part, role, allowed, f"{param}.content[{i}]")
+                     for i, part in enumerate(content)]  # fmt: skip
             return {
                 "id": new_id,
                 "type": "message",
@@ -752,25 +701,50 @@ class RealtimeState:
                 "content": parts,
             }
         if kind == "function_call":
-            name = self._require(item, "name", f"{param}.name")
-            self._check_type(name, str, f"{param}.name")
-            arguments = item.get("arguments", "")
-            self._check_type(arguments, str, f"{param}.arguments")
-            call_id = item.get("call_id") or new_item_id("call_")[:21]
-            self._check_type(call_id, str, f"{param}.call_id")
+            name = check_str(self._require(item, "name", f"{param}.name"), f"{param}.name")
+            arguments = check_str(item.get("arguments", ""), f"{param}.arguments")
+            call_id = check_str(item.get("call_id"), f"{param}.call_id", nullable=True)
             return {
                 "id": new_id,
                 "type": "function_call",
                 "status": "completed",
                 "name": name,
-                "call_id": call_id,
+                "call_id": call_id or new_item_id("call_")[:21],
                 "arguments": arguments,
             }
-        call_id = self._require(item, "call_id", f"{param}.call_id")
-        self._check_type(call_id, str, f"{param}.call_id")
-        output = self._require(item, "output", f"{param}.output")
-        self._check_type(output, str, f"{param}.output")
+        call_id = check_str(self._require(item, "call_id", f"{param}.call_id"), f"{param}.call_id")
+        output = check_str(self._require(item, "output", f"{param}.output"), f"{param}.output")
         return {"id": new_id, "type": "function_call_output", "call_id": call_id, "output": output}
+
+    def _validate_part(self, part: Any, role: str, allowed: tuple[str, ...], p: str) -> JSON:
+        self._check_type(part, dict, p)
+        ptype = self._require(part, "type", f"{p}.type")
+        if not any(ptype == a and isinstance(ptype, str) for a in allowed):
+            listed = ", ".join(f"'{a}'" for a in allowed)
+            raise ClientError(
+                "invalid_value",
+                f"Invalid value: '{quote(str(ptype))}'. Supported values for a {role} message "
+                f"are: {listed}.",
+                f"{p}.type",
+            )
+        # Every string field a part may carry is checked, whichever the part's type.
+        for key in ("text", "transcript", "audio", "image_url"):
+            check_str(part.get(key), f"{p}.{key}", nullable=True)
+        if part.get("detail") is not None:
+            _check_enum(part["detail"], ("auto", "low", "high"), f"{p}.detail")
+        if ptype in ("input_text", "output_text"):
+            text = check_str(self._require(part, "text", f"{p}.text"), f"{p}.text")
+            return {"type": ptype, "text": text}
+        if ptype == "input_audio":
+            return {"type": "input_audio", "transcript": part.get("transcript"),
+                    "_audio": part.get("audio")}  # fmt: skip
+        if ptype == "output_audio":
+            return {"type": "output_audio", "transcript": part.get("transcript")}
+        return {
+            "type": "input_image",
+            "image_url": part.get("image_url"),
+            "detail": part.get("detail") or "auto",
+        }
 
     def _on_conversation_item_create(self, event: JSON, now: float) -> None:
         item = self._validate_item(self._require(event, "item"), "item")
@@ -780,7 +754,7 @@ class RealtimeState:
             if previous != "root" and self._find(previous) is None:
                 raise ClientError(
                     "item_not_found",
-                    f"Error adding item: the previous item with id '{previous}' does not exist.",
+                    f"Error adding item: the previous item with id '{quote(previous)}' does not exist.",
                     "previous_item_id",
                 )
         audio_parts: list[bytes] = []
@@ -817,7 +791,7 @@ class RealtimeState:
         if item is None:
             raise ClientError(
                 "item_not_found",
-                f"Error retrieving item: the item with id '{item_id}' does not exist.",
+                f"Error retrieving item: the item with id '{quote(item_id)}' does not exist.",
                 "item_id",
             )
         out = copy.deepcopy(item)
@@ -835,7 +809,7 @@ class RealtimeState:
         if i < 0:
             raise ClientError(
                 "item_not_found",
-                f"Error deleting item: the item with id '{item_id}' does not exist.",
+                f"Error deleting item: the item with id '{quote(item_id)}' does not exist.",
                 "item_id",
             )
         del self.items[i]
@@ -860,7 +834,7 @@ class RealtimeState:
         if item is None:
             raise ClientError(
                 "item_not_found",
-                f"Error truncating item: the item with id '{item_id}' does not exist.",
+                f"Error truncating item: the item with id '{quote(item_id)}' does not exist.",
                 "item_id",
             )
         content = item.get("content") or []
@@ -907,7 +881,9 @@ class RealtimeState:
     # --- responses -----------------------------------------------------------------------------
 
     def _on_response_create(self, event: JSON, now: float) -> None:
-        params = event.get("response") or {}
+        params = event.get("response")
+        if params is None:
+            params = {}
         self._check_type(params, dict, "response")
         allowed = (
             "conversation", "metadata", "prompt", "input", "instructions", "tools",
@@ -915,17 +891,11 @@ class RealtimeState:
         )  # fmt: skip
         for key in params:
             if key not in allowed:
-                raise ClientError(
-                    "unknown_parameter", f"Unknown parameter: 'response.{key}'.", f"response.{key}"
-                )
+                p = f"response.{quote(key)}"
+                raise ClientError("unknown_parameter", f"Unknown parameter: '{p}'.", p)
         conversation = params.get("conversation", "auto")
         self._check_type(conversation, str, "response.conversation")
-        if conversation not in ("auto", "none"):
-            raise ClientError(
-                "invalid_value",
-                f"Invalid value: '{conversation}'. Supported values are: 'auto', 'none'.",
-                "response.conversation",
-            )
+        _check_enum(conversation, ("auto", "none"), "response.conversation")
         in_conversation = conversation == "auto"
         if in_conversation and self._active is not None:
             raise ClientError(
@@ -934,9 +904,10 @@ class RealtimeState:
                 f"Wait until the response is finished before creating a new one.",
             )
         s = self.session
-        instructions = params.get("instructions", s["instructions"])
-        self._check_type(instructions, str, "response.instructions")
-        instructions = str(instructions)
+        instructions = check_str(
+            params.get("instructions", s["instructions"]), "response.instructions"
+        )
+        assert instructions is not None  # not nullable
         tools = (
             validate_tools(params["tools"], "response.tools") if "tools" in params else s["tools"]
         )
@@ -955,9 +926,8 @@ class RealtimeState:
             if "max_output_tokens" in params
             else s["max_output_tokens"]
         )
-        metadata = params.get("metadata")
-        if metadata is not None:
-            self._check_type(metadata, dict, "response.metadata")
+        metadata = check_metadata(params.get("metadata"), "response.metadata")
+        check_prompt(params.get("prompt"), "response.prompt")
         voice, fmt_json, speed = (
             self._audio_out["voice"],
             self._audio_out["format"],
@@ -966,7 +936,13 @@ class RealtimeState:
         audio = params.get("audio")
         if audio is not None:
             self._check_type(audio, dict, "response.audio")
-            out = audio.get("output") or {}
+            for key in audio:
+                if key != "output":
+                    p = f"response.audio.{quote(key)}"
+                    raise ClientError("unknown_parameter", f"Unknown parameter: '{p}'.", p)
+            out = audio.get("output")
+            if out is None:
+                out = {}
             self._check_type(out, dict, "response.audio.output")
             probe = apply_session_update(
                 self.session,
@@ -983,11 +959,12 @@ class RealtimeState:
                 self._check_type(entry, dict, f"response.input[{i}]")
                 if entry.get("type") == "item_reference":
                     ref = self._require(entry, "id", f"response.input[{i}].id")
-                    found = self._find(str(ref))
+                    self._check_type(ref, str, f"response.input[{i}].id")
+                    found = self._find(ref)
                     if found is None:
                         raise ClientError(
                             "item_not_found",
-                            f"Item with id '{ref}' not found in the conversation.",
+                            f"Item with id '{quote(ref)}' not found in the conversation.",
                             f"response.input[{i}].id",
                         )
                     input_items.append(found)

@@ -51,7 +51,7 @@ DEFAULT_MODEL: Final = "gpt-realtime"
 #: Paths that lead to the Realtime endpoint (OpenAI style and Azure style).
 REALTIME_PATHS: Final = ("/v1/realtime", "/realtime", "/openai/realtime", "/openai/v1/realtime")
 #: Largest frame the WebSocket layer accepts. Bigger than the protocol's own limit (16 MiB, see
-#: ``_state.MAX_EVENT_BYTES``) so that an oversized event gets a protocol ``error`` event and the
+#: ``_frames.MAX_EVENT_BYTES``) so that an oversized event gets a protocol ``error`` event and the
 #: session stays usable, instead of the connection being closed with code 1009.
 WS_MAX_SIZE: Final = 64 * 1024 * 1024
 #: Worker threads for transcription, responders and synthesis: eSpeak is serialised by a lock and

@@ -20,7 +20,7 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
-from realtime_nb.audio import AudioFormat, encode_from_float, resample
+from realtime_nb.core.audio import AudioFormat, encode_from_float, resample
 
 from ._extras import require
 

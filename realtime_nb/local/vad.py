@@ -33,7 +33,7 @@ from typing import Any, Final, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from realtime_nb.audio import Resampler, float32_to_pcm16
+from realtime_nb.core.audio import Resampler, float32_to_pcm16
 
 from ._extras import require
 

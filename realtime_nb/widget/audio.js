@@ -1,3 +1,4 @@
+// @ts-check
 // Pure audio logic for the realtime_nb widget: no DOM, no WebAudio, no I/O.
 //
 // Used in three places: the AudioWorklet (capture and playback processors), the widget's main
@@ -66,17 +67,20 @@ export class StreamingResampler {
       const w = besselI0(RESAMPLER_KAISER_BETA * Math.sqrt(1 - r * r)) / i0b;
       this._table[i] = fc * sinc * w;
     }
-    this.reset();
-  }
-
-  /** Forget all history (e.g. after a playback flush), as if newly constructed. */
-  reset() {
     /** @type {Float32Array} input history; index 0 is absolute input sample `_bufStart` */
     this._buf = new Float32Array(0);
     this._bufStart = 0;
     /** absolute count of input samples received */
     this._nIn = 0;
     /** index of the next output sample */
+    this._nOut = 0;
+  }
+
+  /** Forget all history (e.g. after a playback flush), as if newly constructed. */
+  reset() {
+    this._buf = new Float32Array(0);
+    this._bufStart = 0;
+    this._nIn = 0;
     this._nOut = 0;
   }
 
@@ -158,7 +162,7 @@ export class StreamingResampler {
 
 /**
  * Float samples in [-1, 1] to PCM16: scaled by 32768, rounded, clipped to [-32768, 32767] (as
- * realtime_nb.audio.float32_to_pcm16 does, so PCM16 -> float -> PCM16 is exact). NaN -> 0.
+ * realtime_nb.core.audio.float32_to_pcm16 does, so PCM16 -> float -> PCM16 is exact). NaN -> 0.
  * @param {Float32Array} samples
  * @returns {Int16Array}
  */

@@ -1,14 +1,15 @@
 """ReplayWidget: a recording in the notebook, with a timeline, both tracks and the state at the playhead.
 
 ``Recording.play()`` returns one. The kernel half below is a thin shell around
-:class:`realtime_nb.replay.ReplayData` (overview peaks, audio windows, ``state_at``): the browser
+:class:`realtime_nb.debugging.replay.ReplayData` (overview peaks, audio windows, ``state_at``): the browser
 gets an overview of the whole session once, then asks for what it shows at the playhead (the
 conversation state, a window of the event list, a few seconds of audio of both tracks), so a
 recording of hundreds of megabytes is never sent whole. The conversation shown at time ``t`` is
 ``ReplayData.state_at(t)``: the same reducer the live session ran, from its nearest checkpoint.
 
-The front end is ``replay.js`` (plain ESM) with ``widget.css`` and ``replay.css``, and ``ui.js``
-(the DOM helpers it shares with the live widget, sent as the ``_ui_js`` trait). Messages are
+The front end is ``replay.js`` (plain ESM, rendered by ``loader.js``, which imports it and the
+modules it shares with the live widget from the ``_modules`` trait: see ``_sources.py``) with
+``widget.css`` and ``replay.css``. Messages are
 ``{"type": ...}`` objects, binary payloads only in ``buffers``; every browser request carries a
 ``view`` and a ``req`` number that its reply echoes (a view drops replies older than what it shows).
 
@@ -69,12 +70,13 @@ import anywidget
 import numpy as np
 import traitlets
 
-from .._redact import redact_obj
+from ..core._redact import redact_obj
+from ._sources import ENTRY, module_sources, ship, text
 from .widget import _item_dict
 
 if TYPE_CHECKING:
-    from ..recording import Recording
-    from ..replay import ReplayData
+    from ..debugging.replay import ReplayData
+    from ..storage.recording import Recording
 
 __all__ = ["ReplayWidget"]
 
@@ -82,9 +84,8 @@ logger = logging.getLogger(__name__)
 
 _HERE: Final = Path(__file__).parent
 #: widget.css styles the transcript and event rows both views share; replay.css the rest.
-_CSS: Final = (
-    (_HERE / "widget.css").read_text("utf-8") + "\n" + (_HERE / "replay.css").read_text("utf-8")
-)
+_CSS_FILES: Final = ("widget.css", "replay.css")
+_CSS: Final = text(*_CSS_FILES)()
 
 #: Seconds of audio per window the browser asks for. 4 s of both tracks is 384 kB: one window
 #: arrives in a few ms on loopback and a few hundred ms on a slow remote link, while the playhead
@@ -107,16 +108,17 @@ class ReplayWidget(anywidget.AnyWidget):
     """Replay a recording: a timeline of both audio tracks (VAD segments and truncations marked),
     the transcript and event log at the playhead, click to seek, play/pause at 1x or 2x.
 
-    ``ReplayWidget(recording)`` takes a :class:`~realtime_nb.recording.Recording`, a path to one,
-    or a :class:`~realtime_nb.replay.ReplayData`. The recording is read on a worker thread, so the
+    ``ReplayWidget(recording)`` takes a :class:`~realtime_nb.storage.recording.Recording`, a path to one,
+    or a :class:`~realtime_nb.debugging.replay.ReplayData`. The recording is read on a worker thread, so the
     widget shows at once and draws the timeline when it is ready. :meth:`close` stops the thread.
     """
 
-    _esm = _HERE / "replay.js"
+    _esm = _HERE / ENTRY
     _css = _CSS
 
-    # The DOM helpers shared with the live widget, imported by every render (as RealtimeWidget's).
-    _ui_js = traitlets.Unicode("").tag(sync=True)
+    # The front end's modules (loader.js imports them) and the one that renders.
+    _main = traitlets.Unicode("replay.js").tag(sync=True)
+    _modules = traitlets.Dict().tag(sync=True)
 
     #: "loading" | "ready" | "error"
     status = traitlets.Unicode("loading").tag(sync=True)
@@ -132,7 +134,7 @@ class ReplayWidget(anywidget.AnyWidget):
 
     def __init__(self, recording: Recording | ReplayData | str | Path, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self._ui_js = (_HERE / "ui.js").read_text("utf-8")
+        ship(self, _modules=module_sources, _esm=text(ENTRY), _css=text(*_CSS_FILES))
         self._source = recording
         self._data: ReplayData | None = None
         self._rows_t = np.zeros(0, np.float64)
@@ -155,7 +157,7 @@ class ReplayWidget(anywidget.AnyWidget):
 
     @property
     def data(self) -> ReplayData:
-        """The :class:`~realtime_nb.replay.ReplayData` behind this view (waits until read).
+        """The :class:`~realtime_nb.debugging.replay.ReplayData` behind this view (waits until read).
 
         Raises:
             RuntimeError: the recording could not be read (the widget says why).
@@ -231,8 +233,8 @@ class ReplayWidget(anywidget.AnyWidget):
             )
 
     def _load(self) -> bool:
-        from ..recording import Recording
-        from ..replay import ReplayData
+        from ..debugging.replay import ReplayData
+        from ..storage.recording import Recording
 
         t0 = time.perf_counter()
         try:

@@ -1,8 +1,9 @@
 """RealtimeWidget: talk to a Realtime session from a notebook (mic, speakers, live views).
 
-The browser half is plain ESM (``widget.js``, ``widget.css``), an AudioWorklet module
-(``worklet.js`` prefixed with the pure ``audio.js``, loaded from a Blob URL so no HTTP route is
-needed), ``audio.js`` itself and ``ui.js`` (the DOM helpers shared with the replay view). The kernel half below is a thin shell around a
+The browser half is plain ESM with no build step: ``loader.js`` (the ``_esm``) imports the other
+modules of this folder, sent as the ``_modules`` trait, and renders ``widget.js``; the AudioWorklet
+gets ``worklet.js`` with the pure ``audio.js`` inlined (``_worklet_js``); see ``_sources.py``, which
+also hot-reloads all of them under ``ANYWIDGET_HMR=1``. The kernel half below is a thin shell around a
 :class:`realtime_nb.Session`: it forwards mic audio and commands to the session, and batches what
 the session's I/O thread produces (output audio, events, conversation changes) onto the comm.
 
@@ -76,7 +77,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import re
 import threading
 import time
 from collections import deque
@@ -88,19 +88,20 @@ from typing import TYPE_CHECKING, Any, Final
 import anywidget
 import traitlets
 
-from .._redact import redact_obj
-from ..audio import (
+from ..core._redact import redact_obj
+from ..core.audio import (
     AudioFormat,
     decode_to_float,
     encode_from_float,
     float32_to_pcm16,
     pcm16_to_float32,
 )
-from ..events import Event
-from ..protocol import canonical_type
+from ..core.events import Event
+from ..core.protocol import canonical_type
+from ._sources import ENTRY, module_sources, ship, text, worklet_source
 
 if TYPE_CHECKING:
-    from ..session import Session
+    from ..client.session import Session
 
 __all__ = ["RealtimeWidget", "redact", "worklet_source"]
 
@@ -130,16 +131,6 @@ _AUDIO_DELTA: Final = "response.output_audio.delta"
 _AUDIO_DONE: Final = "response.output_audio.done"
 _MODES: Final = ("push_to_talk", "server_vad", "semantic_vad")
 _PLAYED_REASONS: Final = ("interrupted", "stopped", "finished")
-
-
-def worklet_source() -> str:
-    """The AudioWorklet module: ``audio.js`` without its ``export`` keywords, then ``worklet.js``.
-
-    A worklet loaded from a Blob URL cannot import a sibling module, so the pure helpers are
-    inlined in front of the processors that use them.
-    """
-    audio = re.sub(r"^export\s+", "", (_HERE / "audio.js").read_text("utf-8"), flags=re.M)
-    return audio + "\n" + (_HERE / "worklet.js").read_text("utf-8")
 
 
 # --- redaction -----------------------------------------------------------------------------------
@@ -220,12 +211,12 @@ class RealtimeWidget(anywidget.AnyWidget):
     session; :meth:`close` unsubscribes. The API key stays in the kernel.
     """
 
-    _esm = _HERE / "widget.js"
+    _esm = _HERE / ENTRY
     _css = _HERE / "widget.css"
 
-    # Sources the front end loads (as anywidget itself ships _esm/_css): needed by every render.
-    _audio_js = traitlets.Unicode("").tag(sync=True)
-    _ui_js = traitlets.Unicode("").tag(sync=True)
+    # The front end's modules (loader.js imports them) and the one that renders; the worklet.
+    _main = traitlets.Unicode("widget.js").tag(sync=True)
+    _modules = traitlets.Dict().tag(sync=True)
     _worklet_js = traitlets.Unicode("").tag(sync=True)
 
     status = traitlets.Unicode("connecting").tag(sync=True)
@@ -252,9 +243,13 @@ class RealtimeWidget(anywidget.AnyWidget):
         self._session = session
         self._in_fmt: AudioFormat = session.input_format
         self._out_fmt: AudioFormat = session.output_format
-        self._audio_js = (_HERE / "audio.js").read_text("utf-8")
-        self._ui_js = (_HERE / "ui.js").read_text("utf-8")
-        self._worklet_js = worklet_source()
+        ship(
+            self,
+            _modules=module_sources,
+            _worklet_js=worklet_source,
+            _esm=text(ENTRY),
+            _css=text("widget.css"),
+        )
         self.input_rate = int(self._in_fmt.rate)
         self.output_rate = int(self._out_fmt.rate)
         self.backend = str(session.backend)

@@ -1,3 +1,4 @@
+// @ts-check
 // AudioWorklet processors of the realtime_nb widget.
 //
 // This file is not loaded on its own: widget.py prepends audio.js (exports stripped) so that

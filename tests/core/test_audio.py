@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from realtime_nb.audio import (
+from realtime_nb.core.audio import (
     AudioFormat,
     Resampler,
     alaw_decode,

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import pytest
 
-from realtime_nb.audio import AudioFormat
-from realtime_nb.reducer import reduce
+from realtime_nb.core.audio import AudioFormat
+from realtime_nb.core.reducer import reduce
 
 from .test_reducer import added, ev
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from realtime_nb import Recording
-from realtime_nb.metrics import turn_views
-from realtime_nb.reducer import ConversationState, Item
+from realtime_nb.core.reducer import ConversationState, Item
+from realtime_nb.debugging.metrics import turn_views
 from tests.conftest import SESSIONS
 from tests.core._oracle import Expected, ExpectedItem, derive, parsed_arguments
 

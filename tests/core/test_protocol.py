@@ -6,7 +6,7 @@ import pytest
 from openai.types.realtime import RealtimeClientEvent
 from pydantic import TypeAdapter
 
-from realtime_nb.protocol import (
+from realtime_nb.core.protocol import (
     CLIENT_EVENT_TYPES,
     SERVER_EVENT_TYPES,
     ProtocolError,

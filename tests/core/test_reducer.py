@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 import random
 
-from realtime_nb.events import Event
-from realtime_nb.protocol import Source, canonical_part_type, canonical_type, is_known_type
-from realtime_nb.reducer import AudioTimeline, Reducer, reduce
+from realtime_nb.core.events import Event
+from realtime_nb.core.protocol import Source, canonical_part_type, canonical_type, is_known_type
+from realtime_nb.core.reducer import AudioTimeline, Reducer, reduce
 
 
 def ev(source: str, data: dict, t_ms: float = 0, audio: bytes | None = None, seq: int = 0) -> Event:  # type: ignore[type-arg]

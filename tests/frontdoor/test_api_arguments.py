@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 import realtime_nb
-from realtime_nb.session import Session
+from realtime_nb.client.session import Session
 
 from .test_magic import ask
 
@@ -19,7 +19,7 @@ from .test_magic import ask
 @pytest.fixture
 def open_session() -> Iterator[Any]:
     """``open_session(**kwargs)``: a fast local, unrecorded session; all are closed after."""
-    from realtime_nb.demo import local_backend
+    from realtime_nb.frontdoor.demo import local_backend
 
     opened: list[Session] = []
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 import realtime_nb
-from realtime_nb.cli import RESPONDERS, main
-from realtime_nb.recording import Recording
+from realtime_nb.frontdoor.cli import RESPONDERS, main
+from realtime_nb.storage.recording import Recording
 
 from ..conftest import SESSIONS, WEATHER_WAV
 from .conftest import DEMO_RECORDING, REPO
@@ -102,7 +102,7 @@ def test_replay_prints_the_conversation(capsys: pytest.CaptureFixture[str]) -> N
 
 
 def test_diff_of_a_recording_with_itself(capsys: pytest.CaptureFixture[str]) -> None:
-    pytest.importorskip("realtime_nb.diff")
+    pytest.importorskip("realtime_nb.debugging.diff")
     code, out, err = cli(capsys, "diff", str(DEMO_RECORDING), str(DEMO_RECORDING))
     assert code == 0, err
     assert out.strip()
@@ -235,7 +235,7 @@ def _argv_id(argv: list[str]) -> str:
 )
 def test_bad_arguments_exit_2_with_one_line(tmp_path: Path, argv: list[str], message: str) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "realtime_nb.cli", *argv],
+        [sys.executable, "-m", "realtime_nb.frontdoor.cli", *argv],
         capture_output=True,
         text=True,
         timeout=60,
@@ -273,9 +273,9 @@ def test_usage_errors_exit_2(
 
 
 def test_entry_point_module_runs(tmp_path: Path) -> None:
-    """``python -m realtime_nb.cli`` is what the ``realtime-nb`` script runs."""
+    """``python -m realtime_nb.frontdoor.cli`` is what the ``realtime-nb`` script runs."""
     proc = subprocess.run(
-        [sys.executable, "-m", "realtime_nb.cli", "inspect", str(DEMO_RECORDING)],
+        [sys.executable, "-m", "realtime_nb.frontdoor.cli", "inspect", str(DEMO_RECORDING)],
         capture_output=True,
         text=True,
         timeout=60,
@@ -285,7 +285,7 @@ def test_entry_point_module_runs(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert "get_weather" in proc.stdout
     bad = subprocess.run(
-        [sys.executable, "-m", "realtime_nb.cli", "inspect", "missing.arrow"],
+        [sys.executable, "-m", "realtime_nb.frontdoor.cli", "inspect", "missing.arrow"],
         capture_output=True,
         text=True,
         timeout=60,

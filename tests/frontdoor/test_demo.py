@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from realtime_nb.demo import DEMO_WAV, ToolWordsResponder, run_demo
+from realtime_nb.frontdoor.demo import DEMO_WAV, ToolWordsResponder, run_demo
 from realtime_nb.local.responders import FunctionCall, ResponseRequest, TextReply
-from realtime_nb.recording import Recording
+from realtime_nb.storage.recording import Recording
 
 from .conftest import DEMO_RECORDING, KEY_VARIABLES, REPO
 
@@ -125,7 +125,14 @@ def test_run_demo_missing_wav_is_one_line(
 def test_cli_demo_offline(tmp_path: Path) -> None:
     """``realtime-nb demo`` in a fresh process with no key: the README's "run it" command."""
     proc = subprocess.run(
-        [sys.executable, "-m", "realtime_nb.cli", "demo", "--record-dir", str(tmp_path / "r")],
+        [
+            sys.executable,
+            "-m",
+            "realtime_nb.frontdoor.cli",
+            "demo",
+            "--record-dir",
+            str(tmp_path / "r"),
+        ],
         capture_output=True,
         text=True,
         timeout=120,
@@ -143,7 +150,7 @@ def test_cli_demo_offline(tmp_path: Path) -> None:
 def test_make_demo_recording_command(tmp_path: Path) -> None:
     """The command in recordings/README.md regenerates a recording like the shipped one."""
     target = tmp_path / "demo.arrow"
-    cmd = [sys.executable, "-m", "realtime_nb.demo", "--make-demo-recording", str(target)]
+    cmd = [sys.executable, "-m", "realtime_nb.frontdoor.demo", "--make-demo-recording", str(target)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=offline_env())
     assert proc.returncode == 0, proc.stderr
     assert f"wrote {target}" in proc.stdout
@@ -170,7 +177,9 @@ def test_shipped_demo_recording() -> None:
     assert rec.items[1].text.startswith("get_weather(")
     assert rec.duration_s > 5  # recorded at real-time pace: a call's timeline
     readme = (REPO / "recordings" / "README.md").read_text()
-    assert "python -m realtime_nb.demo --make-demo-recording recordings/demo.arrow" in readme
+    assert (
+        "python -m realtime_nb.frontdoor.demo --make-demo-recording recordings/demo.arrow" in readme
+    )
 
 
 def test_bundled_wav_and_its_license() -> None:

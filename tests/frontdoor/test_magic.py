@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from IPython.core.error import UsageError
 
-from realtime_nb.demo import DEMO_WAV, say
-from realtime_nb.magic import LOCAL_NO_KEY_LABEL, RealtimeMagics
+from realtime_nb.frontdoor.demo import DEMO_WAV, say
+from realtime_nb.frontdoor.magic import LOCAL_NO_KEY_LABEL, RealtimeMagics
 
 from .conftest import DEMO_RECORDING, REPO
 
@@ -141,7 +141,7 @@ def test_line_magic_rerun_replaces_the_session(ip: Any, capsys: pytest.CaptureFi
 
 
 def test_local_flag_and_url_option(ip: Any) -> None:
-    from realtime_nb.demo import local_backend
+    from realtime_nb.frontdoor.demo import local_backend
 
     ip.run_line_magic("realtime", "--local --no-record")
     assert "local" in magics(ip)._live["rt"].widget.backend
@@ -516,7 +516,7 @@ def test_usage_error_in_a_cell_shows_one_line(ip: Any, capsys: pytest.CaptureFix
 
 
 def test_inspect_prints_the_summary(ip: Any, capsys: pytest.CaptureFixture[str]) -> None:
-    from realtime_nb.recording import Recording
+    from realtime_nb.storage.recording import Recording
 
     ip.run_line_magic("realtime", f"inspect {DEMO_RECORDING}")
     assert capsys.readouterr().out.strip() == Recording.open(DEMO_RECORDING).describe().strip()
@@ -539,7 +539,7 @@ def test_replay_shows_the_replay_widget_and_conversation(ip: Any) -> None:
 def test_inspect_accepts_a_jsonl_log(
     ip: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from realtime_nb.recording import Recording
+    from realtime_nb.storage.recording import Recording
 
     log = Recording.open(DEMO_RECORDING).export_jsonl(tmp_path / "demo.jsonl")
     ip.run_line_magic("realtime", f"inspect {log}")
@@ -547,7 +547,9 @@ def test_inspect_accepts_a_jsonl_log(
 
 
 def test_diff_of_two_runs(ip: Any) -> None:
-    pytest.importorskip("realtime_nb.diff", reason="realtime_nb.diff is not written yet")
+    pytest.importorskip(
+        "realtime_nb.debugging.diff", reason="realtime_nb.debugging.diff is not written yet"
+    )
     shown: list[Any] = []
     ip.display_pub.publish = lambda data, **kw: shown.append(data)
     try:

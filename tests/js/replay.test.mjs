@@ -1,16 +1,18 @@
-// Pure helpers of the replay view (realtime_nb/widget/replay.js): window arithmetic, scheduling
-// on the audio clock, PCM decoding. `node --test tests/js/`.
+// Pure helpers of the replay view (timeline.js, format.js, audio.js): window arithmetic,
+// scheduling on the audio clock, the event-list window, PCM decoding. `node --test tests/js/`.
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { bytesToPcm16, pcm16ToFloat } from "../../realtime_nb/widget/audio.js";
+import { clock } from "../../realtime_nb/widget/format.js";
 import {
-  clock,
+  eventsCover,
   lastRowAt,
-  pcm16ToFloat32,
   scheduleWindow,
   timeAtX,
   windowIndex,
   windowsFor,
-} from "../../realtime_nb/widget/replay.js";
+  windowsToEvict,
+} from "../../realtime_nb/widget/timeline.js";
 
 test("windowIndex and windowsFor cover the playhead and what follows, not past the end", () => {
   assert.equal(windowIndex(0, 4), 0);
@@ -49,11 +51,28 @@ test("timeAtX, clock, lastRowAt", () => {
   assert.equal(lastRowAt(rows, 9), 3);
 });
 
-test("pcm16ToFloat32 reads little-endian samples", () => {
-  const buf = new ArrayBuffer(6);
-  const dv = new DataView(buf);
+test("a comm buffer of PCM16 LE decodes to floats (as the replay view does)", () => {
+  const buf = new ArrayBuffer(7);
+  const dv = new DataView(buf, 1); // comm buffers may start at an odd offset
   dv.setInt16(0, 16384, true);
   dv.setInt16(2, -32768, true);
   dv.setInt16(4, 0, true);
-  assert.deepEqual([...pcm16ToFloat32(new DataView(buf))], [0.5, -1, 0]);
+  assert.deepEqual([...pcm16ToFloat(bytesToPcm16(dv))], [0.5, -1, 0]);
+});
+
+test("windowsToEvict drops the farthest windows first, never a scheduled one", () => {
+  const cached = [0, 1, 2, 3, 4, 5];
+  assert.deepEqual(windowsToEvict(cached, 2, () => false, 6), []);
+  assert.deepEqual(windowsToEvict(cached, 2, () => false, 4), [5, 0]);
+  assert.deepEqual(windowsToEvict(cached, 2, (k) => k === 5, 4), [0, 4]);
+  assert.deepEqual(windowsToEvict(cached, 0, () => true, 2), []);
+});
+
+test("eventsCover keeps a margin inside the window, none at the recording's ends", () => {
+  assert.equal(eventsCover(Infinity, -Infinity, 3, 60), false); // nothing fetched yet
+  assert.equal(eventsCover(10, 50, 30, 60), true);
+  assert.equal(eventsCover(10, 50, 12, 60), false); // within 5 s of the start edge
+  assert.equal(eventsCover(10, 50, 47, 60), false);
+  assert.equal(eventsCover(0, 60, 0, 60), true);
+  assert.equal(eventsCover(0, 60, 60, 60), true);
 });

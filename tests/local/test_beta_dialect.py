@@ -22,11 +22,11 @@ from typing import Any
 import pytest
 from openai import AsyncOpenAI
 
+from realtime_nb.core.protocol import SERVER_EVENT_TYPES
 from realtime_nb.local import LocalServer
 from realtime_nb.local._beta import BETA_SERVER_EVENT_TYPES, BetaDialect
 from realtime_nb.local._state import Generated, GenerateJob, RealtimeState, TranscribeJob
 from realtime_nb.local.responders import EchoResponder
-from realtime_nb.protocol import SERVER_EVENT_TYPES
 
 from ..conftest import SPEC
 from .local_helpers import (

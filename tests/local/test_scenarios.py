@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from realtime_nb.audio import AudioFormat, decode_to_float, encode_from_float, resample
+from realtime_nb.core.audio import AudioFormat, decode_to_float, encode_from_float, resample
 from realtime_nb.local import LocalServer
 
 from .local_helpers import (

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from realtime_nb.audio import AudioFormat
+from realtime_nb.core.audio import AudioFormat
 from realtime_nb.local._state import GenerateJob, RealtimeState
 from realtime_nb.local.responders import EchoResponder
 from realtime_nb.local.server import run_job

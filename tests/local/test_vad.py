@@ -7,7 +7,7 @@ import asyncio
 import numpy as np
 import pytest
 
-from realtime_nb.audio import pcm16_to_float32
+from realtime_nb.core.audio import pcm16_to_float32
 from realtime_nb.local import LocalServer
 from realtime_nb.local.vad import VadConfig, VoiceActivityDetector
 

@@ -49,3 +49,4 @@ def test_javascript_unit_tests() -> None:
     r = _run("node", "--test", "tests/js/")
     assert r.returncode == 0, r.stdout + r.stderr
     assert "# fail 0" in r.stdout
+

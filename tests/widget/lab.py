@@ -301,14 +301,14 @@ def run_cell(page: Any, index: int) -> None:
 
 
 def synthetic_recording(path: Path, minutes: float, truncate_every: int = 0) -> Path:
-    """Write a synthetic session of ``minutes`` minutes (``realtime_nb.synthetic``) to ``path``.
+    """Write a synthetic session of ``minutes`` minutes (``realtime_nb.testing.synthetic``) to ``path``.
 
     ``truncate_every``: every n-th assistant item is cut 1.2 s into its audio (a client
     ``conversation.item.truncate`` and the server's ``conversation.item.truncated``), as when the
     user interrupts; 0 for none.
     """
-    from realtime_nb.recording import Recorder, make_meta
-    from realtime_nb.synthetic import synthetic_session
+    from realtime_nb.storage.recording import Recorder, make_meta
+    from realtime_nb.testing.synthetic import synthetic_session
 
     rec = Recorder(path, meta=make_meta(model="gpt-realtime"))
     first_delta: dict[str, int] = {}

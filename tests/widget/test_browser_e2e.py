@@ -78,7 +78,7 @@ def e2e(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
             browser.close()
     out["frames"] = tap.frames
     out["console"] = console
-    from realtime_nb.recording import Recording
+    from realtime_nb.storage.recording import Recording
 
     out["rec"] = Recording.open(rec_path)
     return out

@@ -68,7 +68,7 @@ def gaps(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         L.unavailable(reason)
     from playwright.sync_api import sync_playwright
 
-    from realtime_nb.recording import Recording
+    from realtime_nb.storage.recording import Recording
 
     tmp = tmp_path_factory.mktemp("gaps")
     rec1, rec2 = tmp / "main.arrow", tmp / "insecure.arrow"

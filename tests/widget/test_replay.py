@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from realtime_nb.recording import Recording
+from realtime_nb.storage.recording import Recording
 from realtime_nb.widget import ReplayWidget
 from realtime_nb.widget.replay import MAX_REQUEST_S
 

@@ -23,7 +23,7 @@ MINUTES = 10.0
 NOTEBOOK = [
     """\
 import os
-from realtime_nb.recording import Recording
+from realtime_nb.storage.recording import Recording
 rec = Recording.open(os.environ["RTNB_REPLAY_RECORDING"])
 w = rec.play()
 w
@@ -41,7 +41,7 @@ def replay(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         L.unavailable(reason)
     from playwright.sync_api import sync_playwright
 
-    from realtime_nb.recording import Recording
+    from realtime_nb.storage.recording import Recording
 
     tmp = tmp_path_factory.mktemp("replay")
     path = L.synthetic_recording(tmp / "synthetic.arrow", MINUTES, truncate_every=3)

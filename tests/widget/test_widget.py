@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from realtime_nb.audio import AudioFormat
-from realtime_nb.events import Event
-from realtime_nb.protocol import Source
+from realtime_nb.core.audio import AudioFormat
+from realtime_nb.core.events import Event
+from realtime_nb.core.protocol import Source
 from realtime_nb.widget import RealtimeWidget, redact, worklet_source
 from realtime_nb.widget.widget import AUDIO_BATCH_S
 
@@ -280,8 +280,8 @@ def test_instance_state_is_not_shared() -> None:
 
 @pytest.mark.slow
 def test_real_session_and_local_server_never_send_the_key() -> None:
+    from realtime_nb.client.session import Session
     from realtime_nb.local.server import LocalServer
-    from realtime_nb.session import Session
 
     with LocalServer(fast=True, api_key=SECRET) as srv:
         s = Session(url=srv.url, api_key=SECRET, record=False)

@@ -1,0 +1,1310 @@
+"""Events in, conversation state out: the one reducer behind live views, replay, diff and metrics.
+
+:class:`Reducer` is pure: :meth:`Reducer.apply` takes one :class:`~realtime_nb.core.events.Event` and
+updates :attr:`Reducer.state`; nothing else. The live session feeds it as events arrive, a
+recording feeds it from disk, so the two can never disagree.
+
+It reasons in GA terms (beta event and content-part names are mapped on the way in) and keeps
+everything it does not understand: unknown event types and unknown fields are counted in
+:attr:`ConversationState.unknown_types` / :attr:`ConversationState.unknown_fields` and the events
+themselves stay in the recording.
+"""
+
+from __future__ import annotations
+
+import bisect
+import copy
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from . import _schema_fields
+from .audio import AudioFormat
+from .events import Event
+from .protocol import (
+    LOCAL_EVENT_TYPES,
+    Source,
+    canonical_part_type,
+    canonical_type,
+    deep_merge,
+)
+
+__all__ = [
+    "ContentPart",
+    "ConversationState",
+    "ErrorRecord",
+    "Item",
+    "Reducer",
+    "Response",
+    "Turn",
+    "Usage",
+    "reduce",
+]
+
+JSON = dict[str, Any]
+
+_MS_PER_NS: Final = 1e-6
+#: How many missing content parts an event's ``content_index`` may skip over. Real servers count
+#: parts from 0 without gaps; a few missing parts (events lost from a cut recording) are padded,
+#: anything further is treated as "the next part" so that no number in an event drives work.
+MAX_CONTENT_INDEX_GAP: Final = 16
+
+
+class AudioTimeline:
+    """Append-only audio bytes: chunks are kept as given and joined once, when read.
+
+    Appending is O(1) with no copy (a bytearray would copy the whole timeline on every growth);
+    reading joins the chunks once and caches the result.
+    """
+
+    __slots__ = ("_chunks", "_ends", "_len")
+
+    def __init__(self) -> None:
+        self._chunks: list[bytes | memoryview] = []
+        self._ends: list[int] = []  # cumulative end offset of each chunk, for slicing
+        self._len = 0
+
+    def __len__(self) -> int:
+        return self._len
+
+    def __iadd__(self, data: bytes | bytearray | memoryview) -> AudioTimeline:
+        n = len(data)
+        if n:
+            self._chunks.append(data if not isinstance(data, bytearray) else bytes(data))
+            self._len += n
+            self._ends.append(self._len)
+        return self
+
+    def tobytes(self) -> bytes:
+        """All audio so far, as one bytes object (joined on first use after an append)."""
+        chunks = self._chunks
+        if not chunks:
+            return b""
+        if len(chunks) != 1 or not isinstance(chunks[0], bytes):
+            joined = b"".join(chunks)
+            self._chunks = [joined]
+            self._ends = [self._len]
+            return joined
+        return chunks[0]
+
+    __bytes__ = tobytes
+
+    def __getitem__(self, index: slice) -> bytes:
+        """Bytes ``[start:stop]`` (step 1), touching only the chunks that overlap."""
+        start, stop, step = index.indices(self._len)
+        if step != 1:
+            return self.tobytes()[index]
+        if stop <= start:
+            return b""
+        first = bisect.bisect_right(self._ends, start)
+        out = []
+        pos = self._ends[first - 1] if first else 0
+        for k in range(first, len(self._chunks)):
+            chunk = self._chunks[k]
+            end = self._ends[k]
+            out.append(chunk[max(start - pos, 0) : min(stop, end) - pos])
+            if end >= stop:
+                break
+            pos = end
+        return b"".join(out)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, AudioTimeline):
+            return self.tobytes() == other.tobytes()
+        if isinstance(other, (bytes, bytearray, memoryview)):
+            return self.tobytes() == bytes(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]  # mutable
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> AudioTimeline:
+        clone = AudioTimeline()
+        clone += self.tobytes()  # bytes are immutable: sharing them is a deep copy
+        return clone
+
+    def __repr__(self) -> str:
+        return f"<AudioTimeline {self._len} bytes>"
+
+
+@dataclass
+class ContentPart:
+    """One content part of an item (``input_text``, ``input_audio``, ``output_audio``, ...)."""
+
+    type: str
+    text: str | None = None
+    transcript: str | None = None
+    #: Output audio as received, chunk by chunk (joined on demand by :attr:`audio`).
+    audio_chunks: list[bytes] = field(default_factory=list)
+    #: Input audio: a byte range of the session's input timeline (see ConversationState).
+    input_range: tuple[int, int] | None = None
+    image_url: str | None = None
+    #: Audio carried inline in the item (``conversation.item.create`` with ``input_audio``).
+    inline_audio: bytes | None = None
+    extra: JSON = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._joined: bytes | None = None
+        self._joined_n = 0
+
+    @property
+    def audio_bytes(self) -> int:
+        if self.inline_audio is not None:
+            return len(self.inline_audio)
+        if self.input_range is not None:
+            return self.input_range[1] - self.input_range[0]
+        return sum(map(len, self.audio_chunks))
+
+    def output_audio(self) -> bytes:
+        """The output audio received for this part, joined (cached until more arrives)."""
+        if self._joined is None or self._joined_n != len(self.audio_chunks):
+            self._joined = b"".join(self.audio_chunks)
+            self._joined_n = len(self.audio_chunks)
+        return self._joined
+
+
+@dataclass
+class Item:
+    """A conversation item and everything the events said about it."""
+
+    id: str
+    type: str = "message"
+    role: str | None = None
+    status: str | None = None
+    previous_item_id: str | None = None
+    content: list[ContentPart] = field(default_factory=list)
+    # function_call / function_call_output / mcp_*
+    name: str | None = None
+    call_id: str | None = None
+    arguments: str | None = None
+    output: str | None = None
+    response_id: str | None = None
+    #: Out-of-band items (``conversation: "none"``) belong to a response, not to the conversation.
+    in_conversation: bool = True
+    deleted: bool = False
+    #: ``audio_end_ms`` of a confirmed truncation (``conversation.item.truncated``).
+    truncated_ms: int | None = None
+    #: ``audio_end_ms`` requested by the client (``conversation.item.truncate``).
+    truncate_requested_ms: int | None = None
+    #: Milliseconds the listener actually heard (``local.playback.played``).
+    played_ms: float | None = None
+    #: Input transcription: ``None`` (not requested), ``in_progress``, ``completed``, ``failed``.
+    transcription_status: str | None = None
+    transcription_error: JSON | None = None
+    #: Where a user audio item sits on the input timeline, from the VAD/commit events.
+    audio_start_ms: int | None = None
+    audio_end_ms: int | None = None
+    added_t_ns: int | None = None
+    done_t_ns: int | None = None
+    #: When the item's first output audio delta arrived.
+    first_audio_t_ns: int | None = None
+    #: Bytes per millisecond of the item's output audio: the session's output format when its
+    #: first audio delta arrived (PCM16 24 kHz until a session event says otherwise).
+    output_bytes_per_ms: float = 48.0
+    #: The latest full item object as received, unknown fields included.
+    raw: JSON = field(default_factory=dict)
+
+    @property
+    def truncated(self) -> bool:
+        return self.truncated_ms is not None
+
+    @property
+    def transcript(self) -> str:
+        """The spoken words of the item (audio transcripts joined)."""
+        return "".join(p.transcript or "" for p in self.content if p.transcript)
+
+    @property
+    def text(self) -> str:
+        """What the item says, as text: message text or transcript, call arguments or output."""
+        if self.type == "function_call":
+            return f"{self.name}({self.arguments or ''})"
+        if self.type == "function_call_output":
+            return self.output or ""
+        parts = [p.text if p.text is not None else (p.transcript or "") for p in self.content]
+        return "".join(parts)
+
+    def heard_text(self) -> str:
+        """The text up to the truncation point (estimated by the fraction of audio heard).
+
+        The API cuts the transcript of a truncated item server-side but does not say where; this
+        estimate assumes words are spread evenly over the audio.
+        """
+        text = self.text
+        if self.truncated_ms is None:
+            return text
+        total = self.output_audio_ms
+        if total <= 0:
+            return text
+        cut = int(len(text) * min(1.0, self.truncated_ms / total))
+        return text[:cut]
+
+    def audio_part(self) -> ContentPart | None:
+        for p in self.content:
+            if p.type in ("output_audio", "input_audio"):
+                return p
+        return None
+
+    @property
+    def output_audio_ms(self) -> float:
+        part = self.audio_part()
+        if part is None or part.type != "output_audio":
+            return 0.0
+        return part.audio_bytes / self.output_bytes_per_ms
+
+    @property
+    def audio_end_ms_heard(self) -> float | None:
+        """Where playback of this item stopped: truncation, else the played ms, else ``None``."""
+        marks = [m for m in (self.truncated_ms, self.played_ms) if m is not None]
+        return float(min(marks)) if marks else None
+
+
+@dataclass
+class Usage:
+    """Token counts of one ``response.done`` (or a sum of several)."""
+
+    total_tokens: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    input_text_tokens: int = 0
+    input_audio_tokens: int = 0
+    input_image_tokens: int = 0
+    cached_tokens: int = 0
+    cached_text_tokens: int = 0
+    cached_audio_tokens: int = 0
+    cached_image_tokens: int = 0
+    output_text_tokens: int = 0
+    output_audio_tokens: int = 0
+
+    @classmethod
+    def from_api(cls, usage: Any) -> Usage:
+        """From a ``response.usage`` object; missing or odd fields count as zero."""
+        if not isinstance(usage, dict):
+            return cls()
+
+        def num(d: Any, key: str) -> int:
+            v = d.get(key) if isinstance(d, dict) else None
+            return int(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else 0
+
+        ind = usage.get("input_token_details") or {}
+        outd = usage.get("output_token_details") or {}
+        cached = ind.get("cached_tokens_details") if isinstance(ind, dict) else None
+        return cls(
+            total_tokens=num(usage, "total_tokens"),
+            input_tokens=num(usage, "input_tokens"),
+            output_tokens=num(usage, "output_tokens"),
+            input_text_tokens=num(ind, "text_tokens"),
+            input_audio_tokens=num(ind, "audio_tokens"),
+            input_image_tokens=num(ind, "image_tokens"),
+            cached_tokens=num(ind, "cached_tokens"),
+            cached_text_tokens=num(cached, "text_tokens"),
+            cached_audio_tokens=num(cached, "audio_tokens"),
+            cached_image_tokens=num(cached, "image_tokens"),
+            output_text_tokens=num(outd, "text_tokens"),
+            output_audio_tokens=num(outd, "audio_tokens"),
+        )
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(**{k: getattr(self, k) + getattr(other, k) for k in self.__dataclass_fields__})
+
+    def as_dict(self) -> dict[str, int]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+@dataclass
+class Response:
+    """A model response: status, output items, usage and timings."""
+
+    id: str
+    status: str | None = None
+    status_details: JSON | None = None
+    output_item_ids: list[str] = field(default_factory=list)
+    usage: Usage | None = None
+    #: The usage object as received (in the response, or beside it in the event), unknown
+    #: fields included: what pricing reads.
+    usage_raw: JSON | None = None
+    conversation_id: str | None = None
+    output_modalities: list[str] | None = None
+    metadata: JSON | None = None
+    out_of_band: bool = False
+    created_t_ns: int | None = None
+    first_audio_t_ns: int | None = None
+    first_text_t_ns: int | None = None
+    done_t_ns: int | None = None
+    raw: JSON = field(default_factory=dict)
+
+    @property
+    def cancel_reason(self) -> str | None:
+        d = self.status_details or {}
+        reason = d.get("reason") if isinstance(d, dict) else None
+        return str(reason) if reason is not None else None
+
+    @property
+    def done(self) -> bool:
+        return self.done_t_ns is not None
+
+
+@dataclass
+class Turn:
+    """A user turn: speech (VAD), a manual commit, or a text message, and the response it got."""
+
+    index: int
+    kind: str  # "vad" | "commit" | "text"
+    item_id: str | None = None
+    speech_started_t_ns: int | None = None
+    speech_stopped_t_ns: int | None = None
+    committed_t_ns: int | None = None
+    text_t_ns: int | None = None
+    audio_start_ms: int | None = None
+    audio_end_ms: int | None = None
+    response_id: str | None = None
+    first_audio_t_ns: int | None = None
+    first_output_t_ns: int | None = None
+    #: Byte range of the committed audio on the session's input timeline.
+    input_range: tuple[int, int] | None = None
+
+    @property
+    def end_t_ns(self) -> int | None:
+        """When the user finished: speech stopped, else commit, else the text was added."""
+        for t in (self.speech_stopped_t_ns, self.committed_t_ns, self.text_t_ns):
+            if t is not None:
+                return t
+        return None
+
+    @property
+    def latency_ms(self) -> float | None:
+        """User finished -> first audio delta (or first output of any kind if no audio)."""
+        end = self.end_t_ns
+        first = (
+            self.first_audio_t_ns if self.first_audio_t_ns is not None else self.first_output_t_ns
+        )
+        if end is None or first is None:
+            return None
+        return (first - end) * _MS_PER_NS
+
+
+@dataclass
+class ErrorRecord:
+    """A server ``error`` event or a ``*.failed`` event, in plain fields."""
+
+    t_ns: int
+    event_type: str
+    type: str | None
+    code: str | None
+    message: str
+    param: str | None = None
+    event_id: str | None = None
+    item_id: str | None = None
+
+    def __str__(self) -> str:
+        where = f" (param {self.param})" if self.param else ""
+        code = f"{self.code}: " if self.code else ""
+        return f"{self.event_type}: {code}{self.message}{where}"
+
+
+@dataclass
+class ConversationState:
+    """Everything known about a session after some events. Built only by :class:`Reducer`."""
+
+    items_by_id: dict[str, Item] = field(default_factory=dict)
+    order: list[str] = field(default_factory=list)
+    responses: dict[str, Response] = field(default_factory=dict)
+    turns: list[Turn] = field(default_factory=list)
+    errors: list[ErrorRecord] = field(default_factory=list)
+    usage: Usage = field(default_factory=Usage)
+    #: The session object from the latest ``session.created``/``session.updated``.
+    session: JSON = field(default_factory=dict)
+    #: Every ``session`` body the client sent, merged in order (what was asked for).
+    requested_session: JSON = field(default_factory=dict)
+    conversation_id: str | None = None
+    input_format: AudioFormat = field(default_factory=AudioFormat)
+    output_format: AudioFormat = field(default_factory=AudioFormat)
+    #: All input audio sent, in order: the input timeline (byte offsets are ms * bytes_per_ms).
+    input_audio: AudioTimeline = field(default_factory=AudioTimeline)
+    #: Byte offset on the input timeline where the uncommitted buffer starts.
+    input_buffer_start: int = 0
+    #: Where each input chunk sits: (t_ns when sent, byte offset on the input timeline).
+    input_chunk_times: list[tuple[int, int]] = field(default_factory=list)
+    active_response_id: str | None = None
+    event_count: int = 0
+    counts: Counter[str] = field(default_factory=Counter)
+    unknown_types: Counter[str] = field(default_factory=Counter)
+    unknown_fields: Counter[str] = field(default_factory=Counter)
+    last_t_ns: int = 0
+    #: Local events (mic on/off, playback, tool runs), as (t_ns, type, data).
+    local_events: list[tuple[int, str, JSON]] = field(default_factory=list)
+    connection_closed: JSON | None = None
+    #: What the reducer had to decide for itself because the events did not say it in a way it
+    #: understands (an unrecognised audio format name, for example), one line each, in order.
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def items(self) -> list[Item]:
+        """Conversation items in conversation order (deleted and out-of-band ones excluded)."""
+        by_id = self.items_by_id
+        return [by_id[i] for i in self.order if not by_id[i].deleted]
+
+    def item(self, item_id: str) -> Item:
+        """The item with this id. Raises ``KeyError`` naming the id and the known ones."""
+        try:
+            return self.items_by_id[item_id]
+        except KeyError:
+            known = ", ".join(list(self.items_by_id)[:10]) or "none"
+            raise KeyError(f"no item {item_id!r} in this conversation (known: {known})") from None
+
+    @property
+    def active_response(self) -> Response | None:
+        rid = self.active_response_id
+        return self.responses.get(rid) if rid else None
+
+    @property
+    def duration_s(self) -> float:
+        return self.last_t_ns / 1e9
+
+    @property
+    def input_ms(self) -> float:
+        return self.input_format.duration_ms(len(self.input_audio))
+
+    def input_audio_between(self, start_byte: int, end_byte: int) -> bytes:
+        return self.input_audio[start_byte:end_byte]
+
+    def item_audio(self, item_id: str, heard: bool = False) -> bytes:
+        """An item's audio bytes (input or output format); ``heard=True`` cuts at truncation."""
+        item = self.item(item_id)
+        part = item.audio_part()
+        if part is None:
+            return b""
+        if part.inline_audio is not None:
+            data = part.inline_audio
+        elif part.input_range is not None:
+            data = self.input_audio_between(*part.input_range)
+        else:
+            data = part.output_audio()
+        if heard and part.type == "output_audio":
+            end_ms = item.audio_end_ms_heard
+            if end_ms is not None:
+                data = data[: self.output_format.bytes_for_ms(end_ms)]
+        return data
+
+    def snapshot(self) -> ConversationState:
+        """A deep copy (for views that must not see later events)."""
+        return copy.deepcopy(self)
+
+
+class Reducer:
+    """Folds events into a :class:`ConversationState`. Feed it with :meth:`apply`.
+
+    The reducer is not thread-safe by itself; the session applies events on its I/O thread and
+    readers take :meth:`ConversationState.snapshot` or read under the session's lock.
+    """
+
+    def __init__(self) -> None:
+        self.state = ConversationState()
+        self._pending_turn: Turn | None = None
+        self._turn_by_item: dict[str, Turn] = {}
+        self._awaiting_response: list[Turn] = []
+
+    # -- entry points ----------------------------------------------------------------------------
+
+    def apply_all(self, events: Iterable[Event]) -> ConversationState:
+        for ev in events:
+            self.apply(ev)
+        return self.state
+
+    def apply(self, ev: Event) -> None:
+        """Update the state with one event. Never raises on odd input: what it cannot use, it
+        counts (``unknown_types``/``unknown_fields``) and leaves in the recording."""
+        st = self.state
+        st.event_count += 1
+        st.last_t_ns = ev.t_ns if ev.t_ns > st.last_t_ns else st.last_t_ns
+        etype = ev.type
+        # Hot path first: audio appends and deltas are >90 % of a session's events and need no
+        # JSON parsing (the ids and the audio are columns of the recording).
+        if etype == "input_audio_buffer.append" and ev.source is Source.CLIENT:
+            st.counts[etype] += 1
+            if ev.audio is not None:
+                st.input_chunk_times.append((ev.t_ns, len(st.input_audio)))
+                st.input_audio += ev.audio
+            else:  # audio kept inline (not canonical base64): decode it now
+                self._append_inline_input(ev)
+            return
+        t = canonical_type(etype)
+        st.counts[t] += 1
+        if t == "response.output_audio.delta" and ev.audio is not None:
+            self._audio_delta(ev)
+            return
+        handler = _HANDLERS.get(t)
+        data = ev.data
+        if handler is None:
+            if ev.source is Source.LOCAL or t in LOCAL_EVENT_TYPES:
+                st.local_events.append((ev.t_ns, t, data))
+                if t == "local.playback.played":
+                    self._played(data)
+                elif t == "local.connection.closed":
+                    st.connection_closed = data
+            elif ev.source is Source.SERVER or ev.source is Source.CLIENT:
+                known = (
+                    _schema_fields.SERVER if ev.source is Source.SERVER else _schema_fields.CLIENT
+                )
+                if t not in known:
+                    st.unknown_types[etype] += 1
+            return
+        known_fields = (
+            _schema_fields.SERVER if ev.source is Source.SERVER else _schema_fields.CLIENT
+        ).get(t)
+        if known_fields is not None:
+            for k in data:
+                if k not in known_fields:
+                    st.unknown_fields[f"{t}.{k}"] += 1
+        handler(self, ev, data)
+
+    def apply_input_run(self, t_ns: Sequence[int], offsets: Sequence[int], audio: Any) -> None:
+        """Apply a run of consecutive client ``input_audio_buffer.append`` events at once.
+
+        Exactly what :meth:`apply` does for each of them (their audio appended to the input
+        timeline, each chunk's send time noted), done in bulk: a recording read back is >80 %
+        appends, and this keeps reading a 60-minute session well under a second.
+
+        Args:
+            t_ns: each event's time (n values).
+            offsets: where each event's audio starts in ``audio``, plus its end (n + 1 values).
+            audio: a buffer holding the run's audio from ``offsets[0]`` to ``offsets[-1]``.
+        """
+        st = self.state
+        n = len(t_ns)
+        if not n:
+            return
+        st.event_count += n
+        st.counts["input_audio_buffer.append"] += n
+        shift = len(st.input_audio) - offsets[0]
+        st.input_chunk_times.extend(zip(t_ns, map(shift.__add__, offsets[:n]), strict=False))
+        st.input_audio += audio[offsets[0] : offsets[n]]
+        last = max(t_ns)
+        if last > st.last_t_ns:
+            st.last_t_ns = last
+
+    # -- helpers ---------------------------------------------------------------------------------
+
+    def _append_inline_input(self, ev: Event) -> None:
+        from .audio import b64decode_audio
+
+        b64 = ev.data.get("audio")
+        if isinstance(b64, str):
+            try:
+                audio = b64decode_audio(b64)
+            except ValueError:
+                self.state.errors.append(
+                    ErrorRecord(
+                        ev.t_ns, ev.type, "client_error", "invalid_audio", "audio is not base64"
+                    )
+                )
+                return
+            self.state.input_chunk_times.append((ev.t_ns, len(self.state.input_audio)))
+            self.state.input_audio += audio
+
+    def _item(self, item_id: str) -> Item:
+        it = self.state.items_by_id.get(item_id)
+        if it is None:
+            it = Item(id=item_id)
+            self.state.items_by_id[item_id] = it
+        return it
+
+    def _update_item(self, it: Item, obj: JSON, t_ns: int) -> None:
+        """Merge an item object as received into our Item (later events refine earlier ones)."""
+        it.raw = {**it.raw, **obj}
+        for key in ("type", "status", "name", "call_id"):
+            v = obj.get(key)
+            if isinstance(v, str):
+                setattr(it, key, v)
+        # A role belongs to messages. Some providers put one on function calls too (xAI: "user"
+        # in response.output_item.*, "tool" in conversation.item.added); it stays in ``raw`` but
+        # must not make a call read as somebody's utterance.
+        role = obj.get("role")
+        if isinstance(role, str):
+            it.role = role if it.type == "message" else None
+        args = obj.get("arguments")
+        if isinstance(args, str) and (args or not it.arguments):
+            it.arguments = args
+        out = obj.get("output")
+        if isinstance(out, str):
+            it.output = out
+        content = obj.get("content")
+        if isinstance(content, list):
+            for idx, part_obj in enumerate(content):
+                if not isinstance(part_obj, dict):
+                    continue
+                part = self._part(it, idx, part_obj.get("type"))
+                self._update_part(part, part_obj)
+        if it.added_t_ns is None:
+            it.added_t_ns = t_ns
+
+    def _part(self, it: Item, index: Any, part_type: Any) -> ContentPart:
+        idx = index if isinstance(index, int) and index >= 0 else len(it.content)
+        if idx > len(it.content) + MAX_CONTENT_INDEX_GAP:
+            # An index far past the parts we have (a hostile or broken event): one new part, not
+            # a loop driven by a number in the event.
+            note = f"item {it.id}: content_index {idx} far past its {len(it.content)} parts"
+            if note not in self.state.warnings:
+                self.state.warnings.append(note)
+            idx = len(it.content)
+        while len(it.content) <= idx:
+            it.content.append(ContentPart(type="unknown"))
+        part = it.content[idx]
+        ptype = canonical_part_type(part_type) if isinstance(part_type, str) else None
+        if (ptype and part.type == "unknown") or (
+            ptype and ptype != part.type and ptype == "output_audio"
+        ):
+            part.type = ptype
+        return part
+
+    def _update_part(self, part: ContentPart, obj: JSON) -> None:
+        text = obj.get("text")
+        if isinstance(text, str) and (text or part.text is None):
+            part.text = text
+        tr = obj.get("transcript")
+        if isinstance(tr, str) and (tr or part.transcript is None):
+            part.transcript = tr
+        url = obj.get("image_url")
+        if isinstance(url, str):
+            part.image_url = url
+        audio = obj.get("audio")
+        if isinstance(audio, str) and audio and part.inline_audio is None:
+            from .audio import b64decode_audio
+
+            try:
+                part.inline_audio = b64decode_audio(audio)
+            except ValueError:
+                part.extra["audio_invalid"] = True
+        for k, v in obj.items():
+            if k not in ("type", "text", "transcript", "image_url", "audio"):
+                part.extra[k] = v
+
+    def _place(self, item_id: str, data: JSON) -> None:
+        """Put an item in conversation order from ``previous_item_id``.
+
+        An id we know places the item right after it, and ``"root"`` places it first (the
+        client's way of inserting at the start). Anything else is "no position given" and
+        appends: an absent key, an unknown id, and ``null``, which OpenAI sends only for the first
+        item but other providers (xAI) send on every item.
+        """
+        order = self.state.order
+        if item_id in order:
+            return
+        prev = data.get("previous_item_id")
+        if isinstance(prev, str):
+            if prev in order:
+                order.insert(order.index(prev) + 1, item_id)
+                return
+            if prev == "root":
+                order.insert(0, item_id)
+                return
+        order.append(item_id)
+
+    def _turn_for_new_input(self, kind: str) -> Turn:
+        st = self.state
+        turn = Turn(index=len(st.turns), kind=kind)
+        st.turns.append(turn)
+        return turn
+
+    def _played(self, data: JSON) -> None:
+        item_id = data.get("item_id")
+        ms = data.get("played_ms")
+        if isinstance(item_id, str) and isinstance(ms, (int, float)):
+            self._item(item_id).played_ms = float(ms)
+
+    def _audio_delta(self, ev: Event) -> None:
+        st = self.state
+        item_id = ev.item_id
+        if item_id is None:
+            return
+        it = self._item(item_id)
+        part = None
+        for p in it.content:
+            if p.type == "output_audio":
+                part = p
+                break
+        if part is None:
+            part = self._part(it, None, "output_audio")
+        assert ev.audio is not None
+        part.audio_chunks.append(ev.audio)
+        if it.first_audio_t_ns is None:
+            it.first_audio_t_ns = ev.t_ns
+            it.output_bytes_per_ms = st.output_format.bytes_per_ms
+        rid = ev.response_id or it.response_id
+        if rid is not None:
+            resp = st.responses.get(rid)
+            if resp is not None and resp.first_audio_t_ns is None:
+                resp.first_audio_t_ns = ev.t_ns
+                self._first_output(resp, ev.t_ns, audio=True)
+
+    def _first_output(self, resp: Response, t_ns: int, audio: bool) -> None:
+        if resp.first_text_t_ns is None and not audio:
+            resp.first_text_t_ns = t_ns
+        for turn in self.state.turns:
+            if turn.response_id == resp.id:
+                if audio and turn.first_audio_t_ns is None:
+                    turn.first_audio_t_ns = t_ns
+                if turn.first_output_t_ns is None:
+                    turn.first_output_t_ns = t_ns
+
+    def _error(self, ev: Event, err: Any, item_id: str | None = None) -> None:
+        e = err if isinstance(err, dict) else {"message": str(err)}
+        self.state.errors.append(
+            ErrorRecord(
+                t_ns=ev.t_ns,
+                event_type=ev.type,
+                type=_str(e.get("type")),
+                code=_str(e.get("code")),
+                message=str(e.get("message") or e.get("code") or "unknown error"),
+                param=_str(e.get("param")),
+                event_id=_str(e.get("event_id")),
+                item_id=item_id,
+            )
+        )
+
+    # -- handlers (one per canonical type) -------------------------------------------------------
+
+    def on_session(self, ev: Event, data: JSON) -> None:
+        st = self.state
+        sess = data.get("session")
+        if not isinstance(sess, dict):
+            return
+        if ev.source is Source.CLIENT:
+            st.requested_session = deep_merge(st.requested_session, sess)
+        else:
+            st.session = sess
+        # The nested GA format wins over a flat beta-era field in the same session object: some
+        # providers (xAI) send both, the flat one as a placeholder ("not specified").
+        audio = sess.get("audio")
+        audio = audio if isinstance(audio, dict) else {}
+        for direction in ("input", "output"):
+            nested = audio.get(direction)
+            fmt = nested.get("format") if isinstance(nested, dict) else None
+            where = f"session.audio.{direction}.format"
+            if fmt is None:
+                fmt = sess.get(f"{direction}_audio_format")
+                where = f"session.{direction}_audio_format"
+            if fmt is not None:
+                self._set_format(ev, direction, fmt, where)
+
+    def _set_format(self, ev: Event, direction: str, fmt: Any, where: str) -> None:
+        """Adopt a format the session names; keep the current one (and say so) when the name is
+        not one we know, rather than re-timing every byte of audio on a guess."""
+        st = self.state
+        parsed = AudioFormat.parse(fmt)
+        current = st.input_format if direction == "input" else st.output_format
+        if parsed is None:
+            note = (
+                f"{ev.type}: {where} {fmt!r} is not an audio format realtime_nb knows "
+                f"(audio/pcm, audio/pcmu, audio/pcma, pcm16, g711_ulaw, g711_alaw); "
+                f"{direction} audio kept as {current}"
+            )
+            if note not in st.warnings:
+                st.warnings.append(note)
+        elif direction == "input":
+            st.input_format = parsed
+        else:
+            st.output_format = parsed
+
+    def on_conversation_created(self, ev: Event, data: JSON) -> None:
+        conv = data.get("conversation")
+        if isinstance(conv, dict) and isinstance(conv.get("id"), str):
+            self.state.conversation_id = conv["id"]
+
+    def on_item_added(self, ev: Event, data: JSON) -> None:
+        item = data.get("item")
+        if not isinstance(item, dict) or not isinstance(item.get("id"), str):
+            return
+        it = self._item(item["id"])
+        self._update_item(it, item, ev.t_ns)
+        it.in_conversation = True
+        if "previous_item_id" in data:
+            it.previous_item_id = _str(data.get("previous_item_id"))
+        self._place(it.id, data)
+        if it.role == "user" and it.type == "message":
+            turn = self._turn_by_item.get(it.id)
+            if turn is None and any(p.type == "input_text" for p in it.content):
+                turn = self._turn_for_new_input("text")
+                turn.item_id = it.id
+                turn.text_t_ns = ev.t_ns
+                self._turn_by_item[it.id] = turn
+                self._awaiting_response.append(turn)
+            self._attach_input_audio(it)
+
+    def _attach_input_audio(self, it: Item) -> None:
+        turn = self._turn_by_item.get(it.id)
+        if turn is None or turn.kind == "text":
+            return
+        for part in it.content:
+            if (
+                part.type == "input_audio"
+                and part.input_range is None
+                and part.inline_audio is None
+            ):
+                part.input_range = turn.input_range
+        it.audio_start_ms = turn.audio_start_ms
+        it.audio_end_ms = turn.audio_end_ms
+
+    def on_item_done(self, ev: Event, data: JSON) -> None:
+        item = data.get("item")
+        if not isinstance(item, dict) or not isinstance(item.get("id"), str):
+            return
+        it = self._item(item["id"])
+        self._update_item(it, item, ev.t_ns)
+        it.done_t_ns = ev.t_ns
+        if it.in_conversation and "previous_item_id" in data:
+            self._place(it.id, data)
+        self._attach_input_audio(it)
+
+    def on_item_retrieved(self, ev: Event, data: JSON) -> None:
+        item = data.get("item")
+        if isinstance(item, dict) and isinstance(item.get("id"), str):
+            self._update_item(self._item(item["id"]), item, ev.t_ns)
+
+    def on_item_create(self, ev: Event, data: JSON) -> None:
+        """A client ``conversation.item.create``: remember inline audio for the item to come."""
+        item = data.get("item")
+        if not isinstance(item, dict):
+            return
+        if isinstance(item.get("id"), str):
+            it = self._item(item["id"])
+            self._update_item(it, item, ev.t_ns)
+            it.added_t_ns = None  # not in the conversation until the server says so
+
+    def on_item_truncate(self, ev: Event, data: JSON) -> None:
+        item_id, ms = data.get("item_id"), data.get("audio_end_ms")
+        if isinstance(item_id, str) and isinstance(ms, (int, float)):
+            self._item(item_id).truncate_requested_ms = int(ms)
+
+    def on_item_truncated(self, ev: Event, data: JSON) -> None:
+        item_id, ms = data.get("item_id"), data.get("audio_end_ms")
+        if isinstance(item_id, str) and isinstance(ms, (int, float)):
+            it = self._item(item_id)
+            it.truncated_ms = int(ms)
+
+    def on_item_deleted(self, ev: Event, data: JSON) -> None:
+        item_id = data.get("item_id")
+        if isinstance(item_id, str):
+            self._item(item_id).deleted = True
+
+    def _transcribed(self, data: JSON) -> tuple[Item, ContentPart] | None:
+        """The user item and input-audio part an input transcription event is about."""
+        item_id = data.get("item_id")
+        if not isinstance(item_id, str):
+            return None
+        it = self._item(item_id)
+        return it, self._part(it, data.get("content_index", 0), "input_audio")
+
+    def on_transcription_delta(self, ev: Event, data: JSON) -> None:
+        target = self._transcribed(data)
+        if target is None:
+            return
+        it, part = target
+        delta = data.get("delta")
+        if isinstance(delta, str):
+            part.transcript = (part.transcript or "") + delta
+        it.transcription_status = "in_progress"
+
+    def on_transcription_segment(self, ev: Event, data: JSON) -> None:
+        target = self._transcribed(data)
+        if target is not None:
+            target[1].extra.setdefault("segments", []).append(
+                {k: data.get(k) for k in ("id", "text", "speaker", "start", "end")}
+            )
+
+    def on_transcription_completed(self, ev: Event, data: JSON) -> None:
+        # xAI also sends interim "completed" events with status "in_progress": the transcript so
+        # far, not the final one.
+        final = data.get("status") != "in_progress"
+        self._transcript_so_far(data, final=final)
+
+    def on_transcription_updated(self, ev: Event, data: JSON) -> None:
+        """xAI's ``...input_audio_transcription.updated``: the whole transcript so far (not a
+        delta), never final."""
+        self._transcript_so_far(data, final=False)
+
+    def _transcript_so_far(self, data: JSON, final: bool) -> None:
+        target = self._transcribed(data)
+        if target is None:
+            return
+        it, part = target
+        if it.transcription_status == "completed" and not final:
+            return  # an interim guess that arrives after the final transcript changes nothing
+        tr = data.get("transcript")
+        if isinstance(tr, str):
+            part.transcript = tr
+        it.transcription_status = "completed" if final else "in_progress"
+
+    def on_transcription_failed(self, ev: Event, data: JSON) -> None:
+        item_id = data.get("item_id")
+        if isinstance(item_id, str):
+            it = self._item(item_id)
+            it.transcription_status = "failed"
+            err = data.get("error")
+            it.transcription_error = err if isinstance(err, dict) else {"message": str(err)}
+        self._error(ev, data.get("error"), item_id=_str(item_id))
+
+    def on_speech_started(self, ev: Event, data: JSON) -> None:
+        turn = self._turn_for_new_input("vad")
+        turn.speech_started_t_ns = ev.t_ns
+        turn.audio_start_ms = _int(data.get("audio_start_ms"))
+        item_id = _str(data.get("item_id"))
+        if item_id:
+            turn.item_id = item_id
+            self._turn_by_item[item_id] = turn
+        self._pending_turn = turn
+
+    def on_speech_stopped(self, ev: Event, data: JSON) -> None:
+        turn = self._pending_turn
+        item_id = _str(data.get("item_id"))
+        if turn is None or (item_id and turn.item_id and turn.item_id != item_id):
+            turn = self._turn_by_item.get(item_id or "") or self._turn_for_new_input("vad")
+        turn.speech_stopped_t_ns = ev.t_ns
+        turn.audio_end_ms = _int(data.get("audio_end_ms"))
+        if item_id:
+            turn.item_id = item_id
+            self._turn_by_item[item_id] = turn
+
+    def on_committed(self, ev: Event, data: JSON) -> None:
+        st = self.state
+        item_id = _str(data.get("item_id"))
+        turn = self._turn_by_item.get(item_id or "") if item_id else None
+        if (
+            turn is None
+            and self._pending_turn is not None
+            and self._pending_turn.committed_t_ns is None
+        ):
+            turn = self._pending_turn
+        if turn is None:
+            turn = self._turn_for_new_input("commit")
+        turn.committed_t_ns = ev.t_ns
+        if item_id:
+            turn.item_id = item_id
+            self._turn_by_item[item_id] = turn
+        # Which input bytes the committed item holds: the VAD's segment, else the whole buffer.
+        bpms = st.input_format.bytes_per_ms
+        total = len(st.input_audio)
+        if turn.audio_start_ms is not None and turn.audio_end_ms is not None:
+            start = min(total, st.input_format.bytes_for_ms(turn.audio_start_ms))
+            end = min(total, st.input_format.bytes_for_ms(turn.audio_end_ms))
+        else:
+            start, end = st.input_buffer_start, total
+            turn.audio_start_ms = int(start / bpms) if bpms else None
+            turn.audio_end_ms = int(end / bpms) if bpms else None
+        turn.input_range = (start, end)
+        st.input_buffer_start = max(st.input_buffer_start, end)
+        self._pending_turn = None
+        self._awaiting_response.append(turn)
+        if item_id and item_id in st.items_by_id:
+            self._attach_input_audio(st.items_by_id[item_id])
+
+    def on_cleared(self, ev: Event, data: JSON) -> None:
+        self.state.input_buffer_start = len(self.state.input_audio)
+
+    def on_response_created(self, ev: Event, data: JSON) -> None:
+        st = self.state
+        resp_obj = data.get("response")
+        if not isinstance(resp_obj, dict) or not isinstance(resp_obj.get("id"), str):
+            return
+        resp = st.responses.get(resp_obj["id"]) or Response(id=resp_obj["id"])
+        st.responses[resp.id] = resp
+        self._update_response(resp, resp_obj)
+        resp.created_t_ns = ev.t_ns
+        resp.out_of_band = resp_obj.get("conversation_id") is None and "conversation_id" in resp_obj
+        if not resp.out_of_band:
+            st.active_response_id = resp.id
+            if self._awaiting_response:
+                # A response answers the latest input before it: after a history seed (user,
+                # assistant, user, then response.create) that is the last user item, not the
+                # first; earlier inputs that got no response of their own stay unanswered.
+                turn = self._awaiting_response[-1]
+                turn.response_id = resp.id
+                self._awaiting_response.clear()
+
+    def _update_response(self, resp: Response, obj: JSON) -> None:
+        resp.raw = {**resp.raw, **obj}
+        if isinstance(obj.get("status"), str):
+            resp.status = obj["status"]
+        if "status_details" in obj:
+            sd = obj.get("status_details")
+            resp.status_details = sd if isinstance(sd, dict) else None
+        if isinstance(obj.get("conversation_id"), str):
+            resp.conversation_id = obj["conversation_id"]
+        mods = obj.get("output_modalities", obj.get("modalities"))
+        if isinstance(mods, list):
+            resp.output_modalities = [str(m) for m in mods]
+        if isinstance(obj.get("metadata"), dict):
+            resp.metadata = obj["metadata"]
+        out = obj.get("output")
+        if isinstance(out, list):
+            for o in out:
+                if isinstance(o, dict) and isinstance(o.get("id"), str):
+                    if o["id"] not in resp.output_item_ids:
+                        resp.output_item_ids.append(o["id"])
+                    it = self._item(o["id"])
+                    it.response_id = resp.id
+                    self._update_item(it, o, 0)
+
+    def on_response_done(self, ev: Event, data: JSON) -> None:
+        st = self.state
+        resp_obj = data.get("response")
+        if not isinstance(resp_obj, dict) or not isinstance(resp_obj.get("id"), str):
+            return
+        resp = st.responses.get(resp_obj["id"])
+        if resp is None:
+            resp = Response(id=resp_obj["id"])
+            st.responses[resp.id] = resp
+        self._update_response(resp, resp_obj)
+        resp.done_t_ns = ev.t_ns
+        # Usage sits in the response (OpenAI, Azure) or beside it in the event (xAI, whose
+        # response.usage is an empty object).
+        usage = resp_obj.get("usage")
+        if not usage and isinstance(data.get("usage"), dict):
+            usage = data["usage"]
+        if isinstance(usage, dict):
+            resp.usage = Usage.from_api(usage)
+            resp.usage_raw = usage
+            st.usage = st.usage + resp.usage
+        if st.active_response_id == resp.id:
+            st.active_response_id = None
+        if resp.status == "failed":
+            err = (resp.status_details or {}).get("error") if resp.status_details else None
+            self._error(ev, err or {"message": f"response {resp.id} failed"})
+
+    def on_output_item(self, ev: Event, data: JSON) -> None:
+        item = data.get("item")
+        rid = _str(data.get("response_id"))
+        if not isinstance(item, dict) or not isinstance(item.get("id"), str):
+            return
+        it = self._item(item["id"])
+        self._update_item(it, item, ev.t_ns)
+        if rid:
+            it.response_id = rid
+            resp = self.state.responses.get(rid)
+            if resp is not None:
+                if it.id not in resp.output_item_ids:
+                    resp.output_item_ids.append(it.id)
+                if resp.out_of_band:
+                    it.in_conversation = False
+        if ev.type == "response.output_item.done":
+            it.done_t_ns = ev.t_ns
+            # A server that never announces its output items with conversation.item.added still
+            # put them in the conversation: at the end (OpenAI has placed them by now).
+            if it.in_conversation:
+                self._place(it.id, {})
+
+    def on_content_part(self, ev: Event, data: JSON) -> None:
+        item_id = _str(data.get("item_id"))
+        part_obj = data.get("part")
+        if not item_id or not isinstance(part_obj, dict):
+            return
+        it = self._item(item_id)
+        part = self._part(it, data.get("content_index"), part_obj.get("type"))
+        self._update_part(part, part_obj)
+
+    def on_text_delta(self, ev: Event, data: JSON) -> None:
+        item_id = _str(data.get("item_id"))
+        delta = data.get("delta")
+        if not item_id or not isinstance(delta, str):
+            return
+        it = self._item(item_id)
+        part = self._part(it, data.get("content_index"), "output_text")
+        part.text = (part.text or "") + delta
+        self._first_text(ev)
+
+    def on_text_done(self, ev: Event, data: JSON) -> None:
+        item_id = _str(data.get("item_id"))
+        text = data.get("text")
+        if item_id and isinstance(text, str):
+            self._part(self._item(item_id), data.get("content_index"), "output_text").text = text
+
+    def on_transcript_delta(self, ev: Event, data: JSON) -> None:
+        item_id = _str(data.get("item_id"))
+        delta = data.get("delta")
+        if not item_id or not isinstance(delta, str):
+            return
+        it = self._item(item_id)
+        part = self._part(it, data.get("content_index"), "output_audio")
+        part.transcript = (part.transcript or "") + delta
+        self._first_text(ev)
+
+    def on_transcript_done(self, ev: Event, data: JSON) -> None:
+        item_id = _str(data.get("item_id"))
+        tr = data.get("transcript")
+        if item_id and isinstance(tr, str):
+            self._part(
+                self._item(item_id), data.get("content_index"), "output_audio"
+            ).transcript = tr
+
+    def _first_text(self, ev: Event) -> None:
+        rid = _str(ev.data.get("response_id"))
+        resp = self.state.responses.get(rid) if rid else None
+        if resp is not None and resp.first_text_t_ns is None:
+            resp.first_text_t_ns = ev.t_ns
+            self._first_output(resp, ev.t_ns, audio=False)
+
+    def on_audio_delta_inline(self, ev: Event, data: JSON) -> None:
+        """An audio delta whose base64 could not be split off (odd text): decode it here."""
+        from .audio import b64decode_audio
+
+        b64 = data.get("delta")
+        if not isinstance(b64, str):
+            return
+        try:
+            audio = b64decode_audio(b64)
+        except ValueError:
+            self._error(ev, {"type": "client_error", "message": "audio delta is not base64"})
+            return
+        clone = Event(
+            ev.seq,
+            ev.t_ns,
+            ev.source,
+            ev.type,
+            data=data,
+            audio=audio,
+            item_id=ev.item_id or _str(data.get("item_id")),
+            response_id=ev.response_id or _str(data.get("response_id")),
+        )
+        self._audio_delta(clone)
+
+    def on_function_args_delta(self, ev: Event, data: JSON) -> None:
+        item_id = _str(data.get("item_id"))
+        delta = data.get("delta")
+        if item_id and isinstance(delta, str):
+            it = self._item(item_id)
+            it.type = it.type if it.type != "message" else "function_call"
+            it.arguments = (it.arguments or "") + delta
+            if isinstance(data.get("call_id"), str):
+                it.call_id = data["call_id"]
+            self._first_text(ev)
+
+    def on_function_args_done(self, ev: Event, data: JSON) -> None:
+        item_id = _str(data.get("item_id"))
+        if not item_id:
+            return
+        it = self._item(item_id)
+        if isinstance(data.get("arguments"), str):
+            it.arguments = data["arguments"]
+        for key in ("call_id", "name"):
+            if isinstance(data.get(key), str):
+                setattr(it, key, data[key])
+
+    def on_mcp_args_delta(self, ev: Event, data: JSON) -> None:
+        item_id = _str(data.get("item_id"))
+        delta = data.get("delta")
+        if item_id and isinstance(delta, str):
+            it = self._item(item_id)
+            it.arguments = (it.arguments or "") + delta
+
+    def on_mcp_args_done(self, ev: Event, data: JSON) -> None:
+        item_id = _str(data.get("item_id"))
+        if item_id and isinstance(data.get("arguments"), str):
+            self._item(item_id).arguments = data["arguments"]
+
+    def on_mcp_status(self, ev: Event, data: JSON) -> None:
+        item_id = _str(data.get("item_id"))
+        if item_id:
+            self._item(item_id).status = canonical_type(ev.type).rsplit(".", 1)[-1]
+        if ev.type.endswith(".failed"):
+            self._error(ev, data.get("error") or {"message": f"{ev.type} for {item_id}"}, item_id)
+
+    def on_error(self, ev: Event, data: JSON) -> None:
+        self._error(ev, data.get("error"))
+
+    def on_response_create(self, ev: Event, data: JSON) -> None:
+        """Client ``response.create``: a text turn with no item of its own still awaits this."""
+
+    def on_ignore(self, ev: Event, data: JSON) -> None:
+        """Known events that change nothing the state tracks (rate limits, buffer notices)."""
+
+
+def _str(v: Any) -> str | None:
+    return v if isinstance(v, str) else None
+
+
+def _int(v: Any) -> int | None:
+    return int(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+
+
+_HANDLERS: Final = {
+    "session.created": Reducer.on_session,
+    "session.updated": Reducer.on_session,
+    "session.update": Reducer.on_session,
+    "conversation.created": Reducer.on_conversation_created,
+    "conversation.item.added": Reducer.on_item_added,
+    "conversation.item.done": Reducer.on_item_done,
+    "conversation.item.retrieved": Reducer.on_item_retrieved,
+    "conversation.item.create": Reducer.on_item_create,
+    "conversation.item.truncate": Reducer.on_item_truncate,
+    "conversation.item.truncated": Reducer.on_item_truncated,
+    "conversation.item.deleted": Reducer.on_item_deleted,
+    "conversation.item.input_audio_transcription.delta": Reducer.on_transcription_delta,
+    "conversation.item.input_audio_transcription.segment": Reducer.on_transcription_segment,
+    "conversation.item.input_audio_transcription.completed": Reducer.on_transcription_completed,
+    "conversation.item.input_audio_transcription.failed": Reducer.on_transcription_failed,
+    "conversation.item.input_audio_transcription.updated": Reducer.on_transcription_updated,
+    "input_audio_buffer.speech_started": Reducer.on_speech_started,
+    "input_audio_buffer.speech_stopped": Reducer.on_speech_stopped,
+    "input_audio_buffer.committed": Reducer.on_committed,
+    "input_audio_buffer.cleared": Reducer.on_cleared,
+    "response.created": Reducer.on_response_created,
+    "response.done": Reducer.on_response_done,
+    "response.output_item.added": Reducer.on_output_item,
+    "response.output_item.done": Reducer.on_output_item,
+    "response.content_part.added": Reducer.on_content_part,
+    "response.content_part.done": Reducer.on_content_part,
+    "response.output_text.delta": Reducer.on_text_delta,
+    "response.output_text.done": Reducer.on_text_done,
+    "response.output_audio.delta": Reducer.on_audio_delta_inline,
+    "response.output_audio_transcript.delta": Reducer.on_transcript_delta,
+    "response.output_audio_transcript.done": Reducer.on_transcript_done,
+    "response.function_call_arguments.delta": Reducer.on_function_args_delta,
+    "response.function_call_arguments.done": Reducer.on_function_args_done,
+    "response.mcp_call_arguments.delta": Reducer.on_mcp_args_delta,
+    "response.mcp_call_arguments.done": Reducer.on_mcp_args_done,
+    "response.mcp_call.in_progress": Reducer.on_mcp_status,
+    "response.mcp_call.completed": Reducer.on_mcp_status,
+    "response.mcp_call.failed": Reducer.on_mcp_status,
+    "mcp_list_tools.failed": Reducer.on_mcp_status,
+    "error": Reducer.on_error,
+    "response.create": Reducer.on_response_create,
+    "response.cancel": Reducer.on_ignore,
+    "response.output_audio.done": Reducer.on_ignore,
+    "rate_limits.updated": Reducer.on_ignore,
+    "input_audio_buffer.commit": Reducer.on_ignore,
+    "input_audio_buffer.clear": Reducer.on_ignore,
+    "input_audio_buffer.timeout_triggered": Reducer.on_ignore,
+    "input_audio_buffer.dtmf_event_received": Reducer.on_ignore,
+    "output_audio_buffer.started": Reducer.on_ignore,
+    "output_audio_buffer.stopped": Reducer.on_ignore,
+    "output_audio_buffer.cleared": Reducer.on_ignore,
+    "output_audio_buffer.clear": Reducer.on_ignore,
+    "conversation.item.retrieve": Reducer.on_ignore,
+    "conversation.item.delete": Reducer.on_ignore,
+    "mcp_list_tools.in_progress": Reducer.on_ignore,
+    "mcp_list_tools.completed": Reducer.on_ignore,
+}
+
+
+def reduce(events: Iterable[Event]) -> ConversationState:
+    """Fold events into a fresh state (``Reducer().apply_all(events)``)."""
+    return Reducer().apply_all(events)
+
+
+def states_at(
+    events: Iterable[Event], times_ns: Iterable[int]
+) -> Iterator[tuple[int, ConversationState]]:
+    """The state as it was at each of ``times_ns`` (ascending), for replay at a playhead."""
+    r = Reducer()
+    it = iter(events)
+    pending: Event | None = None
+    for t in times_ns:
+        if pending is not None and pending.t_ns <= t:
+            r.apply(pending)
+            pending = None
+        if pending is None:
+            for ev in it:
+                if ev.t_ns > t:
+                    pending = ev
+                    break
+                r.apply(ev)
+        yield t, r.state.snapshot()

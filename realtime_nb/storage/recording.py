@@ -1,0 +1,1554 @@
+"""Recordings: every event and audio chunk of a session in an Arrow IPC stream file.
+
+:class:`Recorder` appends events (thread-safe) and writes a record batch at least every
+:data:`FLUSH_INTERVAL_S`, through an unbuffered file, so a killed kernel loses at most the tail.
+:class:`Recording` reads a file back (salvaging a cut one), reduces it with the same reducer as the
+live session, and gives tables, audio tracks, WAV/JSONL export and notebook rendering.
+
+File layout (one row per event)::
+
+    seq int64 | t_ns int64 | source string | type string | event_id string | item_id string |
+    response_id string | payload string (JSON, audio field emptied) | audio binary (raw bytes)
+
+The schema metadata key ``realtime_nb`` holds a JSON object: ``format_version``,
+``package_version``, ``model``, ``url`` (credentials removed), ``input_format``,
+``output_format``, ``started_at`` (UTC, ISO 8601), and optional ``parent``/``description``.
+
+Integrity (:mod:`realtime_nb.storage._integrity`): the schema metadata key ``realtime_nb.crc32c`` holds
+the CRC-32C of that object; every batch carries its ``seq`` range and a CRC-32C of its contents
+in its IPC message's custom metadata; ``close()`` writes an empty last batch with the event count.
+Plain Arrow readers (and realtime_nb before checksums, which reads the same format version) ignore
+all of it. The reader validates and verifies every batch before use, resumes after a damaged one
+at the next intact message, and reports what was lost.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import mmap
+import secrets as _secrets
+import threading
+import time
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Final
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+
+from ..core._redact import needs_redaction, redact_obj, redact_text, safe_url
+from ..core._version import __version__
+from ..core.audio import AudioFormat, decode_to_float, resample
+from ..core.events import Event, extract_ids, split_audio
+from ..core.protocol import AUDIO_FIELDS, Source, source_of_type
+from ..core.reducer import ConversationState, Item, Reducer
+from ._integrity import (
+    CRC_KEY,
+    Damage,
+    DamagedHeader,
+    Integrity,
+    batch_metadata,
+    closing_metadata,
+    meta_checksum,
+    read_header,
+    scan,
+)
+
+__all__ = [
+    "FLUSH_INTERVAL_S",
+    "FORMAT_VERSION",
+    "Recorder",
+    "Recording",
+    "RecordingDamagedError",
+    "RecordingFormatError",
+    "RecordingSalvageWarning",
+]
+
+JSON = dict[str, Any]
+
+#: Version of the file layout. Bump on any change a older reader would misread; readers refuse
+#: newer versions instead of guessing.
+FORMAT_VERSION: Final = 1
+#: Longest time an appended event waits in memory before reaching the file. A killed kernel
+#: loses at most this much; shorter intervals make more, smaller batches (slower to read back).
+FLUSH_INTERVAL_S: Final = 0.25
+#: A batch is also written once it holds this many bytes: bounds memory when events arrive
+#: faster than real time (imports, benchmarks) and keeps binary offsets far below 2 GiB.
+MAX_BATCH_BYTES: Final = 16 * 1024 * 1024
+#: Pending bytes past which ``append`` writes the batch itself instead of waking the writer
+#: thread: back-pressure when the disk is slower than the events (bounds memory to ~64 MiB).
+MAX_PENDING_BYTES: Final = 4 * MAX_BATCH_BYTES
+#: Metadata key of the recording description in the Arrow schema.
+META_KEY: Final = b"realtime_nb"
+#: Default folder for recordings, relative to the working directory (the notebook's folder).
+DEFAULT_DIR: Final = Path("recordings")
+
+_SOURCES: Final[dict[Any, Source]] = {**{s: s for s in Source}, **{s.value: s for s in Source}}
+
+SCHEMA_FIELDS: Final = [
+    pa.field("seq", pa.int64(), nullable=False),
+    pa.field("t_ns", pa.int64(), nullable=False),
+    pa.field("source", pa.string(), nullable=False),
+    pa.field("type", pa.string(), nullable=False),
+    pa.field("event_id", pa.string()),
+    pa.field("item_id", pa.string()),
+    pa.field("response_id", pa.string()),
+    pa.field("payload", pa.string(), nullable=False),
+    pa.field("audio", pa.binary()),
+]
+
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+class RecordingFormatError(ValueError):
+    """A file that is not a realtime_nb recording, or one written by a newer realtime_nb."""
+
+
+class RecordingDamagedError(RecordingFormatError):
+    """A recording whose header (its first message: the columns and the description) is
+    damaged: nothing in it can be decoded without the header."""
+
+
+class RecordingSalvageWarning(UserWarning):
+    """A recording was cut (a killed process, a partial copy) or damaged, and what was intact was
+    recovered. The message says which ``seq`` ranges were lost, how many events, and at which
+    byte offsets; :attr:`Recording.integrity` has the same as data."""
+
+
+def _utcnow_iso() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds")
+
+
+def make_meta(
+    *,
+    model: str | None = None,
+    url: str | None = None,
+    input_format: AudioFormat | None = None,
+    output_format: AudioFormat | None = None,
+    started_at: str | None = None,
+    **extra: Any,
+) -> JSON:
+    """The metadata object of a recording (credentials stripped from ``url``)."""
+    inf = input_format or AudioFormat()
+    outf = output_format or AudioFormat()
+    meta: JSON = {
+        "format_version": FORMAT_VERSION,
+        "package_version": __version__,
+        "model": model,
+        "url": safe_url(url),
+        "input_format": {"type": inf.type, "rate": inf.rate},
+        "output_format": {"type": outf.type, "rate": outf.rate},
+        "started_at": started_at or _utcnow_iso(),
+    }
+    meta.update({k: v for k, v in extra.items() if v is not None})
+    return meta
+
+
+def default_path(model: str | None = None, directory: str | Path = DEFAULT_DIR) -> Path:
+    """``recordings/YYYYmmdd-HHMMSS-<model>-<4 hex>.arrow`` (unique, sortable by time)."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    name = "".join(c if c.isalnum() or c in "-_." else "-" for c in (model or "session"))
+    return Path(directory) / f"{stamp}-{name}-{_secrets.token_hex(2)}.arrow"
+
+
+class _Columns:
+    """Rows not yet written, one tuple each (a single list append is the cheapest thing)."""
+
+    __slots__ = ("nbytes", "rows")
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[Any, ...]] = []
+        self.nbytes = 0
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def add(self, ev: Event) -> None:
+        payload = ev.payload
+        self.rows.append(
+            (
+                ev.seq,
+                ev.t_ns,
+                ev.source.value,
+                ev.type,
+                ev.event_id,
+                ev.item_id,
+                ev.response_id,
+                payload,
+                ev.audio,
+            )
+        )
+        self.nbytes += len(payload) + (len(ev.audio) if ev.audio else 0)
+
+    def to_batch(self, schema: pa.Schema) -> pa.RecordBatch:
+        cols = list(zip(*self.rows, strict=True)) if self.rows else [()] * len(schema)
+        return pa.RecordBatch.from_arrays(
+            [_column(c, f.type) for c, f in zip(cols, schema, strict=True)], schema=schema
+        )
+
+
+def _column(values: Sequence[Any], typ: pa.DataType) -> pa.Array:
+    """An Arrow array built straight from buffers.
+
+    ``pa.array`` on Python lists imports pandas the first time (half a second, holding the GIL,
+    on the session's clock) and converts element by element; joining bytes and computing offsets
+    with numpy does neither.
+    """
+    n = len(values)
+    if typ == pa.int64():
+        return pa.Array.from_buffers(typ, n, [None, pa.py_buffer(np.array(values, np.int64))])
+    present: list[Any] = [v for v in values if v is not None]
+    joined: bytes | None = None
+    if typ == pa.string():
+        text = "".join(present)
+        if text.isascii():
+            # Nearly all of it: byte lengths are character lengths, so one encode of the
+            # joined text replaces one encode per value.
+            joined = text.encode("ascii")
+        else:
+            present = [v.encode("utf-8") for v in present]
+    if joined is None:
+        joined = b"".join(present)
+    nulls = n - len(present)
+    offsets = np.zeros(n + 1, np.int32)
+    validity = None
+    if nulls:
+        mask = np.fromiter((v is not None for v in values), dtype=bool, count=n)
+        lengths = np.zeros(n, np.int64)
+        lengths[mask] = np.fromiter(map(len, present), dtype=np.int64, count=len(present))
+        np.cumsum(lengths, out=offsets[1:])
+        validity = pa.py_buffer(np.packbits(mask, bitorder="little"))
+    elif n:
+        np.cumsum(np.fromiter(map(len, present), dtype=np.int64, count=n), out=offsets[1:])
+    data = pa.py_buffer(joined)
+    return pa.Array.from_buffers(typ, n, [validity, pa.py_buffer(offsets), data], null_count=nulls)
+
+
+def _schema(meta: Mapping[str, Any]) -> pa.Schema:
+    """The file's schema: the columns, the description, and the description's checksum (whose
+    presence tells the reader that every batch has one too)."""
+    described = _dumps(dict(meta)).encode("utf-8")
+    return pa.schema(
+        SCHEMA_FIELDS, metadata={META_KEY: described, CRC_KEY: meta_checksum(described)}
+    )
+
+
+class Recorder:
+    """Writes a session's events to an Arrow IPC stream file, crash-safe and thread-safe.
+
+    Args:
+        path: the ``.arrow`` file to create (parent folders are made), a folder (a file name is
+            chosen in it), or ``None`` to build :class:`Event` objects without writing anything.
+        meta: the recording's description (see :func:`make_meta`); credentials in ``url`` are
+            stripped.
+        secrets: exact strings that must never reach the file (the API key in use); they are
+            replaced by ``[REDACTED]`` wherever they appear, as are ``sk-``/``ek_`` keys,
+            ``Authorization`` values and ``client_secret`` fields.
+        flush_interval: seconds an event may wait in memory (default :data:`FLUSH_INTERVAL_S`).
+        clock: monotonic nanosecond clock (tests may inject one).
+
+    Raises:
+        FileExistsError: ``path`` names an existing file (recordings are never overwritten).
+    """
+
+    def __init__(
+        self,
+        path: str | Path | None = None,
+        *,
+        meta: Mapping[str, Any] | None = None,
+        secrets: Iterable[str] = (),
+        flush_interval: float = FLUSH_INTERVAL_S,
+        clock: Callable[[], int] = time.monotonic_ns,
+    ) -> None:
+        self._secrets = tuple(s for s in secrets if s)
+        base_meta = dict(meta) if meta is not None else make_meta()
+        if "url" in base_meta:
+            base_meta["url"] = safe_url(base_meta["url"])
+        base_meta.setdefault("format_version", FORMAT_VERSION)
+        base_meta.setdefault("package_version", __version__)
+        base_meta.setdefault("started_at", _utcnow_iso())
+        self.meta: JSON = redact_obj(base_meta, self._secrets)
+        self._clock = clock
+        self._t0 = clock()
+        self._seq = 0
+        self._lock = threading.Lock()  # guards _rows and _seq
+        self._write_lock = threading.Lock()  # serializes batch writes, in seq order
+        self._rows = _Columns()
+        self._closed = False
+        self.path: Path | None = None
+        self._file: Any = None
+        self._writer: Any = None
+        self._schema = _schema(self.meta)
+        if path is not None:
+            p = Path(path)
+            if p.is_dir() or (not p.suffix and not p.exists()):
+                p = default_path(self.meta.get("model"), p)
+            if p.exists():
+                raise FileExistsError(f"{p} already exists; recordings are never overwritten")
+            p.parent.mkdir(parents=True, exist_ok=True)
+            self.path = p
+            # pa.OSFile writes straight to the file descriptor (no user-space buffer): what a
+            # batch write returns from is in the OS page cache and survives a SIGKILL.
+            self._file = pa.OSFile(str(p), "wb")
+            self._writer = pa.ipc.new_stream(self._file, self._schema)
+            self._stop = threading.Event()
+            self._wake = threading.Event()
+            self._flusher = threading.Thread(
+                target=self._flush_loop,
+                args=(flush_interval,),
+                name="realtime_nb-recorder",
+                daemon=True,
+            )
+            self._flusher.start()
+
+    # -- appending -------------------------------------------------------------------------------
+
+    def append(
+        self,
+        source: Source | str,
+        data: JSON,
+        *,
+        raw: str | None = None,
+        audio: bytes | None = None,
+        t_ns: int | None = None,
+    ) -> Event:
+        """Record one event and return it as an :class:`Event`. Thread-safe, never blocks on I/O.
+
+        Args:
+            source: ``client`` (sent), ``server`` (received) or ``local``.
+            data: the event as a dict (as parsed from, or serialized to, the wire).
+            raw: the exact frame text, when the caller has it: the payload is cut from it, so
+                nothing is serialized twice.
+            audio: the event's audio already decoded (e.g. the PCM the session just encoded).
+            t_ns: time since session start; defaults to now on the recorder's clock.
+
+        Raises:
+            ValueError: ``source`` is not a known source, or the recorder is closed.
+        """
+        src = _SOURCES.get(source) or Source.parse(source)
+        etype = data.get("type")
+        if not isinstance(etype, str):
+            etype = "<missing type>"
+        pdict: JSON | None
+        if etype in AUDIO_FIELDS:
+            payload, pdict, audio = split_audio(etype, data, raw, audio)
+        else:
+            payload, pdict, audio = raw, (None if raw is not None else data), None
+        if payload is None:
+            payload = _dumps(pdict)
+        if needs_redaction(payload, self._secrets):
+            red = redact_text(payload, self._secrets)
+            if red is not payload:
+                payload, pdict = red, None
+        event_id = data.get("event_id")
+        if not isinstance(event_id, str):
+            event_id = None
+        if "item" in data or "response" in data:
+            _, item_id, response_id = extract_ids(data)
+        else:
+            item_id, response_id = data.get("item_id"), data.get("response_id")
+            item_id = item_id if isinstance(item_id, str) else None
+            response_id = response_id if isinstance(response_id, str) else None
+        with self._lock:
+            if self._closed:
+                raise ValueError("this recorder is closed; start a new one to record more")
+            seq = self._seq
+            self._seq = seq + 1
+            t = self._clock() - self._t0 if t_ns is None else t_ns
+            if self._writer is not None:
+                rows = self._rows
+                rows.rows.append(
+                    (seq, t, src.value, etype, event_id, item_id, response_id, payload, audio)
+                )
+                rows.nbytes += len(payload) + (len(audio) if audio is not None else 0)
+                big = rows.nbytes >= MAX_BATCH_BYTES
+            else:
+                big = False
+        ev = Event(
+            seq,
+            t,
+            src,
+            etype,
+            data=pdict,
+            payload=payload,
+            audio=audio,
+            event_id=event_id,
+            item_id=item_id,
+            response_id=response_id,
+        )
+        if big:
+            if rows.nbytes >= MAX_PENDING_BYTES:
+                self.flush()  # the writer thread is behind: apply back-pressure here
+            else:
+                self._wake.set()  # write in the background: the file write releases the GIL
+        return ev
+
+    def log_local(self, event_type: str, data: Mapping[str, Any] | None = None) -> Event:
+        """Record a ``local`` event (``local.mic.started``, ``local.playback.played``, ...)."""
+        return self.append(Source.LOCAL, {"type": event_type, **(data or {})})
+
+    @property
+    def elapsed_ns(self) -> int:
+        return self._clock() - self._t0
+
+    @property
+    def count(self) -> int:
+        """Events appended so far."""
+        return self._seq
+
+    # -- writing ---------------------------------------------------------------------------------
+
+    def flush(self) -> None:
+        """Write the pending events as one record batch (no-op when none are pending)."""
+        with self._write_lock:
+            with self._lock:
+                rows = self._rows
+                if not len(rows) or self._writer is None:
+                    return
+                self._rows = _Columns()
+            batch = rows.to_batch(self._schema)
+            first, last = rows.rows[0][0], rows.rows[-1][0]
+            self._writer.write_batch(batch, custom_metadata=batch_metadata(batch, first, last))
+
+    def _flush_loop(self, interval: float) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(interval)
+            self._wake.clear()
+            try:
+                self.flush()
+            except Exception as exc:  # a full disk must not kill the session: say it, keep going
+                warnings.warn(f"realtime_nb could not write {self.path}: {exc}", stacklevel=1)
+
+    def close(self) -> None:
+        """Flush and close the file (writes the end-of-stream marker). Idempotent."""
+        with self._lock:
+            if self._closed:
+                return
+        if self._writer is not None:
+            self._stop.set()
+            self._wake.set()
+            self._flusher.join()
+            self.flush()
+        with self._lock:
+            self._closed = True
+        if self._writer is not None:
+            with self._write_lock:
+                try:
+                    # The closing batch says how many events the file holds: without it, losing
+                    # the last batches of a closed file would leave a file that looks whole.
+                    empty = _Columns().to_batch(self._schema)
+                    meta = closing_metadata(empty, self._seq)
+                    self._writer.write_batch(empty, custom_metadata=meta)
+                    self._writer.close()
+                finally:
+                    self._file.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def __enter__(self) -> Recorder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        where = str(self.path) if self.path else "memory only"
+        return f"<Recorder {where}: {self._seq} events{' (closed)' if self._closed else ''}>"
+
+
+# --- reading -------------------------------------------------------------------------------------
+
+
+def _read(path: Path) -> tuple[pa.Schema, Integrity] | None:
+    """The schema and what a walk over the file found (``None``: the file ends inside its
+    header, nothing to recover).
+
+    The file is mapped, not read: the batches returned are zero-copy views of it.
+
+    Raises:
+        RecordingDamagedError: the header is damaged.
+        RecordingFormatError: not a recording (or, see :func:`_meta_of`, a newer one).
+    """
+    with open(path, "rb") as f:
+        head = f.read(4)
+        if not head:
+            return None
+        if head != b"\xff\xff\xff\xff"[: len(head)] and _not_a_recording_hint(head):
+            raise RecordingFormatError(_not_a_recording(path, head))
+        data = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    expected = pa.schema(SCHEMA_FIELDS)
+    try:
+        header = read_header(data, expected)
+    except DamagedHeader as exc:
+        raise RecordingDamagedError(f"{path}: {exc}") from None
+    if header is None:
+        if head != b"\xff\xff\xff\xff"[: len(head)]:
+            raise RecordingFormatError(_not_a_recording(path, head))
+        return None
+    schema, header_end = header
+    described = (schema.metadata or {}).get(META_KEY)
+    crc = (schema.metadata or {}).get(CRC_KEY)
+    if described is not None and crc is not None and crc != meta_checksum(described):
+        raise RecordingDamagedError(
+            f"{path}: its header is damaged (the recording's description fails its checksum)"
+        )
+    _meta_of(schema, path)  # not a recording, or a newer one: say so before anything else
+    if not schema.equals(expected):
+        raise RecordingDamagedError(
+            f"{path}: its header is damaged, or it was not written by realtime_nb: its columns "
+            f"are {', '.join(f'{f.name}: {f.type}' for f in schema)}"
+        )
+    report = scan(data, schema, header_end, checksummed=crc is not None)
+    if crc is None and report.verified:
+        report.damage.insert(
+            0,
+            Damage(0, header_end, "the header has no checksum but its batches do: it is damaged"),
+        )
+    return schema, report
+
+
+def _not_a_recording_hint(head: bytes) -> bool:
+    return head[:1] in (b"{", b"[") or head[:4] in (b"inte", b"vers", b"---\n", b"- ki", b"ARRO")
+
+
+def _not_a_recording(path: Path, head: bytes) -> str:
+    hint = ""
+    if head[:1] in (b"{", b"["):
+        hint = " It looks like JSON lines: use Recording.import_file(path) (or import_jsonl)."
+    elif head[:4] in (b"inte", b"vers", b"---\n", b"- ki"):
+        hint = " It looks like a YAML cassette: use Recording.import_file(path)."
+    elif head[:4] == b"ARRO":
+        hint = " It is an Arrow IPC *file* (random access); realtime_nb writes IPC *streams*."
+    return f"{path} is not a realtime_nb recording (an Arrow IPC stream).{hint}"
+
+
+class Recording:
+    """A recorded session: events, reduced state, audio, export and rendering.
+
+    Open with :meth:`open`; build from other tools' logs with :meth:`import_file`,
+    :meth:`import_jsonl` or :meth:`from_events`.
+    """
+
+    def __init__(
+        self,
+        table: pa.Table,
+        meta: Mapping[str, Any],
+        path: Path | None = None,
+        complete: bool = True,
+    ) -> None:
+        self.table: pa.Table = table
+        self.meta: JSON = dict(meta)
+        self.path = path
+        #: True only for a whole file: closed by its writer (the end-of-stream marker is there)
+        #: and nothing lost or damaged. False while it is still being written, or when the
+        #: writer was killed, or when anything was lost (see :attr:`integrity`).
+        self.complete = complete
+        #: What reading the file found: batches, checksums verified, damage with byte offsets
+        #: and the ``seq`` ranges lost (``None`` for a recording not read from a file).
+        self.integrity: Integrity | None = None
+        self._events: list[Event] | None = None
+        self._state: ConversationState | None = None
+
+    # -- construction ----------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, path: str | Path) -> Recording:
+        """Read a recording file, recovering every intact batch of a cut or damaged one.
+
+        Every batch is validated and its checksum verified before it is used (files written
+        before checksums existed are validated only); damage to one batch costs that batch
+        only, and ``seq`` continuity says which events are missing.
+
+        Warns:
+            RecordingSalvageWarning: something was cut or damaged; says which ``seq`` ranges
+                (how many events) were lost, and where in the file.
+
+        Raises:
+            FileNotFoundError: no such file.
+            RecordingDamagedError: the header (the first message) is damaged.
+            RecordingFormatError: not a recording, or written by a newer realtime_nb.
+        """
+        p = Path(path)
+        if not p.exists():
+            raise FileNotFoundError(f"no recording at {p}")
+        if p.is_dir():
+            raise RecordingFormatError(f"{p} is a folder; give a .arrow file inside it")
+        read = _read(p)
+        if read is None:
+            warnings.warn(
+                RecordingSalvageWarning(
+                    f"{p} ends inside its header ({p.stat().st_size} bytes): nothing to recover"
+                ),
+                stacklevel=2,
+            )
+            return cls(_empty_table(make_meta()), make_meta(), p, complete=False)
+        schema, report = read
+        meta = _meta_of(schema, p)
+        if report.damage:
+            warnings.warn(
+                RecordingSalvageWarning(
+                    f"{p} {'was cut' if report.cut_only else 'is damaged'}: {report.summary()}"
+                ),
+                stacklevel=2,
+            )
+        batches = [b.batch for b in report.batches]
+        table = pa.Table.from_batches(batches, schema=schema) if batches else _empty_table(meta)
+        rec = cls(table, meta, p, complete=report.whole)
+        rec.integrity = report
+        return rec
+
+    @classmethod
+    def from_events(
+        cls,
+        events: Iterable[Any],
+        *,
+        meta: Mapping[str, Any] | None = None,
+        path: str | Path | None = None,
+        source: Source | str | None = None,
+    ) -> Recording:
+        """Build a recording from events of any common shape.
+
+        Each element may be an :class:`Event`; a ``(source, event_dict)`` pair; a dict with a
+        direction (``source``/``direction``/``dir``: client|server|local|sent|received|in|out)
+        and the event under ``event``/``data``/``message`` (an object or its JSON text), plus an
+        optional time (``t_ns``, or ``t``/``time``/``timestamp``/``ts``: seconds, milliseconds
+        since the epoch, or ISO 8601 text); or a bare event dict. A bare event is given
+        ``source`` when it is set, else the source its type implies
+        (:func:`~realtime_nb.core.protocol.source_of_type`), and a type known to neither side is
+        taken as a server event. Times since the epoch are made relative to the first one;
+        events without a time take the time of the event before them. With ``path`` the
+        recording is also written there.
+
+        Raises:
+            ValueError: an element of unknown shape or an unknown source (its index and what is
+                accepted). Nothing is left at ``path`` then.
+        """
+        rows = (_normalize(el, f"event {i}", source) for i, el in enumerate(events))
+        return cls._build(rows, meta or make_meta(), path)
+
+    @classmethod
+    def _build(
+        cls, rows: Iterable[_Row], meta: Mapping[str, Any], path: str | Path | None
+    ) -> Recording:
+        """A recording of ``(source, event, t_ns or None)`` rows, written to ``path`` if given."""
+        rec = Recorder(path, meta=meta, flush_interval=3600)
+        evs: list[Event] = []
+        last_t = 0
+        base: int | None = None  # subtracted from every given time (the first one, if absolute)
+        try:
+            for src, data, t_ns in rows:
+                if t_ns is None:
+                    t_ns = last_t
+                else:
+                    if base is None:
+                        base = t_ns if t_ns >= _EPOCH_NS else 0
+                    t_ns = max(t_ns - base, 0)
+                last_t = max(last_t, t_ns)
+                evs.append(rec.append(src, data, t_ns=t_ns))
+        except BaseException:
+            rec.close()
+            if rec.path is not None:  # a half import must not block the next attempt
+                rec.path.unlink(missing_ok=True)
+            raise
+        rec.close()
+        if rec.path is not None:
+            return cls.open(rec.path)
+        cols = _Columns()
+        for ev in evs:
+            cols.add(ev)
+        table = pa.Table.from_batches([cols.to_batch(rec._schema)])
+        r = cls(table, rec.meta, None)
+        r._events = evs
+        return r
+
+    @classmethod
+    def import_jsonl(cls, path: str | Path, *, save_to: str | Path | None = None) -> Recording:
+        """Import a JSON-lines log: one event per line (blank lines are skipped).
+
+        A line may hold:
+
+        - a **bare event**, ``{"type": "response.done", ...}``, with no direction, as a browser
+          console or most loggers write them. Its source is inferred from its type: the client
+          event types are the client's, the server ones (beta names included) the server's,
+          ``local.*`` local. A type known to neither side is taken as a **server** event (a
+          vendor's extension, such as xAI's ``ping``, usually is one) and kept as it is;
+        - an event with its direction, ``{"direction": "sent", "event": {...}}``: the direction
+          under ``direction``/``dir``/``source`` (``sent``/``received``, ``client``/``server``/
+          ``local``, ``out``/``in``), the event under ``event``/``data``/``message`` (an object,
+          or its JSON text), an optional time in ``t_ns``, or in ``t``/``time``/``timestamp``/
+          ``ts`` (seconds, milliseconds since the epoch, or ISO 8601 text; times since the epoch
+          are made relative to the first one). The direction may also sit beside the event's own
+          fields: ``{"direction": "sent", "type": "response.create"}``;
+        - a ``[direction, event]`` pair, or a JSON array of any of these;
+        - what :meth:`export_jsonl` writes (its metadata line restores the recording's metadata).
+
+        A whole file holding one JSON document (an array of events, pretty-printed, or a
+        cassette written as JSON) is read too.
+
+        Raises:
+            ValueError: names the file and line (``file:line:``), what the line holds and what
+                is accepted.
+        """
+        p = Path(path)
+        try:
+            parsed = _jsonl_rows(p)
+        except UnicodeDecodeError as exc:
+            raise RecordingFormatError(
+                f"{p}: not UTF-8 text (byte {exc.start}); expected JSON lines"
+            ) from None
+        if isinstance(parsed, _CassetteDoc):
+            rows, meta = _cassette_rows(parsed.doc, p)
+            return cls._build(rows, meta, save_to)
+        rows, file_meta = parsed
+        if file_meta is not None:
+            meta = _fresh_meta(file_meta, p)
+        else:
+            meta = make_meta(model=_guess_model(rows), imported_from=p.name)
+        return cls._build(rows, meta, save_to)
+
+    @classmethod
+    def import_cassette(cls, path: str | Path, *, save_to: str | Path | None = None) -> Recording:
+        """Import a YAML cassette: ``{version, interactions: [...]}``, every interaction kind.
+
+        - ``{kind: message, direction: sent|received, data: <event>}``: the event, as a client
+          (``sent``) or server (``received``) event; without a direction, its source is inferred
+          from its type as in :meth:`import_jsonl`;
+        - ``{kind: close, code, reason, ok}`` (a dropped connection): a ``local.connection.closed``
+          event with those fields, as the live session records a drop. When messages follow it
+          (a second connection), a ``local.connection.opened`` event (``url`` and ``backend``
+          unknown: ``None``) marks where that connection starts;
+        - an HTTP exchange (``{request, response}``, e.g. a WebRTC SDP offer): ``local.http``;
+        - any other kind: a ``local.cassette.<kind>`` event with every field of the interaction
+          (its own ``type`` field, if any, renamed ``interaction_type``). Nothing is dropped.
+
+        Secrets in local events are redacted, as in every recording.
+
+        Raises:
+            RecordingFormatError: not YAML, or not a cassette.
+            ValueError: an interaction that is not a mapping, a message without an event or with
+                an unknown direction (the message names the file, the interaction's index and
+                what is accepted).
+        """
+        p = Path(path)
+        rows, meta = _cassette_rows(_load_yaml(p), p)
+        return cls._build(rows, meta, save_to)
+
+    @classmethod
+    def import_file(cls, path: str | Path, *, save_to: str | Path | None = None) -> Recording:
+        """Open or import a file, by its content: a realtime_nb recording (an Arrow IPC stream,
+        ``.arrow``), a JSON-lines log with or without a direction per line, our own
+        :meth:`export_jsonl` output included (see :meth:`import_jsonl`), or a YAML cassette of
+        any interaction kinds (see :meth:`import_cassette`). ``save_to`` writes what is imported
+        as a recording (a recording is opened where it is).
+
+        Raises:
+            FileNotFoundError: no such file.
+            RecordingFormatError: none of those formats, or a recording written by a newer
+                realtime_nb (the message says which formats are accepted).
+            ValueError: a line or an interaction that cannot be read (the message names the
+                file, the line or interaction index, and what is accepted).
+        """
+        p = Path(path)
+        if not p.exists():
+            raise FileNotFoundError(f"no recording, JSON-lines log or cassette at {p}")
+        if p.is_dir():
+            raise RecordingFormatError(f"{p} is a folder; accepted: {_FORMATS}")
+        with open(p, "rb") as f:
+            head = f.read(64)
+        if head[:4] == b"\xff\xff\xff\xff" or head[:6] == b"ARROW1":
+            return cls.open(p)
+        text = head.removeprefix(b"\xef\xbb\xbf").lstrip()
+        if text[:1] in (b"{", b"["):  # by content, whatever the name says
+            return cls.import_jsonl(p, save_to=save_to)
+        if p.suffix == ".arrow" and (not text or head[:1] == b"\xff" or b"\0" in head):
+            return cls.open(p)  # empty or cut inside its header: the reader says what it recovers
+        if not text:
+            raise RecordingFormatError(f"{p} is empty; accepted: {_FORMATS}")
+        return cls.import_cassette(p, save_to=save_to)
+
+    # -- events and state ------------------------------------------------------------------------
+
+    @property
+    def events(self) -> list[Event]:
+        """The events, in order, as :class:`Event` objects (payloads parsed on access)."""
+        if self._events is None:
+            self._events = list(_iter_events(self.table))
+        return self._events
+
+    def __len__(self) -> int:
+        return int(self.table.num_rows)
+
+    def __iter__(self) -> Iterator[Event]:
+        return iter(self.events)
+
+    @property
+    def state(self) -> ConversationState:
+        """The conversation reduced from all events (cached)."""
+        if self._state is None:
+            if self._events is not None:
+                self._state = Reducer().apply_all(self._events)
+            else:
+                self._state = reduce_table(self.table)
+        return self._state
+
+    def state_at(self, t_s: float) -> ConversationState:
+        """The state as the live session had it ``t_s`` seconds into the session."""
+        limit = int(t_s * 1e9)
+        r = Reducer()
+        for ev in self.events:
+            if ev.t_ns > limit:
+                break
+            r.apply(ev)
+        return r.state
+
+    @property
+    def items(self) -> list[Any]:
+        return self.state.items
+
+    def item(self, item_id: str) -> ItemView:
+        """One item, with its audio, rendered in a notebook with a player.
+
+        Raises:
+            KeyError: no such item (the message lists some known ids).
+        """
+        return ItemView(self, self.state.item(item_id))
+
+    def item_start_s(self, item_id: str) -> float | None:
+        """Where an item's audio starts on the session timeline, in seconds (``None``: no audio).
+
+        User audio: when its first chunk was sent; assistant audio: when its first delta arrived.
+        """
+        st = self.state
+        item = st.item(item_id)
+        part = item.audio_part()
+        if part is None:
+            return None
+        if part.input_range is not None:
+            start = part.input_range[0]
+            for t_ns, off in st.input_chunk_times:
+                if off + 1 > start:
+                    return t_ns / 1e9
+            return None
+        for ev in self.events:
+            if ev.item_id == item_id and ev.audio is not None and ev.source is Source.SERVER:
+                return ev.t_ns / 1e9
+        return None
+
+    @property
+    def duration_s(self) -> float:
+        if not self.table.num_rows:
+            return 0.0
+        import pyarrow.compute as pc
+
+        return float(pc.max(self.table.column("t_ns")).as_py()) / 1e9
+
+    def to_pandas(self) -> Any:
+        """The events table as a pandas DataFrame (needs pandas)."""
+        try:
+            import pandas  # noqa: F401
+        except ImportError:
+            raise ImportError("to_pandas() needs pandas: pip install pandas") from None
+        return self.table.to_pandas()
+
+    def to_polars(self) -> Any:
+        """The events table as a polars DataFrame (needs polars)."""
+        try:
+            import polars as pl
+        except ImportError:
+            raise ImportError("to_polars() needs polars: pip install polars") from None
+        return pl.from_arrow(self.table)
+
+    # -- the debugging loop ----------------------------------------------------------------------
+
+    def redrive(self, **settings: Any) -> Recording:
+        """Send this recording's user turns to a live server with changed settings (instructions,
+        tools, voice, url, ...), turn by turn, and return the new recording (its metadata names
+        this one as its parent). See :func:`realtime_nb.debugging.redrive.redrive` for every option."""
+        from ..debugging.redrive import redrive
+
+        return redrive(self, **settings)
+
+    def replay_data(self, checkpoint_every_s: float = 30.0) -> Any:
+        """The replay data layer (overview peaks, audio windows, state at a playhead)."""
+        from ..debugging.replay import ReplayData
+
+        return ReplayData(self, checkpoint_every_s=checkpoint_every_s)
+
+    def metrics(self) -> Any:
+        """Per-turn latency and per-response tokens and cost (:func:`realtime_nb.debugging.metrics.metrics`)."""
+        from ..debugging.metrics import metrics
+
+        return metrics(self)
+
+    def play(self) -> Any:
+        """Show this recording in the widget's replay mode (a timeline, both tracks, the
+        transcript and event log in sync with the playhead)."""
+        from ..widget import ReplayWidget
+
+        return ReplayWidget(self)
+
+    # -- audio -----------------------------------------------------------------------------------
+
+    def item_audio(self, item_id: str, heard: bool = True) -> npt.NDArray[np.float32]:
+        """One item's audio as float32 samples at its format's rate (cut where it was heard)."""
+        st = self.state
+        item = st.item(item_id)
+        part = item.audio_part()
+        fmt = (
+            st.input_format if part is not None and part.type == "input_audio" else st.output_format
+        )
+        return decode_to_float(st.item_audio(item_id, heard=heard), fmt)
+
+    def audio(
+        self, track: str = "user", rate: int = 24_000, heard: bool = True
+    ) -> npt.NDArray[np.float32]:
+        """A whole track on the session timeline: sample ``i`` is time ``i / rate``.
+
+        ``track="user"``: every input chunk at the time it was sent (gaps are silence).
+        ``track="assistant"``: each output item from when its first delta arrived (or, if the
+        browser reported it, when it started playing), after the previous one finished, cut at
+        the point it was truncated or stopped (``heard=False`` keeps everything received).
+
+        Raises:
+            ValueError: an unknown track name.
+        """
+        if track == "user":
+            return self._user_track(rate)
+        if track == "assistant":
+            return self._assistant_track(rate, heard)
+        raise ValueError(f"unknown track {track!r}; accepted: 'user', 'assistant'")
+
+    def _user_track(self, rate: int) -> npt.NDArray[np.float32]:
+        st = self.state
+        fmt = st.input_format
+        if not st.input_chunk_times:
+            return np.zeros(0, np.float32)
+        samples = decode_to_float(st.input_audio.tobytes(), fmt)
+        if fmt.rate != rate:
+            samples = resample(samples, fmt.rate, rate)
+        bps = fmt.bytes_per_sample
+        t = np.array([c[0] for c in st.input_chunk_times], dtype=np.float64)
+        off = np.array([c[1] for c in st.input_chunk_times], dtype=np.float64)
+        # Chunk i starts at its send time or right after chunk i-1, whichever is later:
+        # start_i = off_i + running max of (t_j - off_j) (all in output samples).
+        t_s = np.round(t * 1e-9 * rate)
+        off_s = np.round(off / bps / fmt.rate * rate)
+        shift = np.maximum.accumulate(t_s - off_s).astype(np.int64)
+        n = len(samples)
+        out = np.zeros(n + int(shift[-1]) if len(shift) else n, np.float32)
+        # Copy contiguous runs (where the shift does not change) in one slice each.
+        change = np.flatnonzero(np.diff(shift)) + 1
+        starts = np.concatenate([[0], change])
+        ends = np.concatenate([change, [len(shift)]])
+        for a, b in zip(starts, ends, strict=False):
+            s0 = int(off_s[a])
+            s1 = int(off_s[b]) if b < len(off_s) else n
+            out[s0 + shift[a] : s1 + shift[a]] = samples[s0:s1]
+        return out
+
+    def _assistant_track(self, rate: int, heard: bool) -> npt.NDArray[np.float32]:
+        st = self.state
+        fmt = st.output_format
+        starts = assistant_audio_starts(self.table, st)
+        pieces: list[tuple[int, npt.NDArray[np.float32]]] = []
+        cursor = 0
+        for item_id, t0 in sorted(starts.items(), key=lambda kv: kv[1]):
+            x = decode_to_float(st.item_audio(item_id, heard=heard), fmt)
+            if fmt.rate != rate:
+                x = resample(x, fmt.rate, rate)
+            start = max(round(t0 * 1e-9 * rate), cursor)
+            pieces.append((start, x))
+            cursor = start + len(x)
+        out = np.zeros(cursor, np.float32)
+        for start, x in pieces:
+            out[start : start + len(x)] = x
+        return out
+
+    def export_wav(self, path: str | Path, rate: int = 24_000, heard: bool = True) -> Path:
+        """Write a stereo WAV (PCM16): the user on the left, the assistant on the right,
+        time-aligned, the assistant as it was heard (cut at truncations)."""
+        import soundfile as sf
+
+        user = self.audio("user", rate)
+        bot = self.audio("assistant", rate, heard=heard)
+        n = max(len(user), len(bot))
+        stereo = np.zeros((n, 2), np.float32)
+        stereo[: len(user), 0] = user
+        stereo[: len(bot), 1] = bot
+        p = Path(path)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        sf.write(str(p), stereo, rate, subtype="PCM_16")
+        return p
+
+    # -- export ----------------------------------------------------------------------------------
+
+    def export_jsonl(self, path: str | Path) -> Path:
+        """Write JSON lines: a metadata line, then ``{seq, t_ns, source, event}`` per event, audio
+        as base64 as on the wire (readable by :meth:`import_jsonl`)."""
+        p = Path(path)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        with open(p, "w", encoding="utf-8") as f:
+            f.write(_dumps({"realtime_nb_meta": self.meta}) + "\n")
+            for ev in self.events:
+                f.write(_dumps(ev.to_dict()) + "\n")
+        return p
+
+    # -- rendering -------------------------------------------------------------------------------
+
+    def summary(self) -> JSON:
+        from ..debugging.inspection import summarize
+
+        return summarize(self)
+
+    def describe(self) -> str:
+        """The plain-text summary that ``realtime-nb inspect`` prints."""
+        from ..debugging.inspection import summary_text
+
+        return summary_text(self)
+
+    def _repr_html_(self) -> str:
+        from ..debugging.inspection import recording_html
+
+        return recording_html(self)
+
+    def __repr__(self) -> str:
+        where = self.path.name if self.path else "in memory"
+        return (
+            f"<Recording {where}: {len(self)} events, {self.duration_s:.1f} s, "
+            f"model {self.meta.get('model')!r}>"
+        )
+
+
+class ItemView:
+    """An :class:`~realtime_nb.core.reducer.Item` of a recording: its fields, its audio, and an HTML
+    rendering with a player. Attribute access falls through to the item."""
+
+    def __init__(self, recording: Recording, item: Item) -> None:
+        self._recording = recording
+        self.item = item
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.item, name)
+
+    def audio(self, heard: bool = True) -> npt.NDArray[np.float32]:
+        """The item's audio as float32 samples at its format's rate."""
+        return self._recording.item_audio(self.item.id, heard=heard)
+
+    def _repr_html_(self) -> str:
+        from ..debugging.inspection import item_html
+
+        return item_html(self._recording, self.item)
+
+    def __repr__(self) -> str:
+        who = self.item.role or self.item.type
+        return f"<Item {self.item.id} {who}: {self.item.text[:60]!r}>"
+
+
+def assistant_audio_starts(table: pa.Table, state: ConversationState) -> dict[str, int]:
+    """When each assistant item's audio started, in ns: its first audio delta's arrival, or the
+    browser's ``local.playback.started`` report when there is one (what was actually heard)."""
+    import pyarrow.compute as pc
+
+    starts: dict[str, int] = {}
+    if table.num_rows:
+        deltas = table.filter(
+            pc.and_(
+                pc.is_in(table.column("type"), pa.array(_DELTA_TYPES)),
+                pc.equal(table.column("source"), "server"),
+            )
+        )
+        ids = deltas.column("item_id").to_pylist()
+        times = deltas.column("t_ns").to_pylist()
+        for item_id, t_ns in zip(ids, times, strict=True):
+            if item_id:
+                starts.setdefault(item_id, t_ns)
+    for t_ns, etype, data in state.local_events:
+        if etype == "local.playback.started" and isinstance(data.get("item_id"), str):
+            starts[data["item_id"]] = t_ns
+    return starts
+
+
+_DELTA_TYPES: Final = [t for t, f in AUDIO_FIELDS.items() if f == "delta"]
+
+
+def _empty_table(meta: Mapping[str, Any]) -> pa.Table:
+    return _schema(meta).empty_table()
+
+
+def _meta_of(schema: pa.Schema, path: Path) -> JSON:
+    raw = (schema.metadata or {}).get(META_KEY)
+    if raw is None:
+        raise RecordingFormatError(
+            f"{path} is an Arrow stream but not a realtime_nb recording (no {META_KEY.decode()!r} "
+            "metadata); read it with pyarrow.ipc.open_stream"
+        )
+    try:
+        meta = json.loads(raw)
+    except ValueError:
+        raise RecordingFormatError(f"{path}: its realtime_nb metadata is not JSON") from None
+    version = meta.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise RecordingFormatError(
+            f"{path} uses recording format version {version!r}, written by realtime_nb "
+            f"{meta.get('package_version', '?')}; this realtime_nb ({__version__}) reads versions "
+            f"up to {FORMAT_VERSION}. Upgrade it: pip install -U realtime-nb"
+        )
+    return dict(meta)
+
+
+#: Events whose effect depends on how much input audio came before them; bulk appends are
+#: applied up to each of these, in order (every other event ignores the input timeline).
+_INPUT_SENSITIVE: Final = ["input_audio_buffer.committed", "input_audio_buffer.cleared"]
+
+
+def reduce_table(table: pa.Table, reducer: Reducer | None = None) -> ConversationState:
+    """Reduce a recording's table without building an Event for every audio append.
+
+    Client ``input_audio_buffer.append`` rows go to :meth:`Reducer.apply_input_run` straight from
+    the Arrow buffers, in as few runs as possible: appends only matter to the events that read
+    the input timeline (commit and clear), so each run covers all appends up to the next of
+    those. Every other row becomes an :class:`Event` for :meth:`Reducer.apply`, in order. The
+    result is identical to applying each event in turn (tested).
+    """
+    import pyarrow.compute as pc
+
+    r = reducer or Reducer()
+    for batch in table.to_batches():
+        n = batch.num_rows
+        if not n:
+            continue
+        types, audio = batch.column(3), batch.column(8)
+        is_append = pc.and_(
+            pc.equal(types, "input_audio_buffer.append"), pc.equal(batch.column(2), "client")
+        )
+        bulk = pc.and_(is_append, pc.is_valid(audio))
+        mask = bulk.to_numpy(zero_copy_only=False)
+        if not mask.any():
+            r.apply_all(_iter_batch(batch))
+            continue
+        others = _iter_batch(batch.filter(pc.invert(bulk)))
+        sensitive = pc.or_(
+            pc.is_in(types, pa.array(_INPUT_SENSITIVE)), pc.and_(is_append, pc.invert(bulk))
+        ).to_numpy(zero_copy_only=False)
+        bulk_audio = audio.filter(bulk)  # contiguous: one buffer slice per run
+        offsets = np.frombuffer(bulk_audio.buffers()[1], dtype=np.int32)[
+            bulk_audio.offset : bulk_audio.offset + len(bulk_audio) + 1
+        ].tolist()
+        buf = bulk_audio.buffers()[2]
+        data = memoryview(buf) if buf is not None else memoryview(b"")
+        t_bulk = batch.column(1).to_numpy()[mask].tolist()
+        bulk_before = np.concatenate([[0], np.cumsum(mask)]).tolist()  # bulk rows before row i
+        k = 0  # bulk rows applied so far
+        pos = 0  # first row not yet applied
+        for s in [*np.flatnonzero(sensitive).tolist(), n]:
+            kb = bulk_before[s]
+            if kb > k:
+                r.apply_input_run(t_bulk[k:kb], offsets[k : kb + 1], data)
+                k = kb
+            end = min(s + 1, n)  # the sensitive row itself comes after the appends before it
+            for _ in range((end - pos) - (bulk_before[end] - bulk_before[pos])):
+                r.apply(next(others))
+            pos = end
+    return r.state
+
+
+def _iter_events(table: pa.Table) -> Iterator[Event]:
+    for batch in table.to_batches():
+        yield from _iter_batch(batch)
+
+
+def _iter_batch(batch: pa.RecordBatch) -> Iterator[Event]:
+    sources = _SOURCES
+    if batch.num_rows:
+        cols = [batch.column(i).to_pylist() for i in range(batch.num_columns)]
+        for seq, t_ns, src, etype, eid, iid, rid, payload, audio in zip(*cols, strict=False):
+            yield Event(
+                seq,
+                t_ns,
+                sources.get(src, Source.LOCAL),
+                etype,
+                payload=payload,
+                audio=audio,
+                event_id=eid,
+                item_id=iid,
+                response_id=rid,
+            )
+
+
+#: One imported event: its source, the event, and its time in ns when the log gave one.
+_Row = tuple[Source, JSON, int | None]
+
+#: Given times at or above this many ns (2001-09-09 as nanoseconds since the epoch) are clock
+#: times, not offsets into the session: the import makes them relative to the first one.
+_EPOCH_NS: Final = 10**18
+#: A numeric time above this is milliseconds since the epoch (as seconds it would be past the
+#: year 5000); below it, seconds.
+_MS_EPOCH_THRESHOLD: Final = 1e11
+_DIRECTION_KEYS: Final = ("direction", "dir", "source")
+_BODY_KEYS: Final = ("event", "data", "message")
+_TIME_KEYS: Final = ("t", "time", "timestamp", "ts")
+_ACCEPTED_EVENTS: Final = (
+    "an Event, a (source, event) pair, a dict with 'source'/'direction' and 'event'/'data', "
+    "or a bare event dict (its source inferred from its type)"
+)
+_ACCEPTED_LINES: Final = (
+    'one JSON object per line: a bare event {"type": ...} (its source inferred from its type), '
+    '{"direction": "sent"|"received"|"client"|"server"|"local", "event": {...}} (also '
+    '"source"/"dir" and "data"/"message"), a [direction, event] pair, '
+    "or realtime_nb's export_jsonl lines"
+)
+_ACCEPTED_INTERACTIONS: Final = (
+    "a mapping per interaction: {kind: message, direction: sent|received, data: <event>}, "
+    "{kind: close, code, reason, ok}, an HTTP exchange {request, response}, or any other kind "
+    "(kept as a local.cassette.<kind> event)"
+)
+_FORMATS: Final = (
+    "a realtime_nb recording (.arrow, an Arrow IPC stream), JSON lines (one event per line, "
+    "with or without a direction), or a YAML cassette {version, interactions: [...]}"
+)
+
+
+def _normalize(
+    el: Any, where: str, default_source: Source | str | None, accepted: str = _ACCEPTED_EVENTS
+) -> _Row:
+    """``(source, event, t_ns)`` of one element of an event log; ``where`` names it in errors.
+
+    Raises:
+        ValueError: an unknown shape, or an unknown direction.
+    """
+    if isinstance(el, Event):
+        return el.source, el.wire(), el.t_ns
+    if isinstance(el, (tuple, list)) and len(el) == 2 and isinstance(el[1], dict):
+        return _parse_source(el[0], where), el[1], None
+    if isinstance(el, dict):
+        dkey = next((k for k in _DIRECTION_KEYS if k in el), None)
+        bkey = next((k for k in _BODY_KEYS if k in el), None)
+        body = _as_object(el[bkey]) if bkey is not None else None
+        etype = el.get("type")
+        if isinstance(etype, str) and dkey is None:  # a bare event
+            return _source_for(etype, default_source, where), el, None
+        if body is not None:  # {direction?, event, time?}
+            if dkey is not None:
+                src = _parse_source(el[dkey], where)
+            else:
+                src = _source_for(body.get("type"), default_source, where)
+            return src, body, _time_of(el)
+        if isinstance(etype, str):  # the direction beside the event's own fields
+            assert dkey is not None
+            return _parse_source(el[dkey], where), {k: v for k, v in el.items() if k != dkey}, None
+        keys = ", ".join(map(str, list(el)[:8])) or "none"
+        raise ValueError(
+            f"{where} has neither a string 'type' nor an event under "
+            f"'event'/'data'/'message' (its keys: {keys}); accepted: {accepted}"
+        )
+    raise ValueError(f"{where} has an unknown shape ({type(el).__name__}); accepted: {accepted}")
+
+
+def _parse_source(value: Any, where: str) -> Source:
+    try:
+        return Source.parse(value if isinstance(value, (str, Source)) else str(value))
+    except ValueError as exc:
+        raise ValueError(f"{where}: {exc}") from None
+
+
+def _source_for(event_type: Any, default: Source | str | None, where: str) -> Source:
+    """``default`` when given, else the source the event type implies (server when unknown)."""
+    if default is not None:
+        return _parse_source(default, where)
+    if isinstance(event_type, str):
+        return source_of_type(event_type) or Source.SERVER
+    return Source.SERVER
+
+
+def _as_object(value: Any) -> JSON | None:
+    """``value`` if it is a JSON object, or the object its JSON text holds; else ``None``."""
+    if isinstance(value, dict):
+        return value
+    if isinstance(value, str) and value.lstrip()[:1] == "{":
+        try:
+            obj = json.loads(value)
+        except ValueError:
+            return None
+        return obj if isinstance(obj, dict) else None
+    return None
+
+
+def _time_of(el: Mapping[str, Any]) -> int | None:
+    """A record's time in ns: ``t_ns``, or seconds / epoch milliseconds / ISO 8601 text."""
+    import math
+
+    t_ns = el.get("t_ns")
+    if isinstance(t_ns, int) and not isinstance(t_ns, bool):
+        return t_ns
+    for key in _TIME_KEYS:
+        v = el.get(key)
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
+            return int(v * 1e6) if abs(v) >= _MS_EPOCH_THRESHOLD else int(v * 1e9)
+        if isinstance(v, str) and v[:1].isdigit():
+            try:
+                when = _dt.datetime.fromisoformat(v)
+            except ValueError:
+                continue
+            if when.tzinfo is None:
+                when = when.replace(tzinfo=_dt.timezone.utc)
+            return int(when.timestamp() * 1e6) * 1000
+    return None
+
+
+class _CassetteDoc:
+    """A JSON file that turned out to be a cassette."""
+
+    def __init__(self, doc: JSON) -> None:
+        self.doc = doc
+
+
+def _jsonl_rows(p: Path) -> tuple[list[_Row], JSON | None] | _CassetteDoc:
+    """The rows of a JSON-lines log and its realtime_nb metadata line (if any); a file holding
+    one JSON document is read as a whole.
+
+    Raises:
+        ValueError: ``file:line:`` what is wrong and what is accepted.
+        UnicodeDecodeError: not UTF-8.
+    """
+    rows: list[_Row] = []
+    meta: JSON | None = None
+    with open(p, encoding="utf-8-sig") as f:
+        for lineno, line in enumerate(f, 1):
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                obj = json.loads(line)
+            except ValueError as exc:
+                if not rows and meta is None and line[:1] in "[{":
+                    whole = _json_document(p)
+                    if whole is not None:
+                        return whole
+                raise ValueError(
+                    f"{p}:{lineno}: not JSON ({exc}); accepted: {_ACCEPTED_LINES}"
+                ) from None
+            if isinstance(obj, dict) and "realtime_nb_meta" in obj:
+                if not isinstance(obj["realtime_nb_meta"], dict):
+                    raise ValueError(f"{p}:{lineno}: 'realtime_nb_meta' must be an object")
+                meta = obj["realtime_nb_meta"]
+                continue
+            if (
+                isinstance(obj, dict)
+                and isinstance(obj.get("interactions"), list)
+                and not rows
+                and meta is None
+            ):
+                return _CassetteDoc(obj)  # a cassette written as one line of JSON
+            if isinstance(obj, list) and not _is_pair(obj):
+                for j, el in enumerate(obj):
+                    rows.append(_line_row(el, f"element {j} of the line", p, lineno))
+            else:
+                rows.append(_line_row(obj, "the line", p, lineno))
+    return rows, meta
+
+
+def _line_row(obj: Any, where: str, p: Path, lineno: int) -> _Row:
+    try:
+        return _normalize(obj, where, None, _ACCEPTED_LINES)
+    except ValueError as exc:
+        raise ValueError(f"{p}:{lineno}: {exc}") from None
+
+
+def _is_pair(obj: list[Any]) -> bool:
+    return len(obj) == 2 and isinstance(obj[1], dict) and not isinstance(obj[0], (dict, list))
+
+
+def _json_document(p: Path) -> tuple[list[_Row], JSON | None] | _CassetteDoc | None:
+    """A file that is one (pretty-printed) JSON document: an array of events, a cassette, or one
+    event; ``None`` when it is not one JSON document."""
+    try:
+        doc = json.loads(p.read_text(encoding="utf-8-sig"))
+    except ValueError:
+        return None
+    if isinstance(doc, dict) and isinstance(doc.get("interactions"), list):
+        return _CassetteDoc(doc)
+    elements = doc if isinstance(doc, list) and not _is_pair(doc) else [doc]
+    rows = []
+    for j, el in enumerate(elements):
+        try:
+            rows.append(_normalize(el, f"element {j}", None, _ACCEPTED_LINES))
+        except ValueError as exc:
+            raise ValueError(f"{p}: {exc}") from None
+    return rows, None
+
+
+def _load_yaml(p: Path) -> Any:
+    """The YAML document of a cassette; dates are left as text (events are JSON).
+
+    Raises:
+        RecordingFormatError: not UTF-8 text or not YAML (names the file and the line).
+    """
+    import yaml
+
+    try:
+        text = p.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise RecordingFormatError(
+            f"{p} is not text (byte {exc.start} is not UTF-8); accepted: {_FORMATS}"
+        ) from None
+    try:
+        # A SafeLoader subclass: builds plain data only, never arbitrary objects.
+        return yaml.load(text, Loader=_yaml_loader())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or type(exc).__name__
+        raise RecordingFormatError(f"{p}: not YAML ({problem}{at}); accepted: {_FORMATS}") from None
+
+
+_LOADER: list[Any] = []
+
+
+def _yaml_loader() -> Any:
+    """yaml's safe loader (the C one when available) without the timestamp resolver: an
+    unquoted date in a cassette stays the text it was, as it would be in JSON."""
+    if not _LOADER:
+        import yaml
+
+        base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+        resolvers = {
+            first: [r for r in rs if r[0] != "tag:yaml.org,2002:timestamp"]
+            for first, rs in base.yaml_implicit_resolvers.items()
+        }
+        _LOADER.append(type("_CassetteLoader", (base,), {"yaml_implicit_resolvers": resolvers}))
+    return _LOADER[0]
+
+
+def _cassette_rows(doc: Any, p: Path) -> tuple[list[_Row], JSON]:
+    """The rows and metadata of a cassette document (see :meth:`Recording.import_cassette`).
+
+    Raises:
+        RecordingFormatError: not a cassette. ValueError: an interaction that cannot be read.
+    """
+    if not isinstance(doc, dict) or not isinstance(doc.get("interactions"), list):
+        got = (
+            f"a mapping with keys {', '.join(map(str, list(doc)[:8]))}"
+            if isinstance(doc, dict)
+            else f"a {type(doc).__name__}"
+        )
+        raise RecordingFormatError(
+            f"{p}: not a cassette (expected a mapping with an 'interactions' list, got {got}); "
+            f"accepted: {_FORMATS}"
+        )
+    rows: list[_Row] = []
+    closed = False  # a close was seen and no message since: the next message opens a connection
+    for i, inter in enumerate(doc["interactions"]):
+        where = f"{p}: interaction {i}"
+        if not isinstance(inter, dict):
+            raise ValueError(
+                f"{where} is a {type(inter).__name__}, not a mapping; accepted: "
+                f"{_ACCEPTED_INTERACTIONS}"
+            )
+        kind = inter.get("kind")
+        if kind is None:
+            if "data" in inter:
+                kind = "message"
+            elif "request" in inter or "response" in inter:
+                kind = "http"
+        if kind == "message":
+            data = _as_object(inter.get("data"))
+            if data is None:
+                raise ValueError(
+                    f"{where} (kind message) has no event mapping under 'data' (got a "
+                    f"{type(inter.get('data')).__name__}); accepted: {_ACCEPTED_INTERACTIONS}"
+                )
+            direction = inter.get("direction")
+            src = (
+                _source_for(data.get("type"), None, where)
+                if direction is None
+                else _parse_source(direction, where + " (kind message)")
+            )
+            if closed:
+                rows.append((Source.LOCAL, _connection_opened(), None))
+                closed = False
+            rows.append((src, data, None))
+        elif kind == "close":
+            rows.append((Source.LOCAL, _local_of("local.connection.closed", inter), None))
+            closed = True
+        elif kind == "http":
+            rows.append((Source.LOCAL, {"type": "local.http", **_http_summary(inter)}, None))
+        else:
+            rows.append((Source.LOCAL, _local_of(f"local.cassette.{_slug(kind)}", inter), None))
+    meta = make_meta(
+        model=_guess_model(rows), imported_from=p.name, cassette_version=doc.get("version")
+    )
+    return rows, meta
+
+
+def _connection_opened() -> JSON:
+    # The fields the live session records on (re)connecting; a cassette knows neither.
+    return {"type": "local.connection.opened", "url": None, "backend": None}
+
+
+def _local_of(event_type: str, inter: Mapping[str, Any]) -> JSON:
+    """A local event keeping every field of a cassette interaction (but ``kind``, which its
+    type names; an own ``type`` field becomes ``interaction_type``), secrets redacted."""
+    out: JSON = {"type": event_type}
+    for k, v in inter.items():
+        if k == "kind":
+            continue
+        out["interaction_type" if k == "type" else str(k)] = v
+    redacted: JSON = redact_obj(out)
+    return redacted
+
+
+def _slug(kind: Any) -> str:
+    """``kind`` as one segment of an event type name (``None``, no kind at all: ``unknown``)."""
+    if kind is None:
+        return "unknown"
+    text = "".join(c if c.isalnum() or c in "_-" else "_" for c in str(kind)).strip("_")
+    return text or "unknown"
+
+
+def _fresh_meta(meta: JSON, path: Path) -> JSON:
+    out = dict(meta)
+    out["format_version"] = FORMAT_VERSION
+    out["package_version"] = __version__
+    out.setdefault("imported_from", path.name)
+    return out
+
+
+def _http_summary(inter: Mapping[str, Any]) -> JSON:
+    req = inter.get("request") or {}
+    resp = inter.get("response") or {}
+    status = resp.get("status") if isinstance(resp, dict) else None
+    summary: JSON = redact_obj(
+        {
+            "method": req.get("method") if isinstance(req, dict) else None,
+            "uri": safe_url(req.get("uri")) if isinstance(req, dict) else None,
+            "status": status.get("code") if isinstance(status, dict) else status,
+            "request_body": req.get("body") if isinstance(req, dict) else None,
+            "response_body": (resp.get("body") or {}).get("string")
+            if isinstance(resp, dict) and isinstance(resp.get("body"), dict)
+            else None,
+        }
+    )
+    return summary
+
+
+def _guess_model(rows: Sequence[_Row]) -> str | None:
+    """The model a ``session.created`` among the rows names."""
+    for _src, ev, _t in rows:
+        if ev.get("type") == "session.created":
+            sess = ev.get("session")
+            if isinstance(sess, dict) and isinstance(sess.get("model"), str):
+                return str(sess["model"])
+    return None
+
+
+def recordings_in(directory: str | Path = DEFAULT_DIR) -> list[Path]:
+    """The ``.arrow`` files of a folder, oldest first."""
+    d = Path(directory)
+    return (
+        sorted(d.glob("*.arrow"), key=lambda p: (p.stat().st_mtime, p.name)) if d.is_dir() else []
+    )

@@ -1,0 +1,216 @@
+// @ts-check
+// The live widget's audio I/O: one AudioContext per view, the playback node and (once asked) the
+// microphone's capture node, both AudioWorklet processors from `_worklet_js` (worklet.js with
+// audio.js inlined, loaded from a Blob URL: a worklet cannot import modules, and JupyterLab serves
+// no route for package files).
+
+/** @typedef {import("./types.js").Model} Model */
+
+/**
+ * Why the microphone cannot be used here, or null when it can.
+ * @returns {string | null}
+ */
+export function captureProblem() {
+  if (typeof window === "undefined") return "there is no browser window";
+  if (!window.isSecureContext) {
+    return (
+      "this page is not a secure context: browsers only allow the microphone on https:// or " +
+      "http://localhost, and this notebook is served over plain http from another address"
+    );
+  }
+  if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
+    return (
+      "this front end does not expose navigator.mediaDevices (VS Code notebook webviews, for " +
+      "one, do not allow microphone access)"
+    );
+  }
+  if (typeof AudioWorkletNode === "undefined") return "this browser has no AudioWorklet";
+  return null;
+}
+
+/** Audio for one view: one AudioContext, a playback node and (once asked) a capture node. */
+export class AudioEngine {
+  /**
+   * @param {Model} model
+   * @param {{onWorklet: (m: any) => void}} hooks
+   */
+  constructor(model, hooks) {
+    this.model = model;
+    this.hooks = hooks;
+    /** @type {AudioContext | null} */ this.ctx = null;
+    /** @type {Promise<AudioContext> | null} */ this._ready = null;
+    /** @type {AudioWorkletNode | null} */ this.playNode = null;
+    /** @type {AudioWorkletNode | null} */ this.capNode = null;
+    /** @type {MediaStream | null} */ this.stream = null;
+    /** @type {MediaStreamAudioSourceNode | null} */ this.source = null;
+    /** @type {string | null} */ this._moduleUrl = null;
+    this._token = 0;
+    /** @type {Map<number, (items: any[]) => void>} */ this._flushes = new Map();
+    /** @type {(() => void) | null} */ this._stopped = null;
+  }
+
+  /** @returns {Promise<AudioContext>} */
+  context() {
+    if (!this._ready) this._ready = this._init();
+    return this._ready;
+  }
+
+  async _init() {
+    const ctx = new AudioContext({ latencyHint: "interactive" });
+    this.ctx = ctx;
+    if (!ctx.audioWorklet) {
+      throw new Error(
+        typeof window !== "undefined" && !window.isSecureContext
+          ? "AudioWorklet, like the microphone, needs a secure context (https:// or http://localhost)"
+          : "this browser has no AudioWorklet",
+      );
+    }
+    this._moduleUrl = URL.createObjectURL(new Blob([this.model.get("_worklet_js")], { type: "text/javascript" }));
+    await ctx.audioWorklet.addModule(this._moduleUrl);
+    const play = new AudioWorkletNode(ctx, "rtnb-playback", {
+      numberOfInputs: 0,
+      numberOfOutputs: 1,
+      outputChannelCount: [1],
+      processorOptions: {
+        outputRate: this.model.get("output_rate"),
+        prebufferMs: this.model.get("prebuffer_ms"),
+      },
+    });
+    play.port.onmessage = (e) => this._fromWorklet(e.data);
+    play.connect(ctx.destination);
+    this.playNode = play;
+    return ctx;
+  }
+
+  /** @param {any} m */
+  _fromWorklet(m) {
+    if (m.type === "flushed") {
+      const done = this._flushes.get(m.token);
+      this._flushes.delete(m.token);
+      if (done) done(m.items);
+    } else if (m.type === "stopped") {
+      const done = this._stopped;
+      this._stopped = null;
+      if (done) done();
+    } else {
+      this.hooks.onWorklet(m);
+    }
+  }
+
+  /** Resume after a user gesture (autoplay policy); harmless when running. */
+  async resume() {
+    const ctx = await this.context();
+    if (ctx.state === "suspended") await ctx.resume();
+  }
+
+  get suspended() {
+    return !this.ctx || this.ctx.state !== "running";
+  }
+
+  /** Output latency in ms: audio rendered but not yet out of the speaker. */
+  outputLatencyMs() {
+    const c = /** @type {any} */ (this.ctx);
+    if (!c) return 0;
+    return 1000 * ((c.baseLatency || 0) + (c.outputLatency || 0));
+  }
+
+  /**
+   * Open the microphone (once) and connect it to the capture processor, gate closed.
+   * @param {Record<string, boolean>} options echoCancellation, noiseSuppression, autoGainControl
+   */
+  async openMic(options) {
+    const ctx = await this.context();
+    await this.resume();
+    if (this.stream) return;
+    const stream = await navigator.mediaDevices.getUserMedia({
+      audio: { channelCount: 1, ...options },
+    });
+    this.stream = stream;
+    this.source = ctx.createMediaStreamSource(stream);
+    const cap = new AudioWorkletNode(ctx, "rtnb-capture", {
+      numberOfInputs: 1,
+      numberOfOutputs: 1,
+      channelCount: 1,
+      channelCountMode: "explicit",
+      processorOptions: {
+        inputRate: this.model.get("input_rate"),
+        chunkMs: this.model.get("chunk_ms"),
+      },
+    });
+    cap.port.onmessage = (e) => this._fromWorklet(e.data);
+    // Chrome only runs a node that leads to the destination: route it through a muted gain.
+    const sink = ctx.createGain();
+    sink.gain.value = 0;
+    this.source.connect(cap);
+    cap.connect(sink);
+    sink.connect(ctx.destination);
+    this.capNode = cap;
+  }
+
+  /** @param {Record<string, boolean>} options */
+  async applyMicOptions(options) {
+    const track = this.stream && this.stream.getAudioTracks()[0];
+    if (track) await track.applyConstraints({ channelCount: 1, ...options });
+  }
+
+  startCapture() {
+    if (this.capNode) this.capNode.port.postMessage({ cmd: "start" });
+  }
+
+  /** Close the gate; resolves once the last (partial) chunk has been posted. */
+  stopCapture() {
+    const cap = this.capNode;
+    if (!cap) return Promise.resolve();
+    return new Promise((resolve) => {
+      this._stopped = () => resolve(undefined);
+      cap.port.postMessage({ cmd: "stop" });
+    });
+  }
+
+  async closeMic() {
+    await this.stopCapture();
+    if (this.stream) for (const t of this.stream.getTracks()) t.stop();
+    if (this.source) this.source.disconnect();
+    if (this.capNode) this.capNode.disconnect();
+    this.stream = null;
+    this.source = null;
+    this.capNode = null;
+  }
+
+  /** @param {string} itemId @param {DataView} data PCM16 LE at the output rate */
+  async push(itemId, data) {
+    await this.context();
+    const copy = data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength);
+    this.playNode?.port.postMessage({ cmd: "push", itemId, pcm: copy }, [copy]);
+  }
+
+  /** @param {string} itemId */
+  async end(itemId) {
+    await this.context();
+    this.playNode?.port.postMessage({ cmd: "end", itemId });
+  }
+
+  /**
+   * Stop playback at once.
+   * @returns {Promise<{itemId: string, playedMs: number, queuedMs: number, started: boolean}[]>}
+   */
+  async flush() {
+    if (!this.playNode) return [];
+    const token = ++this._token;
+    const node = this.playNode;
+    return new Promise((resolve) => {
+      this._flushes.set(token, resolve);
+      node.port.postMessage({ cmd: "flush", token });
+    });
+  }
+
+  async destroy() {
+    try {
+      await this.closeMic();
+    } catch (_) {
+      /* already gone */
+    }
+    if (this.ctx) await this.ctx.close().catch(() => {});
+    if (this._moduleUrl) URL.revokeObjectURL(this._moduleUrl);
+  }
+}
