@@ -32,7 +32,7 @@ from realtime_nb.storage.recording import Recorder, Recording, make_meta
 from realtime_nb.testing.synthetic import synthetic_session
 
 
-def extract_audio(state) -> tuple[np.ndarray, list[np.ndarray]]:  # type: ignore[no-untyped-def]
+def extract_audio(state) -> tuple[np.ndarray, list[np.ndarray]]:  # type: ignore[no-untyped-def]  # a benchmark script, typed where it matters
     user = np.frombuffer(state.input_audio.tobytes(), dtype="<i2")
     bot = []
     for item in state.items:
@@ -43,7 +43,7 @@ def extract_audio(state) -> tuple[np.ndarray, list[np.ndarray]]:  # type: ignore
     return user, bot
 
 
-def write_ours(frames, path: Path) -> None:  # type: ignore[no-untyped-def]
+def write_ours(frames, path: Path) -> None:  # type: ignore[no-untyped-def]  # a benchmark script, typed where it matters
     rec = Recorder(
         path, meta=make_meta(model="gpt-realtime", url="wss://api.openai.com/v1/realtime")
     )
@@ -53,19 +53,19 @@ def write_ours(frames, path: Path) -> None:  # type: ignore[no-untyped-def]
     rec.close()
 
 
-def write_jsonl(frames, path: Path) -> None:  # type: ignore[no-untyped-def]
+def write_jsonl(frames, path: Path) -> None:  # type: ignore[no-untyped-def]  # a benchmark script, typed where it matters
     dumps = json.dumps
     with open(path, "w", encoding="utf-8") as fh:
         for f in frames:
             fh.write(dumps({"t_ns": f.t_ns, "source": f.source, "event": f.data}) + "\n")
 
 
-def read_ours(path: Path):  # type: ignore[no-untyped-def]
+def read_ours(path: Path):  # type: ignore[no-untyped-def]  # a benchmark script, typed where it matters
     rec = Recording.open(path)
     return extract_audio(rec.state)
 
 
-def read_jsonl(path: Path):  # type: ignore[no-untyped-def]
+def read_jsonl(path: Path):  # type: ignore[no-untyped-def]  # a benchmark script, typed where it matters
     r = Reducer()
     sources = {s.value: s for s in Source}
     loads, b64 = json.loads, base64.b64decode
@@ -92,7 +92,7 @@ def read_jsonl(path: Path):  # type: ignore[no-untyped-def]
     return extract_audio(r.state)
 
 
-def best_of(n: int, fn, *args):  # type: ignore[no-untyped-def]
+def best_of(n: int, fn, *args):  # type: ignore[no-untyped-def]  # a benchmark script, typed where it matters
     times, result = [], None
     for _ in range(n):
         gc.collect()

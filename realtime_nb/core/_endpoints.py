@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Final
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from ._redact import REDACTED, safe_url
+from ._redact import header_secrets, safe_url, searchable, url_secrets
 
 __all__ = ["Endpoint", "EndpointError", "resolve_endpoint"]
 
@@ -36,18 +36,26 @@ class EndpointError(ValueError):
 
 @dataclass(frozen=True)
 class Endpoint:
-    """A resolved endpoint. ``headers`` may hold a credential: it is left out of ``repr``."""
+    """A resolved endpoint. ``url`` and ``headers`` may hold credentials: ``repr`` shows
+    :attr:`display_url` and no headers."""
 
     kind: str  # "openai" | "azure" | "url" | "local"
-    url: str
+    url: str = field(repr=False)
     label: str
     headers: Mapping[str, str] = field(default_factory=dict, repr=False)
     secrets: tuple[str, ...] = field(default=(), repr=False)
     model: str | None = None
 
+    def __repr__(self) -> str:
+        return (
+            f"Endpoint(kind={self.kind!r}, url={self.display_url!r}, label={self.label!r}, "
+            f"model={self.model!r})"
+        )
+
     @property
     def display_url(self) -> str:
-        """The URL with any credential-like query parameter removed (for recordings, logs)."""
+        """The URL to show, log and record: user info and every query value but the harmless
+        ones (``model``, ``deployment``, ``api-version``...) masked (see :func:`safe_url`)."""
         return safe_url(self.url) or ""
 
 
@@ -73,18 +81,6 @@ def _with_query(url: str, **params: str) -> str:
 def _is_azure_host(url: str) -> bool:
     host = urlsplit(url).hostname or ""
     return host.endswith(_AZURE_HOST_SUFFIXES)
-
-
-def _secret_query_values(url: str) -> list[str]:
-    """Values of credential-like query parameters of a user-given URL (to redact)."""
-    parts = urlsplit(url)
-    query = parse_qsl(parts.query, keep_blank_values=True)
-    found = [
-        v for k, v in query if v and REDACTED in (safe_url(f"ws://x/?{urlencode({k: v})}") or "")
-    ]
-    if parts.password:
-        found.append(parts.password)
-    return found
 
 
 def resolve_endpoint(
@@ -121,8 +117,10 @@ def resolve_endpoint(
                 if _is_azure_host(ws)
                 else {"Authorization": f"Bearer {api_key}"}
             )
-        secrets = tuple(s for s in [api_key, *_secret_query_values(ws)] if s)
-        host = urlsplit(ws).hostname or ws
+        # The URL is the user's: any query value not known to be harmless, and its user info,
+        # may be a credential (see _redact.SAFE_QUERY_PARAMS).
+        secrets = searchable([api_key, *url_secrets(ws), *header_secrets(headers)])
+        host = urlsplit(ws).hostname or safe_url(ws) or ""
         is_loopback = host in ("127.0.0.1", "localhost", "::1")
         label = f"local server at {host}:{urlsplit(ws).port}" if is_loopback else host
         return Endpoint("url", ws, label, headers, secrets, model)
@@ -157,7 +155,12 @@ def resolve_endpoint(
             path, query = AZURE_GA_PATH, {"model": deployment}
         ws = urlunsplit((parts.scheme, parts.netloc, path, urlencode(query), ""))
         return Endpoint(
-            "azure", ws, f"Azure OpenAI {deployment}", {"api-key": key}, (key,), deployment
+            "azure",
+            ws,
+            f"Azure OpenAI {deployment}",
+            {"api-key": key},
+            searchable([key]),
+            deployment,
         )
 
     key = api_key or e.get("OPENAI_API_KEY")
@@ -167,5 +170,6 @@ def resolve_endpoint(
         default_host = urlsplit(OPENAI_BASE_URL).hostname
         oa_host = urlsplit(ws).hostname
         label = f"OpenAI {model}" if oa_host == default_host else f"{oa_host} ({model})"
-        return Endpoint("openai", ws, label, {"Authorization": f"Bearer {key}"}, (key,), model)
+        headers = {"Authorization": f"Bearer {key}"}
+        return Endpoint("openai", ws, label, headers, searchable([key]), model)
     return None

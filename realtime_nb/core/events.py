@@ -10,11 +10,11 @@ works on the frame text the session already holds, so recording never serializes
 
 from __future__ import annotations
 
-import binascii
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any, Final
 
+from .audio import b64decode_audio, b64encode_audio
 from .protocol import AUDIO_FIELDS, Source
 
 __all__ = ["Event", "extract_ids", "split_audio"]
@@ -102,11 +102,6 @@ class Event:
             self._payload = _dumps(self._data)
         return self._payload
 
-    @property
-    def audio_ms_24k(self) -> float:
-        """Duration of :attr:`audio` read as PCM16 at 24 kHz (the API default), in ms."""
-        return 0.0 if not self.audio else len(self.audio) / 48.0
-
     def wire(self) -> JSON:
         """The event as it was (or would be) on the wire: audio put back as base64."""
         data = self.data
@@ -114,7 +109,7 @@ class Event:
         if field is None or self.audio is None:
             return dict(data)
         out = dict(data)
-        out[field] = binascii.b2a_base64(self.audio, newline=False).decode("ascii")
+        out[field] = b64encode_audio(self.audio)
         return out
 
     def to_dict(self) -> JSON:
@@ -152,30 +147,6 @@ def extract_ids(data: Mapping[str, Any]) -> tuple[str | None, str | None, str | 
     )
 
 
-_fast_b64decode: Callable[..., bytes] | None
-try:  # SIMD base64, ~12x faster than binascii: recording decodes every audio chunk
-    from pybase64 import b64decode as _fast_b64decode
-except ImportError:  # pragma: no cover - pybase64 is a dependency; keep working without it
-    _fast_b64decode = None
-
-
-def b64decode_strict(b64: str) -> bytes:
-    """Decode base64, refusing anything but the standard alphabet with correct padding.
-
-    Raises:
-        ValueError: not valid base64.
-    """
-    if _fast_b64decode is not None:
-        try:
-            return bytes(_fast_b64decode(b64, validate=True))
-        except (binascii.Error, ValueError, TypeError) as exc:
-            raise ValueError(str(exc)) from None
-    try:
-        return binascii.a2b_base64(b64, strict_mode=True)
-    except binascii.Error as exc:
-        raise ValueError(str(exc)) from None
-
-
 def _decode_canonical(b64: str) -> bytes | None:
     """Decode base64 only if re-encoding gives the same text back, else ``None``.
 
@@ -183,7 +154,7 @@ def _decode_canonical(b64: str) -> bytes | None:
     untouched, so that what was received can always be reproduced exactly.
     """
     try:
-        audio = b64decode_strict(b64)
+        audio = b64decode_audio(b64)
     except ValueError:
         return None
     n = len(audio)
@@ -193,7 +164,7 @@ def _decode_canonical(b64: str) -> bytes | None:
         return audio
     # Only the last 4-character group can hide non-canonical bits: check just that one.
     tail_start = ((n - 1) // 3) * 3 if n else 0
-    tail = binascii.b2a_base64(audio[tail_start:], newline=False).decode("ascii")
+    tail = b64encode_audio(audio[tail_start:])
     if not b64.endswith(tail):
         return None
     return audio

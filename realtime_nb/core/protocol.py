@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 import secrets
 import string
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping
 from enum import Enum
 from typing import Any, Final
 
@@ -166,10 +166,20 @@ LOCAL_EVENT_TYPES: Final = frozenset(
         "local.playback.started",  # {item_id}: the first sample of an item reached the speakers
         "local.playback.played",  # {item_id, played_ms, reason}: playback of an item stopped
         "local.connection.opened",  # {url, backend}
-        # {code, reason, initiated_by, clean}; from a cassette's close: {code, reason, ok}
+        "local.connection.failed",  # {url, backend, message}: no connection (refused, timed out)
+        # {code, reason, initiated_by, clean, message}; from a cassette's close: {code, reason, ok}
         "local.connection.closed",
+        # {attempt, attempts, delay_s, cause, url, backend}: a new connection will be tried in
+        # delay_s seconds (cause: session_expired, rollover, dropped, connect_failed)
+        "local.connection.reconnecting",
+        "local.session.closed",  # {}: the user closed the session; nothing follows
         "local.tool.started",  # {call_id, name, arguments}
-        "local.tool.finished",  # {call_id, name, output, error, duration_ms}
+        "local.tool.finished",  # {call_id, name, output, error, duration_ms}; error: str | None
+        # {call_id, name, sent_chars, total_chars}: the output was cut to MAX_TOOL_OUTPUT_CHARS
+        "local.tool.output_cut",
+        # {event_type, event_id, seq, field, problem, value, message}: a server event whose
+        # fields have the wrong types was ignored (reported once per event type and problem)
+        "local.protocol.invalid_event",
         "local.note",  # {text}
         "local.http",  # a non-WebSocket exchange kept from an imported log (e.g. WebRTC SDP)
     }
@@ -422,8 +432,3 @@ def deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> JSON:
         else:
             out[k] = v
     return out
-
-
-def iter_types(events: Iterable[Mapping[str, Any]]) -> Sequence[str]:
-    """The ``type`` of each event (``"<missing>"`` where absent), for summaries and errors."""
-    return [str(e.get("type", "<missing>")) for e in events]

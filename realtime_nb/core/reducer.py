@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import bisect
 import copy
+import math
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 from . import _schema_fields
+from ._shapes import ShapeProblem, shape_problem
 from .audio import AudioFormat
 from .events import Event
 from .protocol import (
@@ -43,6 +45,8 @@ __all__ = [
 ]
 
 JSON = dict[str, Any]
+#: What the recorded events say of the connection (see :attr:`ConversationState.connection`).
+ConnectionStatus = Literal["connecting", "connected", "closed", "error"]
 
 _MS_PER_NS: Final = 1e-6
 #: How many missing content parts an event's ``content_index`` may skip over. Real servers count
@@ -282,8 +286,7 @@ class Usage:
             return cls()
 
         def num(d: Any, key: str) -> int:
-            v = d.get(key) if isinstance(d, dict) else None
-            return int(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else 0
+            return (_int(d.get(key)) or 0) if isinstance(d, dict) else 0
 
         ind = usage.get("input_token_details") or {}
         outd = usage.get("output_token_details") or {}
@@ -429,10 +432,17 @@ class ConversationState:
     counts: Counter[str] = field(default_factory=Counter)
     unknown_types: Counter[str] = field(default_factory=Counter)
     unknown_fields: Counter[str] = field(default_factory=Counter)
+    #: Server events ignored because a field they carry has the wrong type, by event type (each
+    #: type+problem is also reported once, as an error: ``local.protocol.invalid_event``).
+    invalid_events: Counter[str] = field(default_factory=Counter)
     last_t_ns: int = 0
     #: Local events (mic on/off, playback, tool runs), as (t_ns, type, data).
     local_events: list[tuple[int, str, JSON]] = field(default_factory=list)
+    #: The data of the latest ``local.connection.closed`` (code, reason, initiated_by, clean).
     connection_closed: JSON | None = None
+    #: The connection as the local events and ``session.created`` tell it: ``connecting`` (no
+    #: session yet), ``connected``, ``closed`` (by the client) or ``error`` (failed or lost).
+    connection: ConnectionStatus = "connecting"
     #: What the reducer had to decide for itself because the events did not say it in a way it
     #: understands (an unrecognised audio format name, for example), one line each, in order.
     warnings: list[str] = field(default_factory=list)
@@ -450,11 +460,6 @@ class ConversationState:
         except KeyError:
             known = ", ".join(list(self.items_by_id)[:10]) or "none"
             raise KeyError(f"no item {item_id!r} in this conversation (known: {known})") from None
-
-    @property
-    def active_response(self) -> Response | None:
-        rid = self.active_response_id
-        return self.responses.get(rid) if rid else None
 
     @property
     def duration_s(self) -> float:
@@ -510,9 +515,14 @@ class Reducer:
             self.apply(ev)
         return self.state
 
-    def apply(self, ev: Event) -> None:
+    def apply(self, ev: Event) -> ShapeProblem | None:
         """Update the state with one event. Never raises on odd input: what it cannot use, it
-        counts (``unknown_types``/``unknown_fields``) and leaves in the recording."""
+        counts (``unknown_types``/``unknown_fields``) and leaves in the recording.
+
+        Returns what is wrong with a server event whose fields do not have the types its type
+        promises (:func:`~realtime_nb.core._shapes.shape_problem`); such an event changes
+        nothing but :attr:`ConversationState.invalid_events` and the event counts.
+        """
         st = self.state
         st.event_count += 1
         st.last_t_ns = ev.t_ns if ev.t_ns > st.last_t_ns else st.last_t_ns
@@ -526,12 +536,12 @@ class Reducer:
                 st.input_audio += ev.audio
             else:  # audio kept inline (not canonical base64): decode it now
                 self._append_inline_input(ev)
-            return
+            return None
         t = canonical_type(etype)
         st.counts[t] += 1
         if t == "response.output_audio.delta" and ev.audio is not None:
-            self._audio_delta(ev)
-            return
+            self._audio_delta(ev)  # reads only the recorded ids and audio: nothing to check
+            return None
         handler = _HANDLERS.get(t)
         data = ev.data
         if handler is None:
@@ -539,15 +549,22 @@ class Reducer:
                 st.local_events.append((ev.t_ns, t, data))
                 if t == "local.playback.played":
                     self._played(data)
-                elif t == "local.connection.closed":
-                    st.connection_closed = data
+                elif t in _LOCAL_HANDLERS:
+                    _LOCAL_HANDLERS[t](self, ev, data)
             elif ev.source is Source.SERVER or ev.source is Source.CLIENT:
                 known = (
                     _schema_fields.SERVER if ev.source is Source.SERVER else _schema_fields.CLIENT
                 )
                 if t not in known:
                     st.unknown_types[etype] += 1
-            return
+            return None
+        if ev.source is Source.SERVER:
+            # Before anything reads it: a field of the wrong type (a string where an object is
+            # promised, NaN milliseconds) must not become a crash, or a loop driven by a number.
+            problem = shape_problem(t, data)
+            if problem is not None:
+                st.invalid_events[t] += 1
+                return problem
         known_fields = (
             _schema_fields.SERVER if ev.source is Source.SERVER else _schema_fields.CLIENT
         ).get(t)
@@ -556,6 +573,7 @@ class Reducer:
                 if k not in known_fields:
                     st.unknown_fields[f"{t}.{k}"] += 1
         handler(self, ev, data)
+        return None
 
     def apply_input_run(self, t_ns: Sequence[int], offsets: Sequence[int], audio: Any) -> None:
         """Apply a run of consecutive client ``input_audio_buffer.append`` events at once.
@@ -708,7 +726,7 @@ class Reducer:
     def _played(self, data: JSON) -> None:
         item_id = data.get("item_id")
         ms = data.get("played_ms")
-        if isinstance(item_id, str) and isinstance(ms, (int, float)):
+        if isinstance(item_id, str) and isinstance(ms, (int, float)) and math.isfinite(ms):
             self._item(item_id).played_ms = float(ms)
 
     def _audio_delta(self, ev: Event) -> None:
@@ -761,10 +779,62 @@ class Reducer:
             )
         )
 
+    # -- local events: the connection and the tools, as the client recorded them -------------------
+
+    def _local_error(self, ev: Event, kind: str, message: str) -> None:
+        self.state.errors.append(ErrorRecord(ev.t_ns, ev.type, kind, kind, message))
+
+    def on_connection_opened(self, ev: Event, data: JSON) -> None:
+        self.state.connection = "connecting"
+
+    def on_connection_reconnecting(self, ev: Event, data: JSON) -> None:
+        """The client will connect again by itself: the session goes on (requests wait)."""
+        self.state.connection = "connecting"
+
+    def on_connection_failed(self, ev: Event, data: JSON) -> None:
+        self.state.connection = "error"
+        message = data.get("message") or f"could not connect to {data.get('url') or 'the server'}"
+        self._local_error(ev, "connection_failed", str(message))
+
+    def on_connection_closed(self, ev: Event, data: JSON) -> None:
+        """A close the client asked for ends the connection; any other (the server's, the
+        network's, or a cassette's close that was not ``ok``) is an error."""
+        st = self.state
+        st.connection_closed = data
+        by = data.get("initiated_by")
+        if by == "client" or (by is None and data.get("ok") is True):
+            st.connection = "closed"
+            return
+        st.connection = "error"
+        message = data.get("message")
+        if not isinstance(message, str):
+            message = f"connection lost: code {data.get('code')}"
+            if data.get("reason"):
+                message += f", reason {data.get('reason')!r}"
+        self._local_error(ev, "connection_closed", message)
+
+    def on_session_closed(self, ev: Event, data: JSON) -> None:
+        self.state.connection = "closed"
+
+    def on_tool_finished(self, ev: Event, data: JSON) -> None:
+        error = data.get("error")
+        if error:
+            self._local_error(ev, "tool_error", f"{data.get('name')}: {error}")
+
+    def on_invalid_event(self, ev: Event, data: JSON) -> None:
+        """A server event the client ignored for its shape (reported once per type+problem)."""
+        message = data.get("message") or f"{data.get('event_type')}: {data.get('problem')}"
+        self.state.errors.append(ErrorRecord(
+            ev.t_ns, ev.type, "invalid_event", "invalid_event", str(message),
+            param=_str(data.get("field")), event_id=_str(data.get("event_id")),
+        ))  # fmt: skip
+
     # -- handlers (one per canonical type) -------------------------------------------------------
 
     def on_session(self, ev: Event, data: JSON) -> None:
         st = self.state
+        if ev.source is Source.SERVER and ev.type == "session.created":
+            st.connection = "connected"
         sess = data.get("session")
         if not isinstance(sess, dict):
             return
@@ -871,15 +941,14 @@ class Reducer:
             it.added_t_ns = None  # not in the conversation until the server says so
 
     def on_item_truncate(self, ev: Event, data: JSON) -> None:
-        item_id, ms = data.get("item_id"), data.get("audio_end_ms")
-        if isinstance(item_id, str) and isinstance(ms, (int, float)):
-            self._item(item_id).truncate_requested_ms = int(ms)
+        item_id, ms = data.get("item_id"), _int(data.get("audio_end_ms"))
+        if isinstance(item_id, str) and ms is not None:
+            self._item(item_id).truncate_requested_ms = ms
 
     def on_item_truncated(self, ev: Event, data: JSON) -> None:
-        item_id, ms = data.get("item_id"), data.get("audio_end_ms")
-        if isinstance(item_id, str) and isinstance(ms, (int, float)):
-            it = self._item(item_id)
-            it.truncated_ms = int(ms)
+        item_id, ms = data.get("item_id"), _int(data.get("audio_end_ms"))
+        if isinstance(item_id, str) and ms is not None:
+            self._item(item_id).truncated_ms = ms
 
     def on_item_deleted(self, ev: Event, data: JSON) -> None:
         item_id = data.get("item_id")
@@ -1222,8 +1291,21 @@ def _str(v: Any) -> str | None:
 
 
 def _int(v: Any) -> int | None:
-    return int(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+    """A JSON number as an int; ``None`` for anything else (booleans, NaN and infinities too)."""
+    if isinstance(v, int):
+        return None if isinstance(v, bool) else v
+    return int(v) if isinstance(v, float) and math.isfinite(v) else None
 
+
+_LOCAL_HANDLERS: Final = {
+    "local.connection.opened": Reducer.on_connection_opened,
+    "local.connection.reconnecting": Reducer.on_connection_reconnecting,
+    "local.connection.failed": Reducer.on_connection_failed,
+    "local.connection.closed": Reducer.on_connection_closed,
+    "local.session.closed": Reducer.on_session_closed,
+    "local.tool.finished": Reducer.on_tool_finished,
+    "local.protocol.invalid_event": Reducer.on_invalid_event,
+}
 
 _HANDLERS: Final = {
     "session.created": Reducer.on_session,
@@ -1288,23 +1370,3 @@ _HANDLERS: Final = {
 def reduce(events: Iterable[Event]) -> ConversationState:
     """Fold events into a fresh state (``Reducer().apply_all(events)``)."""
     return Reducer().apply_all(events)
-
-
-def states_at(
-    events: Iterable[Event], times_ns: Iterable[int]
-) -> Iterator[tuple[int, ConversationState]]:
-    """The state as it was at each of ``times_ns`` (ascending), for replay at a playhead."""
-    r = Reducer()
-    it = iter(events)
-    pending: Event | None = None
-    for t in times_ns:
-        if pending is not None and pending.t_ns <= t:
-            r.apply(pending)
-            pending = None
-        if pending is None:
-            for ev in it:
-                if ev.t_ns > t:
-                    pending = ev
-                    break
-                r.apply(ev)
-        yield t, r.state.snapshot()

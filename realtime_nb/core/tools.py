@@ -4,8 +4,8 @@
 docstring, argument parsing (JSON text -> keyword arguments of the right Python types) and result
 encoding (any return value -> the ``output`` string of a ``function_call_output`` item).
 
-:class:`ToolCallTracker` holds the dispatch decisions (when to start a call, when to ask for the
-follow-up response) as a pure state machine fed with server events; the session runs the calls.
+:class:`ToolCall` is a call the model made; when to run one and when to ask for the follow-up
+response is decided by the client (``realtime_nb.client._policies.ToolCallTracker``).
 """
 
 from __future__ import annotations
@@ -26,14 +26,14 @@ from typing import Any, Final, Literal, Union
 
 __all__ = [
     "DEFAULT_TOOL_TIMEOUT_S",
-    "StartCall",
+    "MAX_TOOL_OUTPUT_CHARS",
     "Tool",
     "ToolArgumentError",
     "ToolCall",
-    "ToolCallTracker",
     "ToolDefinitionError",
     "UndescribedToolWarning",
     "as_tool",
+    "cap_output",
     "encode_error",
     "encode_result",
     "tool",
@@ -48,6 +48,12 @@ DEFAULT_TOOL_TIMEOUT_S: Final = 30.0
 
 #: Longest error text returned to the model: enough for a message and its type, not a traceback.
 _MAX_ERROR_CHARS: Final = 2_000
+#: Longest tool output sent to the model, in characters. gpt-realtime's context window is 32k
+#: tokens (about 4 characters each in English): 64 000 characters is half of it, so one huge
+#: result still leaves room for the instructions and the conversation instead of pushing them out
+#: (the server drops the oldest items to fit) or failing the response; and the event stays far
+#: below the API's 15 MiB limit on a client event, which a longer output would break.
+MAX_TOOL_OUTPUT_CHARS: Final = 64_000
 
 _ACCEPTED_TYPES: Final = (
     "str, int, float, bool, None, Literal[...], Optional[X], X | None, list[X], tuple[X, ...], "
@@ -470,6 +476,14 @@ def encode_result(value: Any) -> str:
         return str(value)
 
 
+def cap_output(output: str, limit: int = MAX_TOOL_OUTPUT_CHARS) -> str:
+    """``output`` cut to its first ``limit`` characters when longer, with a note the model reads:
+    ``[output cut: N of M characters]``."""
+    if len(output) <= limit:
+        return output
+    return f"{output[:limit]}\n[output cut: {limit} of {len(output)} characters]"
+
+
 def encode_error(exc: BaseException, *, secrets: Iterable[str] = ()) -> str:
     """An exception as a ``function_call_output`` the model can read: ``{"error": "Type: msg"}``.
 
@@ -621,9 +635,6 @@ def _make_tool(
     )
 
 
-_UNSET: Any = object()
-
-
 @typing.overload
 def tool(func: Callable[..., Any], /) -> Tool: ...
 
@@ -694,7 +705,7 @@ def as_tool(obj: Tool | Callable[..., Any] | Mapping[str, Any]) -> Tool | JSON:
     )
 
 
-# --- dispatch decisions (pure) -------------------------------------------------------------------
+# --- function calls -----------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -706,111 +717,3 @@ class ToolCall:
     arguments: str
     item_id: str | None
     response_id: str | None
-
-
-@dataclass(frozen=True)
-class StartCall:
-    """Action: run this call now."""
-
-    call: ToolCall
-
-
-@dataclass
-class _ResponseCalls:
-    pending: set[str] = field(default_factory=set)
-    done: bool = False  # response.done seen
-    answered: int = 0  # outputs sent
-
-
-class ToolCallTracker:
-    """Decides when to run function calls and when to ask for the follow-up response.
-
-    Feed every server event to :meth:`on_server_event` (returns calls to start) and report each
-    finished call with :meth:`finish` (returns whether to send ``response.create`` now). The
-    follow-up response is requested once per model response, after its ``response.done`` and
-    after every call it made has an output, so parallel calls lead to one answer, not several.
-    """
-
-    def __init__(self) -> None:
-        self._seen: set[str] = set()
-        self._by_response: dict[str, _ResponseCalls] = {}
-        self._response_of: dict[str, str] = {}
-
-    @property
-    def running(self) -> int:
-        """Calls started and not yet finished."""
-        return sum(len(r.pending) for r in self._by_response.values())
-
-    def reset(self) -> None:
-        """Forget responses in progress (a new connection) but keep which calls were seen."""
-        self._by_response.clear()
-        self._response_of.clear()
-
-    def _start(self, item: Mapping[str, Any], response_id: str | None) -> list[StartCall]:
-        call_id = item.get("call_id")
-        if not isinstance(call_id, str) or call_id in self._seen:
-            return []
-        self._seen.add(call_id)
-        rid = response_id or f"<no-response:{call_id}>"
-        calls = self._by_response.setdefault(rid, _ResponseCalls())
-        calls.pending.add(call_id)
-        if response_id is None:  # no response.done will come for it: answer when it finishes
-            calls.done = True
-        self._response_of[call_id] = rid
-        call = ToolCall(
-            call_id=call_id,
-            name=str(item.get("name") or ""),
-            arguments=str(item.get("arguments") or ""),
-            item_id=item.get("id") if isinstance(item.get("id"), str) else None,
-            response_id=response_id,
-        )
-        return [StartCall(call)]
-
-    def on_server_event(self, data: Mapping[str, Any]) -> tuple[list[StartCall], bool]:
-        """Update with one server event; return the calls to start and whether a follow-up
-        ``response.create`` is due now."""
-        t = data.get("type")
-        if t == "response.function_call_arguments.done":
-            item = {
-                "call_id": data.get("call_id"),
-                "name": data.get("name"),
-                "arguments": data.get("arguments"),
-                "id": data.get("item_id"),
-            }
-            return self._start(item, data.get("response_id")), False
-        if t == "response.output_item.done":
-            item = data.get("item") or {}
-            if item.get("type") == "function_call":
-                return self._start(item, data.get("response_id")), False
-            return [], False
-        if t == "response.done":
-            response = data.get("response") or {}
-            rid = response.get("id")
-            starts: list[StartCall] = []
-            for item in response.get("output") or []:
-                if isinstance(item, Mapping) and item.get("type") == "function_call":
-                    starts += self._start(item, rid)
-            if not isinstance(rid, str) or rid not in self._by_response:
-                return starts, False
-            self._by_response[rid].done = True
-            return starts, self._due(rid)
-        return [], False
-
-    def finish(self, call_id: str) -> bool:
-        """Record that ``call_id`` has its output sent; return whether to ask for a response."""
-        rid = self._response_of.pop(call_id, None)
-        if rid is None:
-            return False
-        calls = self._by_response.get(rid)
-        if calls is None:
-            return False
-        calls.pending.discard(call_id)
-        calls.answered += 1
-        return self._due(rid)
-
-    def _due(self, rid: str) -> bool:
-        calls = self._by_response[rid]
-        if calls.done and not calls.pending and calls.answered:
-            del self._by_response[rid]
-            return True
-        return False

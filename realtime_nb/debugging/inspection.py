@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import base64
 import html
 import io
 from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
 
-from ..core.reducer import ConversationState, Item
+from ..core.audio import b64encode_audio
+from ..core.reducer import Item
 
 if TYPE_CHECKING:
     from ..storage.recording import Recording
@@ -118,7 +118,7 @@ def _wav_data_uri(samples: np.ndarray, rate: int) -> str:
 
     buf = io.BytesIO()
     sf.write(buf, samples, rate, format="WAV", subtype="PCM_16")
-    return "data:audio/wav;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+    return "data:audio/wav;base64," + b64encode_audio(buf.getbuffer())
 
 
 def _audio_player(rec: Recording, item: Item, budget: list[float]) -> str:
@@ -190,14 +190,3 @@ def item_html(rec: Recording, item: Item) -> str:
         f'<span class="rtnb-muted">{esc(item.id)} · {esc(item.status or "")}</span>'
         f"<p>{body}</p>{_audio_player(rec, item, [MAX_EMBEDDED_AUDIO_S])}</div>"
     )
-
-
-def state_summary(st: ConversationState) -> dict[str, Any]:
-    """A short dict of live state (for reprs of live sessions)."""
-    return {
-        "items": len(st.items),
-        "turns": len(st.turns),
-        "responses": len(st.responses),
-        "tokens": st.usage.total_tokens,
-        "errors": len(st.errors),
-    }

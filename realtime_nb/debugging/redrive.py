@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from ..core._sentinel import UNSET
 from ..core.audio import AudioFormat
 from ..core.reducer import ConversationState
 from ..core.tools import Tool
@@ -49,7 +50,6 @@ _COPIED: Final = (
     "include",
     "tracing",
 )
-_UNSET: Final[Any] = object()
 
 
 @dataclass(frozen=True)
@@ -145,9 +145,9 @@ def _canonical_args(arguments: str | None) -> str:
 def redrive(
     recording: Recording | str | Path,
     *,
-    instructions: Any = _UNSET,
-    tools: Any = _UNSET,
-    voice: Any = _UNSET,
+    instructions: Any = UNSET,
+    tools: Any = UNSET,
+    voice: Any = UNSET,
     url: str | None = None,
     api_key: str | None = None,
     model: str | None = None,
@@ -187,11 +187,11 @@ def redrive(
             "this recording has no user turns to re-drive (no committed audio nor text items)"
         )
     changed: JSON = {k: v for k, v in session_fields.items()}
-    if instructions is not _UNSET:
+    if instructions is not UNSET:
         changed["instructions"] = instructions
-    if tools is not _UNSET:
+    if tools is not UNSET:
         changed["tools"] = tools
-    if voice is not _UNSET:
+    if voice is not UNSET:
         changed["voice"] = voice
     fields = _recorded_settings(parent)
     audio_cfg = fields.get("audio") or {}
@@ -207,7 +207,7 @@ def redrive(
         inp = dict(audio_cfg.get("input") or {})
         inp.pop("turn_detection", None)
         audio_cfg = {**audio_cfg, "input": inp}
-    if voice is not _UNSET:
+    if voice is not UNSET:
         out = dict(audio_cfg.get("output") or {})
         out.pop("voice", None)
         audio_cfg = {**audio_cfg, "output": out}

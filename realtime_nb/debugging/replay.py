@@ -541,10 +541,6 @@ class ReplayData:
             for seq, t, src, typ, iid, rid in zip(*cols, strict=True)
         ]
 
-    def event_times(self) -> npt.NDArray[np.float64]:
-        """Every event's time in seconds, in order (for a density strip under the waveform)."""
-        return self._t / 1e9
-
     # -- helpers ---------------------------------------------------------------------------------
 
     def _rows_of(self, types: Sequence[str]) -> list[tuple[int, str, dict[str, Any]]]:

@@ -7,10 +7,12 @@ blocks, sleeps, awaits or touches a socket: server events accumulate in an outbo
 :meth:`~RealtimeState.events_to_send`, and slow work (speech recognition, the responder and speech
 synthesis) is requested as :class:`TranscribeJob` / :class:`GenerateJob` objects drained by
 :meth:`~RealtimeState.jobs_to_run`. :meth:`~RealtimeState.next_deadline` says when ``poll`` has
-something to do (the next paced audio delta). The asyncio shell in :mod:`.server` is a loop around
-these calls; tests drive it directly with plain lists of events.
+something to do (the next paced audio delta, or the end of a capped session), and
+:attr:`~RealtimeState.close_request` when the shell must close the connection. The asyncio shell in
+:mod:`.server` is a loop around these calls; tests drive it directly with plain lists of events.
 
-Time: ``now`` is any monotonic clock in seconds, used only to pace output audio. Voice activity and
+Time: ``now`` is any monotonic clock in seconds, used to pace output audio and to end a session
+at ``max_session_s``. Voice activity and
 ``idle_timeout_ms`` run on the *input audio* timeline (milliseconds of audio appended), as the API
 reports them.
 
@@ -22,8 +24,6 @@ recorded sessions under ``fixtures/sessions``); cached tokens are always reporte
 
 from __future__ import annotations
 
-import base64
-import binascii
 import copy
 import json
 import logging
@@ -34,7 +34,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from realtime_nb.core.audio import AudioFormat, decode_to_float, float32_to_pcm16, resample
+from realtime_nb.core.audio import (
+    AudioFormat,
+    b64decode_audio,
+    b64encode_audio,
+    decode_to_float,
+    float32_to_pcm16,
+    resample,
+)
 from realtime_nb.core.protocol import CLIENT_EVENT_TYPES, new_item_id
 
 from ._beta import BetaDialect
@@ -79,6 +86,10 @@ MAX_BUFFER_MS: Final = 15 * 60 * 1000
 CHARS_PER_TOKEN: Final = 4
 INPUT_AUDIO_TOKENS_PER_S: Final = 10
 OUTPUT_AUDIO_TOKENS_PER_S: Final = 20
+#: Close code after ``session_expired``: 1001 (going away), with the error's message as the reason,
+#: which is what the API was reported to send at its 60-minute cap ("received 1001 (going away)
+#: Your session hit the maximum duration of 60 minutes.").
+SESSION_EXPIRED_CLOSE_CODE: Final = 1001
 #: Function call arguments stream in pieces of this many characters, like a model's tokens.
 ARGUMENT_DELTA_CHARS: Final = 8
 #: What ``rate_limits.updated`` reports: the real tier's token budget and reset interval.
@@ -155,6 +166,14 @@ class _Response:
     output_audio_ms: float = 0.0
 
 
+def _duration_words(seconds: float) -> str:
+    """``3600`` -> "60 minutes", ``1.5`` -> "1.5 seconds", as the API words its cap."""
+    if seconds >= 60 and seconds % 60 == 0:
+        minutes = int(seconds // 60)
+        return f"{minutes} minute" + ("s" if minutes != 1 else "")
+    return f"{seconds:g} second" + ("s" if seconds != 1 else "")
+
+
 class RealtimeState:
     """One Realtime session's protocol state. Not thread-safe: drive it from one thread.
 
@@ -163,6 +182,11 @@ class RealtimeState:
     its events are translated at the edge by a :class:`~._beta.BetaDialect` (beta client events to
     GA in :meth:`receive`, GA server events to beta as they are emitted); everything in between,
     ``session`` and ``items`` included, is GA.
+
+    ``max_session_s`` caps the session's length as the API caps it at 60 minutes: once
+    ``max_session_s`` seconds have passed since :meth:`start`, :meth:`poll` emits an ``error``
+    event with code ``session_expired`` and sets :attr:`close_request`; the session then ignores
+    everything. ``None`` (the default) means no cap.
     """
 
     def __init__(
@@ -172,11 +196,21 @@ class RealtimeState:
         fast: bool = False,
         beta: bool = False,
         created_at: float = 0.0,
+        max_session_s: float | None = None,
     ) -> None:
+        if max_session_s is not None and not max_session_s > 0:
+            raise ValueError(f"max_session_s must be a positive number, got {max_session_s!r}")
         self.fast = fast
         self.beta = beta
+        self.max_session_s = max_session_s
+        #: ``(code, reason)`` once the session has ended: close the WebSocket with them after
+        #: sending what :meth:`events_to_send` returns. ``None`` while the session goes on.
+        self.close_request: tuple[int, str] | None = None
+        self._expires_at: float | None = None  # on the ``now`` clock, set by start()
         self._dialect = BetaDialect() if beta else None
         self.session: JSON = default_session(model, new_item_id("sess_"), created_at)
+        if max_session_s is not None:
+            self.session["expires_at"] = math.ceil(created_at + max_session_s)
         self.conversation_id = new_item_id("conv_")
         self.items: list[JSON] = []  # conversation items in order (GA shape, as sent)
         self._heard: dict[str, str] = {}  # item id -> what the "model" heard in its audio
@@ -207,8 +241,10 @@ class RealtimeState:
 
     # --- the I/O-facing API --------------------------------------------------------------------
 
-    def start(self) -> None:
-        """Queue ``session.created``; call once, first."""
+    def start(self, now: float = 0.0) -> None:
+        """Queue ``session.created``; call once, first. ``now`` starts the session's clock."""
+        if self.max_session_s is not None:
+            self._expires_at = now + self.max_session_s
         self._emit("session.created", session=copy.deepcopy(self.session))
 
     def events_to_send(self) -> list[JSON]:
@@ -220,24 +256,56 @@ class RealtimeState:
     def jobs_to_run(self) -> list[Job]:
         """Slow work requested so far (the queue is emptied)."""
         out, self._jobs = self._jobs, []
-        return out
+        return out if self.close_request is None else []
 
     def next_deadline(self) -> float | None:
         """The earliest ``now`` at which :meth:`poll` will emit something, or ``None``."""
+        if self.close_request is not None:
+            return None
         times = [r.t0 + r.steps[0].at for r in self._responses.values() if r.steps]
+        if self._expires_at is not None:
+            times.append(self._expires_at)
         return min(times) if times else None
 
     def poll(self, now: float) -> None:
-        """Emit every paced event due at ``now``."""
+        """Emit every paced event due at ``now`` (and end the session if it has expired)."""
+        if self._expires_at is not None and now >= self._expires_at:
+            # Paced events due before the cap still go out first, in order.
+            self._run_steps(self._expires_at)
+            self._expire()
+            return
+        self._run_steps(now)
+
+    def _run_steps(self, now: float) -> None:
         for response in list(self._responses.values()):
             while response.steps and response.t0 + response.steps[0].at <= now:
                 response.steps.popleft().run()
 
+    def _expire(self) -> None:
+        if self.close_request is not None:
+            return
+        assert self.max_session_s is not None
+        message = f"Your session hit the maximum duration of {_duration_words(self.max_session_s)}."
+        self._emit(
+            "error",
+            error={
+                "type": "invalid_request_error",
+                "code": "session_expired",
+                "message": message,
+                "param": None,
+                "event_id": None,
+            },
+        )
+        self.close_request = (SESSION_EXPIRED_CLOSE_CODE, message)
+
     def receive(self, frame: str | bytes, now: float) -> None:
         """Handle one client WebSocket frame; problems become ``error`` events, never exceptions.
 
-        A refused frame produces exactly one ``error`` event and changes nothing else.
+        A refused frame produces exactly one ``error`` event and changes nothing else. Frames
+        that arrive after the session ended are dropped.
         """
+        if self.close_request is not None:
+            return
         event_id: str | None = None
         try:
             event, non_finite = parse_frame(frame)
@@ -370,6 +438,8 @@ class RealtimeState:
         return result
 
     def _emit(self, etype: str, **fields: Any) -> None:
+        if self.close_request is not None:
+            return  # the session has ended: nothing more goes out
         event: JSON = {"type": etype, "event_id": new_item_id("event_")}
         event.update(fields)
         if self._dialect is None:
@@ -509,8 +579,8 @@ class RealtimeState:
                 "audio",
             )
         try:
-            data = base64.b64decode(audio, validate=True)
-        except (binascii.Error, ValueError):
+            data = b64decode_audio(audio)
+        except ValueError:
             raise ClientError(
                 "invalid_value",
                 f"Invalid 'audio': expected base64-encoded audio bytes, got {quote(audio)!r}.",
@@ -702,7 +772,9 @@ class RealtimeState:
             }
         if kind == "function_call":
             name = check_str(self._require(item, "name", f"{param}.name"), f"{param}.name")
-            arguments = check_str(item.get("arguments", ""), f"{param}.arguments")
+            arguments = check_str(
+                self._require(item, "arguments", f"{param}.arguments"), f"{param}.arguments"
+            )
             call_id = check_str(item.get("call_id"), f"{param}.call_id", nullable=True)
             return {
                 "id": new_id,
@@ -763,8 +835,8 @@ class RealtimeState:
                 b64 = part.pop("_audio")
                 if b64:
                     try:
-                        audio_parts.append(base64.b64decode(b64, validate=True))
-                    except (binascii.Error, ValueError):
+                        audio_parts.append(b64decode_audio(b64))
+                    except ValueError:
                         raise ClientError(
                             "invalid_value",
                             "Invalid 'item.content.audio': expected base64-encoded audio bytes.",
@@ -799,7 +871,7 @@ class RealtimeState:
         if audio is not None:
             for part in out.get("content") or []:
                 if part.get("type") in ("input_audio", "output_audio"):
-                    part["audio"] = base64.b64encode(bytes(audio)).decode("ascii")
+                    part["audio"] = b64encode_audio(audio)
         self._emit("conversation.item.retrieved", item=out)
 
     def _on_conversation_item_delete(self, event: JSON, now: float) -> None:
@@ -1020,7 +1092,14 @@ class RealtimeState:
             "conversation_id": self.conversation_id if r.in_conversation else None,
             "output_modalities": list(r.modalities),
             "max_output_tokens": r.max_output_tokens,
-            "audio": {"output": {"format": dict(r.fmt_json), "voice": r.voice}},
+            # A response reports a custom voice ({"id": ...}) by its id: the schema of response
+            # objects has only strings there.
+            "audio": {
+                "output": {
+                    "format": dict(r.fmt_json),
+                    "voice": r.voice if isinstance(r.voice, str) else r.voice.get("id"),
+                }
+            },
             "usage": usage,
             "metadata": r.metadata,
         }
@@ -1280,7 +1359,7 @@ class RealtimeState:
                 self._emit(
                     "response.output_audio.delta",
                     **st["ids"],
-                    delta=base64.b64encode(data).decode("ascii"),
+                    delta=b64encode_audio(data),
                 )
 
         def close() -> None:

@@ -38,6 +38,8 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
+from ..core._redact import install as install_redaction
+from ..runtime import LoopThread
 from ._state import Generated, GenerateJob, Job, RealtimeState, TranscribeJob
 from .responders import Responder, ResponderError, RuleSpec, TextReply, make_responder
 from .stt import Transcriber, shared_transcriber
@@ -60,6 +62,15 @@ MAX_WORKERS: Final = 8
 #: How long ``start()`` waits for the server to bind before giving up.
 START_TIMEOUT_S: Final = 10.0
 _INSECURE_KEY_PREFIX: Final = "openai-insecure-api-key."
+#: Loggers that see the server's traffic and get a redacting filter: websockets dumps request
+#: headers (``Authorization: Bearer <key>``, the key subprotocol) at DEBUG, on both sides of an
+#: in-process connection. A filter sees only its own logger's records, so each is named.
+REDACTED_LOGGERS: Final = (
+    "realtime_nb.local",
+    "websockets",
+    "websockets.server",
+    "websockets.client",
+)
 
 
 def run_job(
@@ -90,8 +101,17 @@ class _Connection:
         self.server = server
         self.ws = ws
         self.loop = asyncio.get_running_loop()
-        self.state = RealtimeState(model=model, fast=server.fast, beta=beta, created_at=time.time())
-        self.outgoing: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+        self.state = RealtimeState(
+            model=model,
+            fast=server.fast,
+            beta=beta,
+            created_at=time.time(),
+            max_session_s=server.max_session_s,
+        )
+        # Events to send, in order; then (code, reason) to close with, or None to just stop.
+        self.outgoing: asyncio.Queue[dict[str, Any] | tuple[int, str] | None] = asyncio.Queue()
+        self.closing = False
+        self.dropping: asyncio.Task[None] | None = None
         self.wake = asyncio.Event()
         self.tasks: set[asyncio.Task[None]] = set()
 
@@ -101,6 +121,9 @@ class _Connection:
     def flush(self) -> None:
         for event in self.state.events_to_send():
             self.outgoing.put_nowait(event)
+        if self.state.close_request is not None and not self.closing:
+            self.closing = True  # after the events above (the session_expired error)
+            self.outgoing.put_nowait(self.state.close_request)
         for job in self.state.jobs_to_run():
             task = asyncio.create_task(self.run(job))
             self.tasks.add(task)
@@ -111,7 +134,7 @@ class _Connection:
         s = self.server
         try:
             result = await self.loop.run_in_executor(
-                s._executor, run_job, job, s.responder, s._synthesizer, s._transcriber
+                s._job_executor(), run_job, job, s.responder, s._synthesizer, s._transcriber
             )
         except Exception as exc:  # a failed job must end its response, not kill the session
             message = (
@@ -137,6 +160,9 @@ class _Connection:
             event = await self.outgoing.get()
             if event is None:
                 return
+            if isinstance(event, tuple):
+                await self.ws.close(*event)
+                return
             await self.ws.send(json.dumps(event))
 
     async def pacer(self) -> None:
@@ -151,8 +177,20 @@ class _Connection:
             self.flush()
             self.wake.clear()
 
+    async def drop(self, code: int | None, reason: str) -> None:
+        """Drop the connection now, whatever is queued: send a close frame with ``code`` (the
+        closing handshake goes on in the background), or with ``None`` abort the TCP
+        connection."""
+        self.closing = True
+        if code is None:
+            self.ws.transport.abort()
+            return
+        # Not awaited here: the client may be on the caller's own (blocked) thread.
+        self.dropping = asyncio.create_task(self.ws.close(code, reason))
+        await asyncio.sleep(0)  # ws.close() writes the close frame before its first real wait
+
     async def serve(self) -> None:
-        self.state.start()
+        self.state.start(self.now())
         self.flush()
         sender = asyncio.create_task(self.sender())
         pacer = asyncio.create_task(self.pacer())
@@ -179,7 +217,9 @@ class LocalServer:
     ``responder`` is ``"echo"`` (default), ``"rules"`` (with ``rules=...``), ``"chat"`` (with
     ``chat_url=...``, ``chat_model=...``) or a :class:`~.responders.Responder` instance. ``fast``
     sends output audio as soon as it is synthesised instead of at real time. ``api_key``, when set,
-    is required from clients. ``port=0`` picks a free port.
+    is required from clients. ``port=0`` picks a free port. ``max_session_s`` ends every session
+    that long after it started, as the API does at 60 minutes: an ``error`` event with code
+    ``session_expired``, then close code 1001 (default: no limit).
 
     Usage::
 
@@ -187,7 +227,9 @@ class LocalServer:
             url = server.url  # "ws://127.0.0.1:PORT/v1/realtime"; add ?model=...
 
     :meth:`start` and :meth:`stop` are thread-safe and idempotent; :meth:`stop` closes open
-    connections with close code 1001 (going away).
+    connections with close code 1001 (going away) and leaves no thread behind.
+    :meth:`drop_connections` drops the open connections as a failing server would (for tests of
+    reconnection).
     """
 
     def __init__(
@@ -202,7 +244,10 @@ class LocalServer:
         chat_url: str | None = None,
         chat_model: str | None = None,
         chat_api_key: str | None = None,
+        max_session_s: float | None = None,
     ) -> None:
+        if max_session_s is not None and not max_session_s > 0:
+            raise ValueError(f"max_session_s must be a positive number, got {max_session_s!r}")
         self.responder = make_responder(
             responder,
             rules=rules,
@@ -214,15 +259,19 @@ class LocalServer:
         self.api_key = api_key
         self.host = host
         self.port = port
+        self.max_session_s = max_session_s
         self._synthesizer = Synthesizer()
         self._transcriber = shared_transcriber()
-        self._executor = ThreadPoolExecutor(MAX_WORKERS, thread_name_prefix="realtime-nb-local")
+        # Made on first use and shut down (threads joined) by stop(), so a stopped server holds
+        # no thread; start() after stop() makes a new one.
+        self._executor: ThreadPoolExecutor | None = None
+        self._executor_lock = threading.Lock()
+        self._connections: set[_Connection] = set()
         self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop_event: asyncio.Event | None = None
-        self._ready = threading.Event()
-        self._startup_error: BaseException | None = None
+        self._runner: LoopThread | None = None
+        self._server: ws_server.Server | None = None
+        # Before anything can log: the keys in play never reach a log record, at any level.
+        install_redaction(REDACTED_LOGGERS, [k for k in (api_key, chat_api_key) if k])
 
     # -- URLs --
 
@@ -281,7 +330,54 @@ class LocalServer:
         beta = "realtime=v1" in request.headers.get("OpenAI-Beta", "") or (
             "openai-beta.realtime-v1" in protocols
         )
-        await _Connection(self, ws, model, beta).serve()
+        connection = _Connection(self, ws, model, beta)
+        self._connections.add(connection)
+        try:
+            await connection.serve()
+        finally:
+            self._connections.discard(connection)
+
+    def _job_executor(self) -> ThreadPoolExecutor:
+        with self._executor_lock:
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(
+                    MAX_WORKERS, thread_name_prefix="realtime_nb-local-job"
+                )
+            return self._executor
+
+    def _shutdown_executor(self) -> None:
+        """Wait for running jobs (queued ones are cancelled) and join the worker threads."""
+        with self._executor_lock:
+            executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=True, cancel_futures=True)
+
+    async def _drop(self, code: int | None, reason: str) -> int:
+        connections = list(self._connections)
+        await asyncio.gather(*(c.drop(code, reason) for c in connections))
+        return len(connections)
+
+    def drop_connections(
+        self, code: int | None = 1011, reason: str = "", timeout: float = 10.0
+    ) -> int:
+        """Drop every open connection now, as a failing server would, and return how many.
+
+        Events not yet sent are lost. ``code`` is the close code (1011 "internal error" by
+        default; 1001 "going away", 1012 "service restart" ...); ``None`` aborts the TCP
+        connection without a close frame, like a network failure. Returns once the close frames
+        are written (or the connections aborted), without waiting for the clients' answers, so a
+        client on the caller's own event loop is not deadlocked. The server keeps accepting new
+        connections. Call it from any thread but the server's own.
+
+        Raises:
+            realtime_nb.runtime.LoopTimeoutError: (a ``TimeoutError``) the server's loop did not
+                get to it within ``timeout`` seconds.
+        """
+        with self._lock:
+            runner = self._runner
+        if runner is None or not runner.running:
+            return 0
+        return runner.run(self._drop(code, reason), timeout, what="dropping connections")
 
     # -- running --
 
@@ -299,57 +395,63 @@ class LocalServer:
         loop (advanced use)."""
         return serve(self._handler, self.host, self.port, **self._serve_kwargs())
 
-    async def _main(self) -> None:
-        self._stop_event = asyncio.Event()
-        async with self.serve() as server:
-            sock = next(iter(server.sockets))
-            self.port = int(sock.getsockname()[1])
-            self._loop = asyncio.get_running_loop()
-            self._ready.set()
-            await self._stop_event.wait()
+    async def _open(self) -> ws_server.Server:
+        server = await self.serve()
+        self.port = int(next(iter(server.sockets)).getsockname()[1])
+        return server
 
-    def _thread_main(self) -> None:
-        try:
-            asyncio.run(self._main())
-        except BaseException as exc:
-            self._startup_error = exc
-            self._ready.set()
+    @staticmethod
+    async def _close(server: ws_server.Server) -> None:
+        server.close()  # closes open connections with 1001 (going away)
+        await server.wait_closed()
 
     def start(self) -> LocalServer:
-        """Start serving on a daemon thread; returns once the port is bound.
+        """Start serving on a daemon thread (``realtime_nb-local``); returns once the port is
+        bound.
 
         Raises:
             OSError: the port cannot be bound (e.g. already in use).
-            TimeoutError: the server did not come up within :data:`START_TIMEOUT_S`.
+            realtime_nb.runtime.LoopTimeoutError: (a ``TimeoutError``) the server did not come up
+                within :data:`START_TIMEOUT_S`.
         """
         with self._lock:
-            if self._thread is not None and self._thread.is_alive():
+            if self._runner is not None and self._runner.running:
                 return self
-            self._ready.clear()
-            self._startup_error = None
-            self._thread = threading.Thread(
-                target=self._thread_main, name="realtime-nb-local", daemon=True
-            )
-            self._thread.start()
-        if not self._ready.wait(START_TIMEOUT_S):
-            raise TimeoutError(
-                f"the local Realtime server did not start within {START_TIMEOUT_S} s"
-            )
-        if self._startup_error is not None:
-            raise self._startup_error
+            runner = LoopThread("local")
+            try:
+                self._server = runner.run(
+                    self._open(), START_TIMEOUT_S, what="starting the local Realtime server"
+                )
+            except BaseException:
+                with contextlib.suppress(TimeoutError):
+                    runner.stop(START_TIMEOUT_S)
+                raise
+            self._runner = runner
         return self
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Close all connections (code 1001) and stop the server thread. Safe to call twice."""
+        """Close all connections (code 1001), stop the server thread and join the job threads
+        (waiting for jobs still running: a chat responder's request, say). Safe to call twice.
+
+        Raises:
+            realtime_nb.runtime.LoopTimeoutError: (a ``TimeoutError``) connections or the thread
+                still open after ``timeout`` seconds.
+        """
         with self._lock:
-            thread, loop, stop_event = self._thread, self._loop, self._stop_event
-            self._thread = None
-        if thread is None:
+            runner, server = self._runner, self._server
+            self._runner = self._server = None
+        if runner is None:
+            self._shutdown_executor()  # a server run by serve() on the caller's loop
             return
-        if loop is not None and stop_event is not None and not loop.is_closed():
-            with contextlib.suppress(RuntimeError):  # loop already gone
-                loop.call_soon_threadsafe(stop_event.set)
-        thread.join(timeout)
+        deadline = time.monotonic() + timeout
+        try:
+            if server is not None:
+                runner.run(self._close(server), timeout, what="closing the local server")
+        finally:
+            try:
+                runner.stop(max(deadline - time.monotonic(), 0.1))
+            finally:
+                self._shutdown_executor()
 
     def __enter__(self) -> LocalServer:
         return self.start()
@@ -358,7 +460,7 @@ class LocalServer:
         self.stop()
 
     def __repr__(self) -> str:
-        running = self._thread is not None and self._thread.is_alive()
+        running = self._runner is not None and self._runner.running
         status = "running" if running else "stopped"
         return f"<LocalServer {self.url} responder={self.responder.name} {status}>"
 
@@ -388,12 +490,14 @@ def serve_forever(
     chat_url: str | None = None,
     chat_model: str | None = None,
     chat_api_key: str | None = None,
+    max_session_s: float | None = None,
 ) -> None:
     """Serve until Ctrl-C (blocking; for ``realtime-nb serve``). Prints the URL once listening.
 
     Raises:
         OSError: the port cannot be bound.
-        ValueError: an unknown responder name, or ``"chat"`` without ``chat_url``.
+        ValueError: an unknown responder name, ``"chat"`` without ``chat_url``, or a
+            ``max_session_s`` that is not positive.
     """
     server = LocalServer(
         responder,
@@ -405,6 +509,7 @@ def serve_forever(
         chat_url=chat_url,
         chat_model=chat_model,
         chat_api_key=chat_api_key,
+        max_session_s=max_session_s,
     )
 
     async def main() -> None:
@@ -418,5 +523,8 @@ def serve_forever(
             )
             await asyncio.Future()  # until cancelled by Ctrl-C
 
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(main())
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(main())
+    finally:
+        server.stop()  # joins the job threads

@@ -39,7 +39,7 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
-from ..core._redact import needs_redaction, redact_obj, redact_text, safe_url
+from ..core._redact import needs_redaction, redact_obj, redact_text, safe_url, searchable
 from ..core._version import __version__
 from ..core.audio import AudioFormat, decode_to_float, resample
 from ..core.events import Event, extract_ids, split_audio
@@ -246,7 +246,8 @@ class Recorder:
             stripped.
         secrets: exact strings that must never reach the file (the API key in use); they are
             replaced by ``[REDACTED]`` wherever they appear, as are ``sk-``/``ek_`` keys,
-            ``Authorization`` values and ``client_secret`` fields.
+            Bearer/Basic credentials, URL user info and the values of credential fields
+            (``password``, ``token``, ``client_secret``... see ``core._redact.SECRET_FIELDS``).
         flush_interval: seconds an event may wait in memory (default :data:`FLUSH_INTERVAL_S`).
         clock: monotonic nanosecond clock (tests may inject one).
 
@@ -263,7 +264,8 @@ class Recorder:
         flush_interval: float = FLUSH_INTERVAL_S,
         clock: Callable[[], int] = time.monotonic_ns,
     ) -> None:
-        self._secrets = tuple(s for s in secrets if s)
+        # Longest first, none too short to search for (a 4-letter key would blank words).
+        self._secrets = searchable(secrets)
         base_meta = dict(meta) if meta is not None else make_meta()
         if "url" in base_meta:
             base_meta["url"] = safe_url(base_meta["url"])

@@ -50,8 +50,8 @@ A recording of one connection is replayed from the start to every client that co
 
 from __future__ import annotations
 
-import asyncio
 import binascii
+import contextlib
 import copy
 import fnmatch
 import json
@@ -63,6 +63,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from ..core.protocol import Source, canonical_type
+from ..runtime import LoopThread
 from ..storage.recording import Recording
 
 __all__ = [
@@ -90,7 +91,8 @@ MAX_SHOWN_DIFFS: Final = 8
 MISMATCH_CLOSE_CODE: Final = 1008
 #: Largest frame accepted from a client: 16 MiB, as the real API (an append of ~5 min of audio).
 MAX_FRAME_BYTES: Final = 16 * 1024 * 1024
-#: Seconds :meth:`ReplayServer.start` waits for the server thread to bind its port.
+#: Seconds :meth:`ReplayServer.start` waits for the server thread to bind its port (and
+#: :meth:`ReplayServer.stop` for its connections to close and its thread to end).
 START_TIMEOUT_S: Final = 10.0
 #: Close codes a close frame may carry (RFC 6455 section 7.4 and the IANA registry; 3000-4999
 #: are for applications): a recorded close with another code is replayed by dropping the TCP
@@ -630,11 +632,9 @@ class ReplayServer:
         self.mismatches: list[ReplayMismatch] = []
         #: One matcher per connection, in order (to inspect what was matched).
         self.replays: list[CassetteMatcher] = []
-        self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop: asyncio.Event | None = None
-        self._ready = threading.Event()
-        self._error: BaseException | None = None
+        self._runner: LoopThread | None = None
+        self._server: Any = None  # websockets' Server (imported lazily)
+        self._lock = threading.Lock()
 
     @property
     def url(self) -> str:
@@ -680,65 +680,65 @@ class ReplayServer:
         except ConnectionClosed:
             return
 
-    async def _main(self) -> None:
+    async def _open(self) -> Any:
         from websockets.asyncio.server import serve
 
-        self._stop = asyncio.Event()
-        try:
-            server = await serve(
-                self._handler,
-                self.host,
-                self.port,
-                max_size=MAX_FRAME_BYTES,
-                compression=None,
-                select_subprotocol=_select_subprotocol,
-            )
-        except BaseException as exc:
-            self._error = exc
-            self._ready.set()
-            raise
-        async with server:
-            sock = next(iter(server.sockets))
-            self.port = int(sock.getsockname()[1])
-            self._ready.set()
-            await self._stop.wait()
+        server = await serve(
+            self._handler,
+            self.host,
+            self.port,
+            max_size=MAX_FRAME_BYTES,
+            compression=None,
+            select_subprotocol=_select_subprotocol,
+        )
+        self.port = int(next(iter(server.sockets)).getsockname()[1])
+        return server
+
+    @staticmethod
+    async def _close(server: Any) -> None:
+        server.close()  # closes open connections with 1001 (going away)
+        await server.wait_closed()
 
     def start(self) -> ReplayServer:
-        """Start listening on a thread of its own. Idempotent.
+        """Start listening on a thread of its own (``realtime_nb-replay``). Idempotent.
 
         Raises:
             OSError: the port could not be bound.
+            realtime_nb.runtime.LoopTimeoutError: (a ``TimeoutError``, so an ``OSError`` too)
+                not listening within :data:`START_TIMEOUT_S`.
         """
-        if self._thread is not None:
-            return self
-        self._loop = asyncio.new_event_loop()
-        loop = self._loop
-
-        def run() -> None:
-            asyncio.set_event_loop(loop)
+        with self._lock:
+            if self._runner is not None:
+                return self
+            runner = LoopThread("replay")
             try:
-                loop.run_until_complete(self._main())
-            except BaseException:  # reported by start() through self._error
-                pass
-            finally:
-                loop.close()
-
-        self._thread = threading.Thread(target=run, name="realtime_nb-replay", daemon=True)
-        self._thread.start()
-        if not self._ready.wait(START_TIMEOUT_S):
-            raise OSError(f"the replay server did not start within {START_TIMEOUT_S} s")
-        if self._error is not None:
-            raise self._error
+                self._server = runner.run(
+                    self._open(), START_TIMEOUT_S, what="starting the replay server"
+                )
+            except BaseException:
+                with contextlib.suppress(TimeoutError):
+                    runner.stop(START_TIMEOUT_S)
+                raise
+            self._runner = runner
         return self
 
     def stop(self) -> None:
-        """Stop listening and close open connections (1001). Idempotent."""
-        if self._thread is None or self._loop is None or self._stop is None:
+        """Stop listening and close open connections (1001). Idempotent.
+
+        Raises:
+            realtime_nb.runtime.LoopTimeoutError: (a ``TimeoutError``) connections or the thread
+                still open after :data:`START_TIMEOUT_S`.
+        """
+        with self._lock:
+            runner, server = self._runner, self._server
+            self._runner = self._server = None
+        if runner is None:
             return
-        if not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(START_TIMEOUT_S)
-        self._thread = None
+        try:
+            if server is not None:
+                runner.run(self._close(server), START_TIMEOUT_S, what="closing the replay server")
+        finally:
+            runner.stop(START_TIMEOUT_S)
 
     def check(self) -> None:
         """Raise the first :class:`ReplayMismatch` any client caused (no-op if none)."""

@@ -8,13 +8,14 @@ deltas (a word at a time), and the item/part/response envelope events with usage
 
 from __future__ import annotations
 
-import base64
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Final
 
 import numpy as np
+
+from ..core.audio import b64encode_audio
 
 __all__ = ["SyntheticFrame", "synthetic_session"]
 
@@ -82,12 +83,8 @@ def synthetic_session(minutes: float = 60.0, seed: int = 0) -> Iterator[Syntheti
     dumps = json.JSONEncoder(separators=(",", ":")).encode
     # A small pool of distinct audio chunks keeps generation fast but payloads realistic
     # (random samples: base64 of noise, incompressible like real speech).
-    in_pool = [
-        base64.b64encode(_noise(rng, CHUNK_MS * BYTES_PER_MS, 800)).decode() for _ in range(64)
-    ]
-    out_pool = [
-        base64.b64encode(_noise(rng, DELTA_MS * BYTES_PER_MS, 3000)).decode() for _ in range(64)
-    ]
+    in_pool = [b64encode_audio(_noise(rng, CHUNK_MS * BYTES_PER_MS, 800)) for _ in range(64)]
+    out_pool = [b64encode_audio(_noise(rng, DELTA_MS * BYTES_PER_MS, 3000)) for _ in range(64)]
     total_ms = int(minutes * 60_000)
     n = 0
 

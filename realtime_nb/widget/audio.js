@@ -3,7 +3,7 @@
 //
 // Used in three places: the AudioWorklet (capture and playback processors), the widget's main
 // thread, and Node's test runner (`node --test tests/js/`). The worklet cannot import modules
-// relative to a Blob URL, so widget.py concatenates this file (with the `export` keywords removed)
+// relative to a Blob URL, so _sources.py concatenates this file (with the `export` keywords removed)
 // in front of worklet.js: keep every export a top-level `export class|function|const` at the start
 // of a line, and import nothing.
 

@@ -97,14 +97,18 @@ export async function importModules(sources, main, toUrl = blobUrl, release = (u
 }
 
 /**
- * Render `_main` into `el`, and again from the new sources whenever `_modules` changes.
+ * Render the module `load()` returns into `el`, and again, from a fresh `load()`, whenever
+ * `_modules` changes (hot reload): the old view's cleanup runs first, and a reload that fails
+ * says so at the top of the view instead of leaving it blank.
  * @param {RenderContext} ctx
+ * @param {() => Promise<{default: {render: import("./types.js").Render}}>} load
+ * @returns {Promise<() => void>} the cleanup anywidget calls when the view goes
  */
-async function render({ model, el }) {
+export async function renderAndReload({ model, el }, load) {
   /** @type {(() => void) | void} */
   let cleanup;
   const mount = async () => {
-    const main = await importModules(model.get("_modules"), model.get("_main"));
+    const main = await load();
     if (typeof cleanup === "function") cleanup();
     cleanup = undefined;
     el.replaceChildren();
@@ -127,6 +131,12 @@ async function render({ model, el }) {
     model.off("change:_modules", reload);
     if (typeof cleanup === "function") cleanup();
   };
+}
+
+/** @param {RenderContext} ctx */
+function render(ctx) {
+  const { model } = ctx;
+  return renderAndReload(ctx, () => importModules(model.get("_modules"), model.get("_main")));
 }
 
 export default { render };

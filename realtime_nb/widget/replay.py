@@ -72,7 +72,7 @@ import traitlets
 
 from ..core._redact import redact_obj
 from ._sources import ENTRY, module_sources, ship, text
-from .widget import _item_dict
+from ._viewmodel import item_view
 
 if TYPE_CHECKING:
     from ..debugging.replay import ReplayData
@@ -330,7 +330,7 @@ class ReplayWidget(anywidget.AnyWidget):
             order: list[str] = []
             items: dict[str, dict[str, Any]] = {}
             for it in st.items:
-                d = _item_dict(it)
+                d = item_view(it)
                 order.append(d["id"])
                 items[d["id"]] = d
         finally:
@@ -339,9 +339,10 @@ class ReplayWidget(anywidget.AnyWidget):
         with self._lock:
             sent = self._sent.get(view)
             full = bool(msg.get("full")) or sent is None
-            changed = list(items.values()) if full else [
-                d for i, d in items.items() if sent.get(i) != d  # type: ignore[union-attr]
-            ]  # fmt: skip
+            if full or sent is None:
+                changed = list(items.values())
+            else:
+                changed = [d for i, d in items.items() if sent.get(i) != d]
             self._sent[view] = items
         usage = st.usage
         out: dict[str, Any] = {

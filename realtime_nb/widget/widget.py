@@ -7,6 +7,12 @@ also hot-reloads all of them under ``ANYWIDGET_HMR=1``. The kernel half below is
 :class:`realtime_nb.Session`: it forwards mic audio and commands to the session, and batches what
 the session's I/O thread produces (output audio, events, conversation changes) onto the comm.
 
+What the transcript and the summary show is computed by :mod:`._viewmodel` from the reducer's
+state on the session's I/O thread, right after each event is applied (the one place the live state
+is consistent without the session's lock); the flusher thread only diffs the latest view against
+the last one sent. Push-to-talk's commit rule is :mod:`._ptt`, the benchmark's latency bookkeeping
+:mod:`._timings`.
+
 Traits hold only what a re-render must restore (connection status, mic and mute state, settings,
 audio rates); everything else travels as custom messages, every one ``{"type": ...}``, binary
 payloads only in ``buffers``.
@@ -75,13 +81,13 @@ goes through :func:`redact`, which blanks anything that looks like a key or a se
 
 from __future__ import annotations
 
-import contextlib
+import logging
 import math
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
@@ -98,12 +104,17 @@ from ..core.audio import (
 )
 from ..core.events import Event
 from ..core.protocol import canonical_type
+from ._ptt import PushToTalk
 from ._sources import ENTRY, module_sources, ship, text, worklet_source
+from ._timings import LatencyBook, Timings
+from ._viewmodel import EMPTY_VIEW, ConversationView, ViewModel, conversation_view
 
 if TYPE_CHECKING:
     from ..client.session import Session
 
-__all__ = ["RealtimeWidget", "redact", "worklet_source"]
+__all__ = ["RealtimeWidget", "Timings", "redact", "worklet_source"]
+
+logger = logging.getLogger(__name__)
 
 _HERE: Final = Path(__file__).parent
 
@@ -116,14 +127,14 @@ EVENT_LOG_SIZE: Final = 2000
 #: Output audio queued before any view is ready. Older audio is dropped: hearing a reply that
 #: started half a minute ago is worse than reading its transcript.
 MAX_QUEUED_AUDIO_S: Final = 30.0
-#: The Realtime API refuses to commit less than 100 ms of input audio.
-MIN_COMMIT_MS: Final = 100.0
 #: Mic chunks that may wait for an earlier one that overtook them (about 2.5 s of 50 ms chunks)
 #: before the missing one is declared lost: kernels that run comm handlers on several threads
 #: reorder messages by a few at most, and a longer wait would hold back live audio.
 MAX_REORDER_CHUNKS: Final = 50
-#: Size of mic chunks the browser sends; the issue asks for 40-100 ms.
-CHUNK_MS: Final = 50
+#: Milliseconds of microphone audio per ``mic`` message from the browser (the ``chunk_ms``
+#: trait): 50 ms keeps the added latency low at 20 messages/s. Not the session's ``CHUNK_MS``
+#: (100 ms), the size of the appends it sends the server itself when given audio to stream.
+MIC_CHUNK_MS: Final = 50
 #: Output audio the browser buffers before it starts an item (absorbs delivery jitter).
 PREBUFFER_MS: Final = 60
 
@@ -192,18 +203,6 @@ class MicStats:
     late: int = 0  #: chunks that arrived more than a second after the browser sent them
 
 
-@dataclass
-class Timings:
-    """Latency samples (milliseconds) collected for the benchmark, wall clock on one machine."""
-
-    #: mic chunk sent by the browser -> received by the kernel
-    mic_to_kernel: list[float] = field(default_factory=list)
-    #: mic chunk sent by the browser -> its last byte sent to the server by the session
-    mic_to_server: list[float] = field(default_factory=list)
-    #: first audio delta of an item received by the session -> its first sample played
-    delta_to_playback: list[float] = field(default_factory=list)
-
-
 class RealtimeWidget(anywidget.AnyWidget):
     """Mic, speakers, transcript, event log, tools, cost and settings for a realtime Session.
 
@@ -224,7 +223,7 @@ class RealtimeWidget(anywidget.AnyWidget):
     backend = traitlets.Unicode("").tag(sync=True)
     input_rate = traitlets.Int(24_000).tag(sync=True)
     output_rate = traitlets.Int(24_000).tag(sync=True)
-    chunk_ms = traitlets.Int(CHUNK_MS).tag(sync=True)
+    chunk_ms = traitlets.Int(MIC_CHUNK_MS).tag(sync=True)
     prebuffer_ms = traitlets.Int(PREBUFFER_MS).tag(sync=True)
     #: "push_to_talk" | "server_vad" | "semantic_vad", from the session's turn_detection
     mode = traitlets.Unicode("server_vad").tag(sync=True)
@@ -271,21 +270,23 @@ class RealtimeWidget(anywidget.AnyWidget):
         self._notices: list[dict[str, str]] = []
         self._conv_dirty = True
         self._state_dirty = True
-        self._sent_items: dict[str, dict[str, Any]] = {}
-        self._sent_order: list[str] = []
-        self._sent_stats: dict[str, Any] = {}
+        # The conversation as the browser shows it: computed on the session's I/O thread
+        # (_view_model is only touched there), published as _view, sent by the flusher.
+        self._view_model = ViewModel()
+        self._view: ConversationView | None = None
+        self._sent_view: ConversationView | None = None
+        self._view_errors: set[str] = set()
+        self._cost = 0.0
+        self._cost_key: tuple[object, object] | None = None
         # Mic bookkeeping (comm thread).
         self._next_seq: dict[str, int] = {}
         self._mic_pending: dict[str, dict[int, tuple[Mapping[str, Any], bytes]]] = {}
         self._mic_lock = threading.Lock()
         self.mic_stats = MicStats()
-        self._ptt_bytes = 0
-        self._mic_bytes_total = 0
-        # Benchmark bookkeeping.
-        self.timings = Timings()
-        self._mic_marks: deque[tuple[int, float]] = deque()  # (cumulative bytes, browser t ms)
-        self._client_audio_bytes = 0
-        self._first_delta_wall: dict[str, float] = {}
+        self._ptt = PushToTalk(self.input_rate)
+        # Benchmark bookkeeping (under _lock).
+        self._latency = LatencyBook()
+        self.timings: Timings = self._latency.timings
         #: problems the front end reported (``log`` messages, unknown message types)
         self.frontend_log: list[dict[str, Any]] = []
         self.messages_sent = 0
@@ -293,8 +294,10 @@ class RealtimeWidget(anywidget.AnyWidget):
         self._closed = threading.Event()
         self.on_msg(self._on_msg)
         self._unsubscribe: Callable[[], None] | None = session.on("*", self._on_event)
+        # Subscribed first, so no event falls between this snapshot and the I/O thread's views.
+        self._publish_view(self._initial_view)
         self._flusher = threading.Thread(
-            target=self._flush_loop, name="realtime-widget-flusher", daemon=True
+            target=self._flush_loop, name="realtime_nb-widget-flusher", daemon=True
         )
         self._flusher.start()
 
@@ -316,6 +319,11 @@ class RealtimeWidget(anywidget.AnyWidget):
 
     def _on_event(self, ev: Event) -> None:
         """Session I/O thread: note what changed; the flusher thread sends it."""
+        # The reducer has applied ev and nothing else changes the state on this thread until
+        # this returns: the one moment the live state can be read without the session's lock.
+        self._publish_view(
+            lambda: self._view_model.update(self._session.conversation, ev, self._priced())
+        )
         now = time.time()
         etype = canonical_type(ev.type)
         source = str(getattr(ev.source, "value", ev.source))
@@ -331,15 +339,52 @@ class RealtimeWidget(anywidget.AnyWidget):
         with self._lock:
             self._event_log.append(entry)
             self._new_events.append(entry)
-            self._conv_dirty = True
             if source == "server":
                 self._on_server_event(etype, ev, now)
             elif source == "client" and etype == "input_audio_buffer.append" and ev.audio:
-                self._client_audio_bytes += len(ev.audio)
-                while self._mic_marks and self._mic_marks[0][0] <= self._client_audio_bytes:
-                    _, t_browser = self._mic_marks.popleft()
-                    self.timings.mic_to_server.append(now * 1000 - t_browser)
+                self._latency.audio_sent(len(ev.audio), now * 1000)
             self._lock.notify_all()
+
+    def _initial_view(self) -> ConversationView:
+        """The view of a consistent copy of the state (the widget's own thread)."""
+        return conversation_view(self._session.snapshot(), self._priced())
+
+    def _priced(self) -> float:
+        """The session's cost in USD, asked again only when usage or the model changed."""
+        st = self._session.conversation
+        key = (st.usage, st.session.get("model"))
+        if key != self._cost_key:
+            try:
+                self._cost = float(self._session.cost)
+            except (TypeError, ValueError):
+                self._cost = 0.0
+            self._cost_key = key
+        return self._cost
+
+    def _publish_view(self, compute: Callable[[], ConversationView]) -> None:
+        """Compute a view and hand it to the flusher; on failure keep the last good one (the
+        browser keeps showing it) and say why, once per distinct error."""
+        try:
+            view = compute()
+        except Exception as exc:  # a bug in the view or the reducer: the widget must go on
+            why = f"{type(exc).__name__}: {exc}"
+            with self._lock:
+                first = why not in self._view_errors
+                self._view_errors.add(why)
+                if first:
+                    text = f"The conversation view could not be updated ({why}); it may be stale."
+                    self._notices.append({"level": "error", "text": text})
+                    self._lock.notify_all()
+            if first:
+                logger.exception("realtime_nb: the widget's conversation view failed")
+            return
+        with self._lock:
+            if view is self._view:
+                return  # the event changed nothing shown
+            if self._view is None or view.version >= self._view.version:
+                self._view = view
+                self._conv_dirty = True
+                self._lock.notify_all()
 
     def _on_server_event(self, etype: str, ev: Event, now: float) -> None:
         if etype.startswith("session."):
@@ -349,7 +394,7 @@ class RealtimeWidget(anywidget.AnyWidget):
             if item in self._dropped_items:
                 return
             self._audio_items.add(item)
-            self._first_delta_wall.setdefault(item, now)
+            self._latency.first_delta(item, now * 1000)
             self._queue_audio(item, ev.response_id or "", self._to_pcm16(ev.audio))
         elif etype == _AUDIO_DONE and ev.item_id:
             if ev.item_id not in self._dropped_items:
@@ -425,6 +470,7 @@ class RealtimeWidget(anywidget.AnyWidget):
     def _send_batch(self) -> None:
         # Take what is pending under the lock; read the session and send outside it, so that a
         # session calling back into _on_event while holding its own lock cannot deadlock us.
+        # The conversation is never read here: _view is what the I/O thread last computed.
         with self._lock:
             state_dirty, self._state_dirty = self._state_dirty, False
             if not self._ready:
@@ -456,18 +502,22 @@ class RealtimeWidget(anywidget.AnyWidget):
                     out.append(({"type": "notice", **notice}, []))
                 self._notices = []
                 conv_dirty, self._conv_dirty = self._conv_dirty, False
+            conv = self._view
         if state_dirty:
             self._sync_state()
         if snapshot_events is not None:
-            out.insert(0, (self._snapshot(snapshot_events), []))
-        elif conv_dirty:
-            items = self._items_message()
-            if items is not None:
-                out.append((items, []))
-            stats = self._stats()
-            if stats != self._sent_stats:
-                self._sent_stats = stats
-                out.append(({"type": "stats", **stats}, []))
+            # No view at all only if the very first one failed: a fresh view has nothing to lose.
+            conv = conv if conv is not None else EMPTY_VIEW
+            out.insert(0, (conv.snapshot_message(snapshot_events), []))
+            self._sent_view = conv
+        elif conv is not None and conv_dirty and conv is not self._sent_view:
+            for message in (
+                conv.items_message(self._sent_view),
+                conv.stats_message(self._sent_view),
+            ):
+                if message is not None:
+                    out.append((message, []))
+            self._sent_view = conv
         for msg, buffers in out:
             self.send(msg, buffers=buffers or None)
             self.messages_sent += 1
@@ -487,60 +537,6 @@ class RealtimeWidget(anywidget.AnyWidget):
         mode = _mode_of(settings.get("turn_detection"))
         if mode != self.mode:
             self.mode = mode
-
-    # --- conversation views -----------------------------------------------------------------
-
-    def _item_dicts(self) -> tuple[list[str], dict[str, dict[str, Any]]]:
-        conv = self._session.conversation
-        order: list[str] = []
-        items: dict[str, dict[str, Any]] = {}
-        # The session thread mutates this state while we read it: copy the list first.
-        for it in _retry_copy(lambda: list(getattr(conv, "items", []) or [])):
-            d = _item_dict(it)
-            order.append(d["id"])
-            items[d["id"]] = d
-        return order, items
-
-    def _items_message(self) -> dict[str, Any] | None:
-        order, items = self._item_dicts()
-        changed = [d for i, d in items.items() if self._sent_items.get(i) != d]
-        if not changed and order == self._sent_order:
-            return None
-        self._sent_items = items
-        self._sent_order = order
-        return {"type": "items", "order": order, "items": changed}
-
-    def _stats(self) -> dict[str, Any]:
-        s = self._session
-        conv = s.conversation
-        usage = getattr(conv, "usage", None)
-        tokens = {
-            k: int(getattr(usage, k, 0) or 0)
-            for k in ("input_tokens", "output_tokens", "total_tokens")
-        }
-        turns: list[dict[str, Any]] = []
-        for t in _retry_copy(lambda: list(getattr(conv, "turns", []) or [])):
-            turns.append({"index": int(getattr(t, "index", len(turns)) + 1),
-                          "latency_ms": _num(getattr(t, "latency_ms", None))})  # fmt: skip
-        try:
-            cost = float(s.cost)
-        except (TypeError, ValueError):
-            cost = 0.0
-        return {"cost": cost if math.isfinite(cost) else 0.0, "tokens": tokens, "turns": turns}
-
-    def _snapshot(self, events: list[dict[str, Any]]) -> dict[str, Any]:
-        order, items = self._item_dicts()
-        self._sent_items = items
-        self._sent_order = order
-        stats = self._stats()
-        self._sent_stats = stats
-        return {
-            "type": "snapshot",
-            "order": order,
-            "items": list(items.values()),
-            "events": events,
-            "stats": stats,
-        }
 
     # --- comm thread (messages from the browser) --------------------------------------------
 
@@ -577,10 +573,9 @@ class RealtimeWidget(anywidget.AnyWidget):
             item = str(content.get("item_id") or "")
             s.log_local("local.playback.started", {"item_id": item})
             t = content.get("t")
-            with self._lock:
-                first = self._first_delta_wall.pop(item, None)
-            if first is not None and isinstance(t, (int, float)):
-                self.timings.delta_to_playback.append(float(t) - first * 1000)
+            if isinstance(t, (int, float)) and not isinstance(t, bool):
+                with self._lock:
+                    self._latency.playback_started(item, float(t))
         elif mtype == "text":
             text = str(content.get("text") or "").strip()
             if text:
@@ -666,22 +661,20 @@ class RealtimeWidget(anywidget.AnyWidget):
         pcm = pcm[: len(pcm) - len(pcm) % 2]
         stats.chunks += 1
         stats.bytes += len(pcm)
-        self._ptt_bytes += len(pcm)
-        now_ms = time.time() * 1000
+        self._ptt.add(len(pcm))
         t = content.get("t")
-        if isinstance(t, (int, float)):
-            self.timings.mic_to_kernel.append(now_ms - float(t))
-            if now_ms - float(t) > 1000:
-                stats.late += 1
+        sent_at = float(t) if isinstance(t, (int, float)) and not isinstance(t, bool) else None
         if self._in_fmt.type == "audio/pcm":
             payload = pcm
         else:
             payload = encode_from_float(pcm16_to_float32(pcm), self._in_fmt)
-        self._mic_bytes_total += len(payload)
-        if isinstance(t, (int, float)):
-            with self._lock:
-                # The session may split or merge chunks: match on cumulative byte counts.
-                self._mic_marks.append((self._mic_bytes_total, float(t)))
+        with self._lock:
+            if (
+                sent_at is not None
+                and self._latency.mic_received(sent_at, time.time() * 1000) > 1000
+            ):
+                stats.late += 1
+            self._latency.mic_forwarded(len(payload), sent_at)
         self._session.append_audio(payload)
 
     def _on_ptt(self, view: str, action: str) -> None:
@@ -690,19 +683,19 @@ class RealtimeWidget(anywidget.AnyWidget):
             self._claim_audio(view)
             self._cancel_if_active()
             s.clear()
-            self._ptt_bytes = 0
+            self._ptt.start()
         elif action == "end":
             self._flush_mic()  # every chunk of the press is in before the commit
-            ms = self._ptt_bytes / 2 / self.input_rate * 1000
-            if ms < MIN_COMMIT_MS:
-                with self._lock:
-                    text = f"Hold to talk: only {ms:.0f} ms were recorded, nothing was sent."
-                    self._notices.append({"level": "info", "text": text})
-                    self._lock.notify_all()
-                s.clear()
+            decision = self._ptt.end()
+            if decision.commit:
+                s.commit()
+                s.respond()
                 return
-            s.commit()
-            s.respond()
+            if decision.notice is not None:
+                with self._lock:
+                    self._notices.append({"level": "info", "text": decision.notice})
+                    self._lock.notify_all()
+            s.clear()
         else:
             self._log_frontend("warning", f"unknown push-to-talk action {action!r}")
 
@@ -739,15 +732,6 @@ class RealtimeWidget(anywidget.AnyWidget):
                 self._state_dirty = True
                 self._lock.notify_all()
 
-    # --- public helpers ---------------------------------------------------------------------
-
-    def send_state_now(self) -> None:
-        """Push pending state to the browser now instead of at the next batch (for tests)."""
-        with self._lock:
-            self._state_dirty = True
-            self._conv_dirty = True
-            self._lock.notify_all()
-
 
 def _mode_of(turn_detection: Any) -> str:
     if not turn_detection:
@@ -761,47 +745,3 @@ def _num(v: Any) -> float | None:
         return None
     f = float(v)
     return round(f, 1) if math.isfinite(f) else None
-
-
-def _retry_copy(read: Callable[[], list[Any]]) -> list[Any]:
-    """``read()`` again if the session thread changed a dict while it was being copied."""
-    for _ in range(5):
-        try:
-            return read()
-        except RuntimeError:  # "dictionary changed size during iteration"
-            time.sleep(0.001)
-    return []
-
-
-def _item_dict(it: Any) -> dict[str, Any]:
-    """The JSON the front end renders for one conversation item (a reducer ``Item``)."""
-
-    def get(name: str) -> Any:
-        try:
-            return it.get(name) if isinstance(it, Mapping) else getattr(it, name, None)
-        except Exception:  # a property of a half-updated item; show the rest
-            return None
-
-    out: dict[str, Any] = {"id": str(get("id") or "")}
-    for name in ("type", "role", "status", "text", "name", "call_id", "arguments", "output"):
-        v = get(name)
-        out[name] = v if v is None or isinstance(v, (str, int, float, bool)) else str(v)
-    for name in ("truncated", "truncated_ms", "truncate_requested_ms", "played_ms"):
-        v = get(name)
-        if isinstance(v, bool) or _num(v) is not None:
-            out[name] = v
-    if out.get("truncated") or out.get("truncate_requested_ms") is not None:
-        # What the listener heard of the text (an estimate: the API does not say where it cut
-        # the transcript); the view marks the rest as never heard.
-        heard = get("heard_text")
-        # A half-updated item may fail here: then the whole text shows, unmarked.
-        with contextlib.suppress(Exception):
-            if callable(heard):
-                out["heard_text"] = str(heard())
-    audio_part = get("audio_part")
-    if callable(audio_part):
-        try:
-            out["has_audio"] = audio_part() is not None
-        except Exception:
-            out["has_audio"] = False
-    return dict(redact(out))

@@ -1,9 +1,9 @@
 // @ts-check
 // AudioWorklet processors of the realtime_nb widget.
 //
-// This file is not loaded on its own: widget.py prepends audio.js (exports stripped) so that
+// This file is not loaded on its own: _sources.py (worklet_source) prepends audio.js (exports stripped) so that
 // StreamingResampler, PcmChunker, PlaybackQueue, levels, bytesToPcm16 and pcm16ToFloat are in
-// scope, and widget.js loads the result from a Blob URL (a worklet cannot import relative to a
+// scope, and engine.js loads the result from a Blob URL (a worklet cannot import relative to a
 // Blob URL, and JupyterLab serves no route for package files).
 //
 // Both processors run at the AudioContext's own rate (`sampleRate`, usually the device's). They

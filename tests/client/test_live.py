@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from realtime_nb.client._policies import PlaybackModel
 from realtime_nb.client.session import Session, SessionClosedError
 from realtime_nb.core.protocol import Source
 from realtime_nb.core.tools import tool
@@ -278,7 +279,7 @@ def test_interruption_truncates_to_what_was_heard(
     truncate = s.wait_for("conversation.item.truncate", TIMEOUT)
     s.wait_for("conversation.item.truncated", TIMEOUT)
     heard = truncate.data["audio_end_ms"]
-    received = s._playback.received_ms(s.conversation, item_id)
+    received = PlaybackModel.received_ms(s.conversation, item_id)
     assert isinstance(heard, int)
     assert 300 <= heard < received
     # An explicit truncate is floored and clamped to the audio received.
@@ -365,7 +366,7 @@ def test_server_close_is_surfaced(
     assert "code 1001" in s.errors[-1].message
     path = s.recording_path
     s.close()
-    assert Recording.open(path).state.connection_closed["code"] == 1001  # type: ignore[index]
+    assert Recording.open(path).state.connection_closed["code"] == 1001  # type: ignore[index]  # not None after a close: the test's premise
 
 
 def test_server_error_events_are_recorded_and_surfaced(
@@ -375,10 +376,8 @@ def test_server_error_events_are_recorded_and_surfaced(
     s = session(srv)
     update_id = s.update(voice="not-a-voice", instructions="x")
     s.cancel()  # nothing active: nothing sent
-    s._submit(
-        lambda: s._enqueue(
-            {"type": "conversation.item.delete", "event_id": "evt_bad1", "item_id": "item_missing"}
-        )
+    s.send_event(
+        {"type": "conversation.item.delete", "event_id": "evt_bad1", "item_id": "item_missing"}
     )
     err = s.wait_for("error", TIMEOUT, where=lambda e: e.data["error"]["event_id"] == "evt_bad1")
     assert err.data["error"]["event_id"] == "evt_bad1"

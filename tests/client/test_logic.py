@@ -1,5 +1,5 @@
-"""The sans-I/O parts of the session: configuration, response queueing, truncation, seeding,
-endpoints and pricing, tested with plain lists of events."""
+"""The sans-I/O parts of the client (``_config``, ``_policies``, ``_media``): configuration,
+response queueing, truncation, seeding, endpoints and pricing, tested with plain lists of events."""
 
 from __future__ import annotations
 
@@ -14,16 +14,10 @@ import yaml
 from openai.types.realtime import RealtimeClientEvent
 from pydantic import TypeAdapter
 
-from realtime_nb.client.session import (
-    UNSET,
-    PlaybackModel,
-    ResponseGate,
-    build_response,
-    build_session_config,
-    image_data_url,
-    prepare_audio,
-    seed_items,
-)
+from realtime_nb.client._config import build_response, build_session_config
+from realtime_nb.client._media import image_data_url, prepare_audio
+from realtime_nb.client._policies import PlaybackModel, ResponseGate, seed_items
+from realtime_nb.client.session import UNSET
 from realtime_nb.core._endpoints import EndpointError, resolve_endpoint
 from realtime_nb.core.audio import AudioFormat
 from realtime_nb.core.events import Event
@@ -424,7 +418,7 @@ def test_prepare_audio_resamples_and_checks() -> None:
     with pytest.raises(ValueError, match="even number of bytes"):
         prepare_audio(b"\0\0\0", fmt)
     with pytest.raises(TypeError, match="numpy array, PCM bytes"):
-        prepare_audio([0.0, 1.0], fmt)  # type: ignore[arg-type]
+        prepare_audio([0.0, 1.0], fmt)  # type: ignore[arg-type]  # a plain list on purpose: the error it raises is the test
     with pytest.raises(FileNotFoundError):
         prepare_audio("nope.wav", fmt)
 

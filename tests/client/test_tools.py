@@ -9,11 +9,10 @@ from typing import Annotated, Literal
 
 import pytest
 
+from realtime_nb.client._policies import StartCall, ToolCallTracker
 from realtime_nb.core.tools import (
-    StartCall,
     Tool,
     ToolArgumentError,
-    ToolCallTracker,
     ToolDefinitionError,
     as_tool,
     encode_error,
@@ -272,7 +271,7 @@ def test_tracker_one_follow_up_after_done_and_all_outputs() -> None:
             "response_id": "r1",
             "item": _resp_done("r1", ["c1"])["response"]["output"][0],
         }
-    ) == ([], False)  # type: ignore[index]
+    ) == ([], False)  # type: ignore[index]  # _resp_done() is a loose dict[str, object]
     assert not tr.finish("c1")  # response not done yet
     starts, due = tr.on_server_event(_resp_done("r1", ["c1", "c2"]))
     assert starts == []

@@ -75,7 +75,7 @@ def test_streaming_resampler_equals_one_shot() -> None:
 
 
 @pytest.mark.parametrize(("enc", "dec"), [(ulaw_encode, ulaw_decode), (alaw_encode, alaw_decode)])
-def test_g711_roundtrip(enc, dec) -> None:  # type: ignore[no-untyped-def]
+def test_g711_roundtrip(enc, dec) -> None:  # type: ignore[no-untyped-def]  # parametrized codec functions
     x = (np.sin(np.linspace(0, 60, 8000)) * 20000).astype(np.int16)
     y = dec(enc(x))
     # G.711 keeps ~13 bits: error within 1/16 of the magnitude plus a small floor.

@@ -16,7 +16,7 @@ from realtime_nb.core.reducer import reduce
 
 from .test_reducer import added, ev
 
-JSON = dict  # type: ignore[type-arg]
+JSON = dict  # type: ignore[type-arg]  # any JSON value
 
 
 def _done(rid: str, usage_inside: JSON | None, usage_beside: JSON | None = None) -> JSON:

@@ -60,7 +60,7 @@ BUILT = [
 
 
 @pytest.mark.parametrize("event", BUILT, ids=lambda e: e["type"])
-def test_every_builder_validates_against_the_published_models(event: dict) -> None:  # type: ignore[type-arg]
+def test_every_builder_validates_against_the_published_models(event: dict) -> None:  # type: ignore[type-arg]  # any JSON event
     CLIENT.validate_python(event)
     validate_client_event(event)
     assert len(event["event_id"]) <= 32
@@ -86,7 +86,7 @@ def test_validation_errors_name_the_problem() -> None:
     with pytest.raises(ProtocolError, match="at most 32 characters"):
         validate_client_event({"type": "response.cancel", "event_id": "x" * 40})
     with pytest.raises(ProtocolError, match="non-negative integer"):
-        client.conversation_item_truncate("i", 12.5)  # type: ignore[arg-type]
+        client.conversation_item_truncate("i", 12.5)  # type: ignore[arg-type]  # a float on purpose: the error is the test
     with pytest.raises(ProtocolError, match="role must be"):
         client.text_message_item("tool", "x")
 

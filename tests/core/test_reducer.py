@@ -10,7 +10,7 @@ from realtime_nb.core.protocol import Source, canonical_part_type, canonical_typ
 from realtime_nb.core.reducer import AudioTimeline, Reducer, reduce
 
 
-def ev(source: str, data: dict, t_ms: float = 0, audio: bytes | None = None, seq: int = 0) -> Event:  # type: ignore[type-arg]
+def ev(source: str, data: dict, t_ms: float = 0, audio: bytes | None = None, seq: int = 0) -> Event:  # type: ignore[type-arg]  # any JSON event
     d = data
     return Event(
         seq,
@@ -26,7 +26,7 @@ def ev(source: str, data: dict, t_ms: float = 0, audio: bytes | None = None, seq
 
 def added(
     item_id: str, prev: str | None, role: str = "user", text: str = "hi", **kw: object
-) -> dict:  # type: ignore[type-arg]
+) -> dict:  # type: ignore[type-arg]  # any JSON event
     part = {"type": "input_text" if role == "user" else "output_text", "text": text}
     return {
         "type": "conversation.item.added",

@@ -1,4 +1,4 @@
-// The AudioWorklet module as widget.py assembles it (audio.js without `export`, then worklet.js),
+// The AudioWorklet module as _sources.py assembles it (audio.js without `export`, then worklet.js),
 // run in a Node vm context with a minimal AudioWorkletGlobalScope.
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -6,7 +6,7 @@ import { readFileSync } from "node:fs";
 import vm from "node:vm";
 
 const dir = new URL("../../realtime_nb/widget/", import.meta.url);
-/** Same transformation as realtime_nb.widget.widget.worklet_source(). */
+/** Same transformation as realtime_nb.widget._sources.worklet_source(). */
 export function assemble() {
   const audio = readFileSync(new URL("audio.js", dir), "utf8").replace(/^export\s+/gm, "");
   return `${audio}\n${readFileSync(new URL("worklet.js", dir), "utf8")}`;

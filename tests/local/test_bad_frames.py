@@ -196,9 +196,7 @@ SEEDS: list[JSON] = [
             "tool_choice": {"type": "function", "name": "get_weather"},
             "output_modalities": ["text"],
             "max_output_tokens": 200,
-            "audio": {
-                "output": {"format": {"type": "audio/pcm", "rate": 24000}, "voice": "alloy"}
-            },
+            "audio": {"output": {"format": {"type": "audio/pcm", "rate": 24000}, "voice": "alloy"}},
         },
     },
     {
@@ -385,7 +383,7 @@ def test_seeds_are_valid_and_accepted() -> None:
 
 
 @settings(
-    max_examples=400,
+    max_examples=800,
     deadline=None,
     derandomize=True,  # the same variants on every run: CI never turns red by chance
     database=None,  # and no .hypothesis folder in the work tree
@@ -479,6 +477,94 @@ def test_strings_over_the_limit_are_refused(event: JSON, param: str) -> None:
     assert_text_turn_works(state, False)
 
 
+def _at(path: str, value: Any) -> JSON:
+    """A ``session.update`` / ``response.create`` with ``value`` at the dotted ``path``."""
+    keys = path.split(".")
+    body: Any = value
+    for key in reversed(keys[1:]):
+        body = {key: body}
+    if keys[0] == "session":
+        body = {"type": "realtime", **body}
+        return {"type": "session.update", "session": body}
+    return {"type": "response.create", "response": body}
+
+
+_VAD = "session.audio.input.turn_detection"
+#: Every numeric field of the session and of a response, with values just outside its range.
+NUMERIC_FIELDS: list[tuple[str, list[Any], JSON | None]] = [
+    ("session.max_output_tokens", [0, 4097, 10**40], None),
+    ("response.max_output_tokens", [0, 4097, -(10**40)], None),
+    ("session.audio.output.speed", [0.24, 1.51, 0, 100], None),
+    (f"{_VAD}.threshold", [-0.01, 1.01, 10**40], {"type": "server_vad"}),
+    (f"{_VAD}.prefix_padding_ms", [-1, 60_001, 10**400 // 10**300], {"type": "server_vad"}),
+    (f"{_VAD}.silence_duration_ms", [-1, 60_001], {"type": "server_vad"}),
+    (f"{_VAD}.idle_timeout_ms", [4999, 30_001, 0], {"type": "server_vad"}),
+    ("session.audio.input.format.rate", [16_000, 0], {"type": "audio/pcm"}),
+    ("session.audio.output.format.rate", [48_000], {"type": "audio/pcm"}),
+    ("session.truncation.retention_ratio", [-0.1, 1.1], {"type": "retention_ratio"}),
+    (
+        "session.truncation.token_limits.post_instructions",
+        [-1],
+        {"type": "retention_ratio", "retention_ratio": 0.5},
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "siblings"),
+    [(path, v, sib) for path, values, sib in NUMERIC_FIELDS for v in values],
+)
+def test_numbers_out_of_range_are_refused(path: str, value: Any, siblings: JSON | None) -> None:
+    event = _at(path, value)
+    if siblings is not None:  # fields the object needs beside the one tested
+        parent: Any = event["session" if path.startswith("session") else "response"]
+        for key in path.split(".")[1:-1]:
+            parent = parent[key]
+        if "token_limits" in path:
+            parent = event["session"]["truncation"]
+        for key, sibling in siblings.items():
+            parent.setdefault(key, sibling)
+    state = fresh_state(False)
+    state.receive(json.dumps({**event, "event_id": EVENT_ID}), 0.0)
+    events = settle(state)
+    assert [e["type"] for e in events] == ["error"], events
+    error = events[0]["error"]
+    assert (error["param"], error["event_id"]) == (path, EVENT_ID)
+    validate_server_event(events[0])
+    assert_text_turn_works(state, False)
+
+
+@pytest.mark.parametrize("value", [0.59, 1.21, -1])
+def test_beta_temperature_out_of_range_is_refused(value: float) -> None:
+    state = fresh_state(True)
+    event = {"type": "session.update", "event_id": EVENT_ID, "session": {"temperature": value}}
+    state.receive(json.dumps(event), 0.0)
+    events = settle(state)
+    assert [e["type"] for e in events] == ["error"]
+    assert events[0]["error"]["param"] == "session.temperature"
+    validate_beta_server_event(events[0])
+    assert_text_turn_works(state, True)
+
+
+@pytest.mark.parametrize(
+    ("metadata", "param"),
+    [
+        ({f"k{i}": "v" for i in range(17)}, "response.metadata"),
+        ({"k" * 65: "v"}, "response.metadata." + "k" * 65),
+        ({"k": "v" * 513}, "response.metadata.k"),
+        ({"k": 1}, "response.metadata.k"),
+    ],
+)
+def test_metadata_limits(metadata: JSON, param: str) -> None:
+    state = fresh_state(False)
+    event = {"type": "response.create", "response": {"metadata": metadata}}
+    state.receive(json.dumps(event), 0.0)
+    events = settle(state)
+    assert [e["type"] for e in events] == ["error"]
+    assert events[0]["error"]["param"].startswith(param[:80])
+    assert_text_turn_works(state, False)
+
+
 # --- the WebSocket shell -------------------------------------------------------------------------
 
 
@@ -492,7 +578,11 @@ SHELL_FRAMES: list[tuple[str | bytes, str, str | None]] = [
     (b'{"type": "input_audio_buffer.clear"}', "invalid_json", None),  # JSON, but binary
     (bytes(range(256)), "invalid_json", None),
     ("[" * 1000 + "]" * 1000, "invalid_json", None),  # the 2 KB frame that killed the server
-    ('{"type": "session.update", "x": ' + "[" * 100_000 + "]" * 100_000 + "}", "invalid_json", None),
+    (
+        '{"type": "session.update", "x": ' + "[" * 100_000 + "]" * 100_000 + "}",
+        "invalid_json",
+        None,
+    ),
     (
         _update(audio={"input": {"turn_detection": {"type": "server_vad", "threshold": math.nan}}}),
         "invalid_json",
@@ -508,11 +598,7 @@ SHELL_FRAMES: list[tuple[str | bytes, str, str | None]] = [
     ('"session.update"', "invalid_event", None),
     ("null", "invalid_event", None),
     ('{"type": "session.delete"}', "invalid_value", None),
-    (
-        '{"type": "input_audio_buffer.append", "audio": "' + "A" * (MAX_EVENT_BYTES + 4) + '"}',
-        "event_too_large",
-        None,
-    ),
+    ("OVERSIZE", "event_too_large", None),  # made when sent: 16 MiB is not kept around
 ]
 
 
@@ -522,6 +608,9 @@ def test_bad_frames_over_a_websocket(fast_server: LocalServer) -> None:
         c = Client(ws)
         await c.recv()
         for frame, _, _ in SHELL_FRAMES:
+            if frame == "OVERSIZE":  # over the protocol's limit, under the WebSocket layer's
+                frame = '{"type": "input_audio_buffer.append", "audio": "' + "A" * MAX_EVENT_BYTES
+                frame += '"}'
             await c.send(frame)
             await c.until("error")
         await c.send(

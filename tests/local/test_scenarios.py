@@ -685,7 +685,7 @@ def test_required_api_key() -> None:
                 assert json.loads(await ws.recv())["type"] == "session.created"
             async with websockets.connect(
                 server.url, subprotocols=["realtime", "openai-insecure-api-key.sekrit"]
-            ) as ws:  # type: ignore[list-item]
+            ) as ws:  # type: ignore[list-item]  # websockets types subprotocols as Subprotocol, plain strings work
                 assert ws.subprotocol == "realtime"
                 assert json.loads(await ws.recv())["type"] == "session.created"
 

@@ -18,9 +18,11 @@ from tests.conftest import REPO
 PKG = REPO / "realtime_nb"
 
 #: Each subpackage's rank: a module may import its own subpackage and any of lower rank. Layers
-#: of the same rank (storage and local; debugging and testing) are independent of each other.
+#: of the same rank (core and runtime; storage and local; debugging and testing) are independent
+#: of each other.
 RANKS = {
     "core": 0,
+    "runtime": 0,
     "storage": 1,
     "local": 1,
     "client": 2,

@@ -50,3 +50,14 @@ def test_javascript_unit_tests() -> None:
     assert r.returncode == 0, r.stdout + r.stderr
     assert "# fail 0" in r.stdout
 
+
+def test_typescript_checks_the_front_end() -> None:
+    """``tsc --noEmit -p jsconfig.json``: every front-end module against its JSDoc types (strict)."""
+    tsc = REPO / "node_modules" / ".bin" / "tsc"
+    if not tsc.exists() or shutil.which("node") is None:
+        why = "TypeScript is not installed (run `npm ci` at the repository root; it needs Node.js)"
+        if os.environ.get("CI"):  # .ci/run installs it: its absence must fail, not skip
+            pytest.fail(why)
+        pytest.skip(why)
+    r = _run(str(tsc), "--noEmit", "-p", "jsconfig.json")
+    assert r.returncode == 0, r.stdout + r.stderr

@@ -27,8 +27,8 @@ def test_quickstart_is_short_and_runs(tmp_path: Path, monkeypatch: pytest.Monkey
     ns: dict[str, object] = {}
     exec(compile(code, "README quickstart", "exec"), ns)
     s = ns["s"]
-    s.close()  # type: ignore[attr-defined]
-    rec = __import__("realtime_nb").Recording.open(s.recording_path)  # type: ignore[attr-defined]
+    s.close()  # type: ignore[attr-defined]  # ns values are typed object
+    rec = __import__("realtime_nb").Recording.open(s.recording_path)  # type: ignore[attr-defined]  # ns values are typed object
     assert rec.complete
     call = next(i for i in rec.state.items if i.type == "function_call")
     assert call.name == "get_weather"

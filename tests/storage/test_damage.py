@@ -509,7 +509,7 @@ def test_check_command_exit_codes(recording: Path, capsys: pytest.CaptureFixture
     assert "checksums absent" in capsys.readouterr().out
 
     data = recording.read_bytes()
-    b = Recording.open(recording).integrity.batches[2]  # type: ignore[union-attr]
+    b = Recording.open(recording).integrity.batches[2]  # type: ignore[union-attr]  # read from a file: integrity is set
     bad = recording.with_name("bad.arrow")
     bad.write_bytes(
         data[: b.start + 900] + bytes([data[b.start + 900] ^ 4]) + data[b.start + 901 :]

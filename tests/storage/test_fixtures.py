@@ -20,7 +20,7 @@ def _texts(rec: Recording) -> list[tuple[str, str]]:
 
 
 @pytest.mark.parametrize("path", cassettes(), ids=lambda p: f"{p.parent.name}/{p.stem}")
-def test_every_cassette_imports_and_reproduces_every_event(path, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_every_cassette_imports_and_reproduces_every_event(path, tmp_path) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures and parameters
     doc = yaml.safe_load(path.read_text())
     wire = [i["data"] for i in doc["interactions"] if "data" in i]
     rec = Recording.import_cassette(path, save_to=tmp_path / "r.arrow")
@@ -78,7 +78,7 @@ def test_openai_audio_turn_with_server_vad() -> None:
     assert deltas
     assert {len(e.audio or b"") for e in deltas} == {33}
     assert len(st.input_audio) == 55 * 33
-    assert st.item(st.items[1].id).audio_part().audio_bytes == 33 * len(deltas)  # type: ignore[union-attr]
+    assert st.item(st.items[1].id).audio_part().audio_bytes == 33 * len(deltas)  # type: ignore[union-attr]  # the item has an audio part: asserted by the value
 
 
 def test_obfuscation_field_is_accepted_kept_and_counted() -> None:

@@ -34,7 +34,7 @@ from realtime_nb.testing.synthetic import synthetic_session
 from tests.conftest import REPO, TEST_API_KEY, TEST_EPHEMERAL_KEY, WEATHER_WAV
 
 
-def _record_synthetic(path: Path, minutes: float = 0.5) -> list:  # type: ignore[type-arg]
+def _record_synthetic(path: Path, minutes: float = 0.5) -> list:  # type: ignore[type-arg]  # a list of Event, left bare in a test helper
     frames = list(synthetic_session(minutes))
     with Recorder(path, meta=make_meta(model="gpt-realtime")) as rec:
         for f in frames:
@@ -219,7 +219,7 @@ def test_secrets_never_reach_the_file(tmp_path: Path) -> None:
 def test_export_wav_is_stereo_time_aligned_and_cut_at_truncation(tmp_path: Path) -> None:
     speech, rate = sf.read(WEATHER_WAV, dtype="int16")
     chunk = rate // 25  # 40 ms
-    evs: list[tuple[str, dict, int]] = []  # type: ignore[type-arg]
+    evs: list[tuple[str, dict, int]] = []  # type: ignore[type-arg]  # event payloads of any shape
     t = 0
     for i in range(0, len(speech), chunk):
         evs.append(

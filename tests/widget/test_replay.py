@@ -30,7 +30,7 @@ class Capture:
     def __init__(self, w: ReplayWidget) -> None:
         self.msgs: list[tuple[dict[str, Any], list[bytes]]] = []
         self.cond = threading.Condition()
-        w.send = self.send  # type: ignore[method-assign]
+        w.send = self.send  # type: ignore[method-assign]  # capturing what the widget sends
 
     def send(self, msg: dict[str, Any], buffers: list[bytes] | None = None) -> None:
         json.dumps(msg)  # everything but the buffers must be JSON

@@ -14,15 +14,21 @@ import pytest
 from realtime_nb.core.audio import AudioFormat
 from realtime_nb.core.events import Event
 from realtime_nb.core.protocol import Source
+from realtime_nb.core.reducer import ConversationState, Reducer
+from realtime_nb.storage.recording import Recording
 from realtime_nb.widget import RealtimeWidget, redact, worklet_source
+from realtime_nb.widget._viewmodel import conversation_view
 from realtime_nb.widget.widget import AUDIO_BATCH_S
+from tests.conftest import SESSIONS
 
 SECRET = "sk-test-widget-" + "s3cr3t" * 5
 
 
 @dataclass
 class FakeSession:
-    """The Session interface the widget uses, recording every call."""
+    """The Session interface the widget uses, recording every call. Its conversation is a real
+    reducer's state, fed by :meth:`emit` as the session's I/O thread feeds it: the event is
+    applied, then every subscriber is called, on the emitting thread."""
 
     input_format: AudioFormat = field(default_factory=AudioFormat)
     output_format: AudioFormat = field(default_factory=AudioFormat)
@@ -35,13 +41,17 @@ class FakeSession:
     calls: list[tuple[str, Any]] = field(default_factory=list)
     subs: list[Callable[[Event], None]] = field(default_factory=list)
     seq: int = 0
+    reducer: Reducer = field(default_factory=Reducer)
+    #: Names of the threads that read the live conversation.
+    readers: set[str] = field(default_factory=set)
 
-    class _Conv:
-        items: list[Any] = []  # noqa: RUF012
-        turns: list[Any] = []  # noqa: RUF012
-        usage = None
+    @property
+    def conversation(self) -> ConversationState:
+        self.readers.add(threading.current_thread().name)
+        return self.reducer.state
 
-    conversation: Any = field(default_factory=_Conv)
+    def snapshot(self) -> ConversationState:
+        return self.reducer.state.snapshot()
 
     def on(self, event_type: str, cb: Callable[[Event], None]) -> Callable[[], None]:
         self.subs.append(cb)
@@ -52,6 +62,11 @@ class FakeSession:
     ) -> None:
         ev = Event(self.seq, self.seq * 1000, source, data["type"], data=data, audio=audio, **ids)
         self.seq += 1
+        self.replay(ev)
+
+    def replay(self, ev: Event) -> None:
+        """Apply a recorded event and tell the subscribers, as the session does."""
+        self.reducer.apply(ev)
         for cb in list(self.subs):
             cb(ev)
 
@@ -92,7 +107,7 @@ class Capture:
 @pytest.fixture
 def w_s() -> Any:
     s = FakeSession()
-    w = RealtimeWidget(s)  # type: ignore[arg-type]
+    w = RealtimeWidget(s)  # type: ignore[arg-type]  # a fake with the Session's interface
     cap = Capture(w)
     yield w, s, cap
     w.close()
@@ -192,7 +207,7 @@ def test_mic_chunks_that_overtake_are_put_back_in_order(w_s: Any) -> None:
 
 def test_mic_g711_is_encoded_for_the_session() -> None:
     s = FakeSession(input_format=AudioFormat("audio/pcmu", 8000))
-    w = RealtimeWidget(s)  # type: ignore[arg-type]
+    w = RealtimeWidget(s)  # type: ignore[arg-type]  # a fake with the Session's interface
     try:
         assert w.input_rate == 8000
         msg(w, {"type": "mic", "seq": 0}, [b"\x00\x00" * 400])
@@ -268,7 +283,7 @@ def test_mic_state_logs_local_events(w_s: Any) -> None:
 
 
 def test_instance_state_is_not_shared() -> None:
-    a, b = RealtimeWidget(FakeSession()), RealtimeWidget(FakeSession())  # type: ignore[arg-type]
+    a, b = RealtimeWidget(FakeSession()), RealtimeWidget(FakeSession())  # type: ignore[arg-type]  # fakes with the Session's interface
     try:
         assert a._pending_audio is not b._pending_audio
         assert a.mic_stats is not b.mic_stats
@@ -276,6 +291,103 @@ def test_instance_state_is_not_shared() -> None:
     finally:
         a.close()
         b.close()
+
+
+TOOL_ROUND = SESSIONS / "test_openai_ws" / "test_tool_call_round.yaml"
+
+
+def _shown(cap: Capture) -> list[dict[str, Any]]:
+    """The items a view shows after every snapshot/items message so far (as items.js applies
+    them: changed items replace theirs, and items no longer in the order go)."""
+    items: dict[str, dict[str, Any]] = {}
+    order: list[str] = []
+    with cap.lock:
+        msgs = [m for m, _ in cap.msgs if m["type"] in ("snapshot", "items")]
+    for m in msgs:
+        if m["type"] == "snapshot":
+            items = {}
+        items.update({d["id"]: d for d in m["items"]})
+        order = m["order"]
+        items = {i: d for i, d in items.items() if i in order}
+    return [items[i] for i in order]
+
+
+def _wait_shown(cap: Capture, expected: list[dict[str, Any]], timeout: float = 3.0) -> None:
+    deadline = time.monotonic() + timeout
+    while _shown(cap) != expected:
+        assert time.monotonic() < deadline, f"shown {_shown(cap)!r}, expected {expected!r}"
+        time.sleep(0.01)
+
+
+def test_the_transcript_is_what_the_reducer_says(w_s: Any) -> None:
+    w, s, cap = w_s
+    msg(w, {"type": "ready"})
+    cap.wait("snapshot")
+    for ev in Recording.import_file(TOOL_ROUND).events:
+        s.replay(ev)
+    view = conversation_view(s.conversation, 0.0)
+    _wait_shown(cap, [view.items[i] for i in view.order])
+    types = [d["type"] for d in _shown(cap)]
+    assert types == ["message", "function_call", "function_call_output", "message"]
+    assert cap.wait("stats")[-1][0]["tokens"] == view.stats["tokens"]
+    # A view rendered now gets it all in one snapshot; the live state is never read by the
+    # flusher thread, only where the events are applied (here: this thread).
+    msg(w, {"type": "ready"})
+    snap = cap.wait("snapshot", 2)[-1][0]
+    assert snap["order"] == list(view.order)
+    assert "realtime_nb-widget-flusher" not in s.readers
+
+
+def test_a_widget_made_mid_session_starts_from_the_state_so_far() -> None:
+    s = FakeSession()
+    for ev in Recording.import_file(TOOL_ROUND).events:
+        s.replay(ev)
+    w = RealtimeWidget(s)  # type: ignore[arg-type]  # a fake with the Session's interface
+    cap = Capture(w)
+    try:
+        msg(w, {"type": "ready"})
+        snap = cap.wait("snapshot")[0][0]
+        assert snap["items"] == list(conversation_view(s.conversation, 0.0).items.values())
+        assert len(snap["items"]) == 4
+    finally:
+        w.close()
+
+
+def _user_item(item_id: str, text: str) -> dict[str, Any]:
+    item = {"id": item_id, "type": "message", "role": "user",
+            "content": [{"type": "input_text", "text": text}]}  # fmt: skip
+    return {"type": "conversation.item.added", "item": item}
+
+
+def test_a_failing_view_keeps_the_last_good_one_and_says_so_once(
+    w_s: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import realtime_nb.widget._viewmodel as vm
+
+    w, s, cap = w_s
+    msg(w, {"type": "ready"})
+    cap.wait("snapshot")
+    s.emit(Source.SERVER, _user_item("u0", "hello"), item_id="u0")
+    _wait_shown(cap, [vm.item_view(s.conversation.item("u0"))])
+
+    def broken(item: Any) -> Any:
+        raise RuntimeError("boom")
+
+    real = vm.item_view
+    monkeypatch.setattr(vm, "item_view", broken)
+    for i in range(1, 7):  # more than the old flusher's five retries
+        s.emit(Source.SERVER, _user_item(f"u{i}", f"line {i}"), item_id=f"u{i}")
+    time.sleep(5 * AUDIO_BATCH_S)
+    notices = [m["text"] for m, _ in cap.of("notice")]
+    assert len(notices) == 1 and "RuntimeError: boom" in notices[0]
+    assert [d["id"] for d in _shown(cap)] == ["u0"], "the last good view stays"
+    assert all(m["order"] for m, _ in cap.of("items")), "never an empty order"
+    # Once it works again, the items the failed events touched are all there.
+    monkeypatch.setattr(vm, "item_view", real)
+    s.emit(Source.SERVER, _user_item("u7", "back"), item_id="u7")
+    _wait_shown(cap, [real(it) for it in s.conversation.items])
+    assert len(_shown(cap)) == 8
+    assert len(cap.of("notice")) == 1
 
 
 @pytest.mark.slow
