@@ -116,10 +116,13 @@ class Fanout:
             if w in self._waiters:
                 self._waiters.remove(w)
 
-    def fail_all(self, exc: BaseException) -> None:
-        """Fail every pending wait with ``exc``."""
+    def fail_all(self, exc: BaseException, spare: tuple[str, ...] = ()) -> None:
+        """Fail every pending wait with ``exc``, but those whose pattern starts with one of
+        ``spare`` (events still to come: a reconnection's ``local.*``, ``session.*``)."""
         with self._lock:
-            waiters, self._waiters = self._waiters, []
+            kept = [w for w in self._waiters if spare and w.pattern.startswith(spare)]
+            waiters = [w for w in self._waiters if not (spare and w.pattern.startswith(spare))]
+            self._waiters = kept
         for w in waiters:
             if not w.future.done():
                 w.future.set_exception(exc)

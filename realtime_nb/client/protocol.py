@@ -13,7 +13,12 @@ out through three queues that the caller drains:
 - :meth:`~ClientProtocol.events_to_send`: client events for the socket, in order;
 - :meth:`~ClientProtocol.calls_to_run`: :class:`ToolRun` s (a tool, its parsed arguments);
 - :meth:`~ClientProtocol.events_to_record`: local events (``local.tool.*``,
-  ``local.connection.*``) for the recording; recorded, they come back through ``receive``.
+  ``local.connection.*``, ``local.protocol.invalid_event``) for the recording; recorded, they
+  come back through ``receive``.
+
+A server event whose fields do not have the types its type promises (``core._shapes``) is
+ignored by the reducer, and so by everything here; each event type and problem is reported once,
+as ``local.protocol.invalid_event``, which the reducer adds to the errors.
 
 Everything the session reports (items, usage, errors, the connection's state) is the one
 :class:`~realtime_nb.core.reducer.Reducer`'s fold of those recorded events, so a recording read

@@ -98,6 +98,8 @@ _RECONNECT_HINT: Final = (
     "; call session.reconnect() to continue this conversation on a new connection"
 )
 _AUTO_HINT: Final = "; reconnecting by itself (Session(reconnect=...))"
+#: What waits survive a lost connection that the session reconnects by itself: these come again.
+_RECONNECT_EVENTS: Final = ("local.", "session.")
 
 Status = ConnectionStatus
 
@@ -425,7 +427,9 @@ class Session:
         try:
             async for raw in ws:
                 try:
-                    self._on_frame(raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw)
+                    self._on_frame(
+                        raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+                    )
                 except Exception:  # our bug, not the network's: the connection stays up
                     logger.exception("realtime_nb: error while handling a server event")
         except ConnectionClosed:
@@ -442,13 +446,18 @@ class Session:
             auto = (
                 self._policy is not None
                 and not self._reconnecting  # an attempt's own setup failed: its loop goes on
+                and self._ready is not None
+                and self._ready.done()  # was set up (a first connection failing is an error)
                 and self._proto.worth_reconnecting(code)
             )
             self._reconnecting = self._reconnecting or auto  # from now on requests wait
             msg = self._act_io(lambda p: p.connection_lost(
                 code, ws.close_reason or "", initiated_by=by, clean=rcvd is not None))  # fmt: skip
             logger.warning("realtime_nb: %s", msg)
-            self._fail_waiters(SessionClosedError(msg + (_AUTO_HINT if auto else _RECONNECT_HINT)))
+            if auto:  # what the lost connection would have sent will not come; the rest will
+                self._fanout.fail_all(SessionClosedError(msg + _AUTO_HINT), _RECONNECT_EVENTS)
+            else:
+                self._fail_waiters(SessionClosedError(msg + _RECONNECT_HINT))
             if auto:
                 self._start_auto_reconnect("session_expired" if self._proto.expired else "dropped")
 
@@ -481,10 +490,10 @@ class Session:
         text: str | None = raw  # recorded as received, unless it is not a JSON object
         try:
             data = _loads(raw)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested deeper than json takes
             data, text = {"type": "<invalid json>", "text": raw[:1000]}, None
-        if not isinstance(data, dict):
-            data, text = {"type": "<not an object>", "value": data}, None
+        if not isinstance(data, dict):  # kept as text: the value may be huge, or deeply nested
+            data, text = {"type": "<not an object>", "text": raw[:1000]}, None
         self._dispatch(self._recorder.append(Source.SERVER, data, raw=text))
         self._flush()
 
@@ -1018,8 +1027,9 @@ class Session:
 
     @property
     def errors(self) -> list[ErrorRecord]:
-        """Server ``error`` events, tool failures and connection failures and losses, in time
-        order: the reducer's, so a replay of the recording reports the same."""
+        """Server ``error`` events, server events ignored for their shape, tool failures and
+        connection failures and losses, in time order: the reducer's, so a replay of the
+        recording reports the same."""
         with self._lock:
             return list(self._proto.state.errors)
 
@@ -1110,7 +1120,8 @@ class Session:
 
     def reconnect(self, timeout: float | None = None) -> None:
         """Open a new connection seeded with the conversation so far (items re-created as text
-        and transcripts, with their ids); the recording continues in the same file.
+        and transcripts, with their ids); the recording continues in the same file. An automatic
+        reconnection under way (``Session(reconnect=...)``) is stopped first.
 
         Raises:
             SessionClosedError: the session was closed, or the new connection failed.

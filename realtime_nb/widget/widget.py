@@ -268,6 +268,10 @@ class RealtimeWidget(anywidget.AnyWidget):
         self._event_log: deque[dict[str, Any]] = deque(maxlen=EVENT_LOG_SIZE)
         self._new_events: list[dict[str, Any]] = []
         self._notices: list[dict[str, str]] = []
+        # The session's automatic reconnection: (attempt, attempts) under way, and whether the
+        # connection in use is a reconnection (both from local.connection.* events).
+        self._reconnect: tuple[int, int] | None = None
+        self._reconnected = False
         self._conv_dirty = True
         self._state_dirty = True
         # The conversation as the browser shows it: computed on the session's I/O thread
@@ -341,6 +345,8 @@ class RealtimeWidget(anywidget.AnyWidget):
             self._new_events.append(entry)
             if source == "server":
                 self._on_server_event(etype, ev, now)
+            elif source == "local" and etype.startswith("local.connection."):
+                self._on_connection_event(etype, ev.data)
             elif source == "client" and etype == "input_audio_buffer.append" and ev.audio:
                 self._latency.audio_sent(len(ev.audio), now * 1000)
             self._lock.notify_all()
@@ -389,6 +395,10 @@ class RealtimeWidget(anywidget.AnyWidget):
     def _on_server_event(self, etype: str, ev: Event, now: float) -> None:
         if etype.startswith("session."):
             self._state_dirty = True
+            if etype == "session.created" and self._reconnect is not None:
+                self._reconnect, self._reconnected = None, True
+                self._notices.append({"level": "info", "text": "Reconnected: the conversation "
+                                      "goes on on a new connection."})  # fmt: skip
         if etype == _AUDIO_DELTA and ev.audio:
             item = ev.item_id or ""
             if item in self._dropped_items:
@@ -403,6 +413,14 @@ class RealtimeWidget(anywidget.AnyWidget):
             self._request_flush("speech_started")
         elif etype == "error":
             self._notices.append({"level": "error", "text": _plain_error(ev.data)})
+
+    def _on_connection_event(self, etype: str, data: Mapping[str, Any]) -> None:
+        self._state_dirty = True  # the status changes with each of them
+        if etype == "local.connection.reconnecting":
+            self._reconnect = (int(data.get("attempt") or 1), int(data.get("attempts") or 1))
+            self._reconnected = False
+        elif etype in ("local.connection.closed", "local.connection.failed"):
+            self._reconnect = None  # the next attempt, if any, says so again
 
     def _queue_audio(self, item: str, response: str, pcm: bytes) -> None:
         if self._pending_audio and self._pending_audio[-1][0] == item:
@@ -529,6 +547,12 @@ class RealtimeWidget(anywidget.AnyWidget):
         if status != self.status:
             self.status = status
         text = _STATUS_WORDS.get(status, status)
+        with self._lock:
+            reconnect, reconnected = self._reconnect, self._reconnected
+        if status == "connecting" and reconnect is not None:
+            text = f"Reconnecting (attempt {reconnect[0]} of {reconnect[1]})…"
+        elif status == "connected" and reconnected:
+            text = "Reconnected"
         if text != self.status_text:
             self.status_text = text
         settings = redact(dict(s.settings or {}))

@@ -310,7 +310,7 @@ def test_dropped_connection_and_reconnect_keep_the_conversation(
             return [TextReply(f"{len(request.items)} items; first: {texts[0] if texts else ''}")]
 
     srv = local_server(responder=Remember())
-    s = session(srv, output_modalities="text", instructions="remember")
+    s = session(srv, output_modalities="text", instructions="remember", reconnect=False)
     s.send_text("my name is Ada")
     s.wait_until_idle(TIMEOUT)
     before = [it.id for it in s.conversation.items]
@@ -354,7 +354,7 @@ def test_server_close_is_surfaced(
     local_server: Callable[..., Any], session: Callable[..., Any]
 ) -> None:
     srv = local_server()
-    s = session(srv)
+    s = session(srv, reconnect=False)
     srv.__exit__(None, None, None)  # the server goes away: close code 1001
     ev = s.wait_for("local.connection.closed", TIMEOUT, after=0)
     assert ev.data["code"] == 1001

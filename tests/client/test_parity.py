@@ -88,7 +88,7 @@ def test_tool_errors_and_a_server_that_goes_away(
     srv = local_server(responder="rules", rules=RULES)
     # "ghost" is declared to the model but has no Python function behind it.
     ghost = {"type": "function", "name": "ghost", "description": "Boo.", "parameters": {}}
-    s = session(srv, tools=[get_weather, explode, ghost], output_modalities="text")
+    s = session(srv, tools=[get_weather, explode, ghost], output_modalities="text", reconnect=False)
     s.send_text("what is the weather in Paris")
     s.wait_until_idle(TIMEOUT)
     s.send_text("please explode")
@@ -126,7 +126,7 @@ def test_a_network_drop_a_reconnect_and_a_timeout(
     local_server: Callable[..., Any], session: Callable[..., Any]
 ) -> None:
     srv = local_server(responder="rules", rules=RULES)
-    s = session(srv, tools=[get_weather, slow], output_modalities="audio")
+    s = session(srv, tools=[get_weather, slow], output_modalities="audio", reconnect=False)
     s.send_text("what is the weather in Oslo")
     s.wait_until_idle(TIMEOUT)
     s._loop.call_soon_threadsafe(lambda: s._ws.transport.abort())  # no close frame

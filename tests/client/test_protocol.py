@@ -423,11 +423,12 @@ def _imports(path: Path) -> Iterable[str]:
             yield ("." * node.level) + (node.module or "")
 
 
-@pytest.mark.parametrize("name", ["protocol.py", "_policies.py", "_config.py"])
+@pytest.mark.parametrize("name", ["protocol.py", "_policies.py", "_config.py", "_reconnect.py"])
 def test_the_client_protocol_imports_only_the_core(name: str) -> None:
     for module in _imports(REPO / "realtime_nb" / "client" / name):
         if module.startswith("."):
-            assert module.startswith(("..core", ".protocol", "._policies", "._config")), module
+            allowed = ("..core", ".protocol", "._policies", "._config", "._reconnect")
+            assert module.startswith(allowed), module
         else:
             assert module.split(".")[0] not in _IO_MODULES, module
             assert not module.startswith("realtime_nb"), module

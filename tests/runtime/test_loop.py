@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import sys
 import threading
 import time
+from typing import Any
 
 import pytest
 
-from realtime_nb.runtime import LoopThread, LoopTimeoutError
+from realtime_nb.runtime import LoopThread, LoopTimeoutError, run_in_daemon_thread
 
 
 def _threads(name: str) -> list[threading.Thread]:
@@ -150,3 +153,40 @@ def test_context_manager_stops() -> None:
     with LoopThread("test-with") as lt:
         assert lt.run(asyncio.sleep(0, result="ok"), timeout=5) == "ok"
     assert _threads("realtime_nb-test-with") == []
+
+
+# --- run_in_daemon_thread --------------------------------------------------------------------
+
+_where: contextvars.ContextVar[str] = contextvars.ContextVar("where", default="unset")
+
+
+def test_run_in_daemon_thread_result_error_and_context(lt: LoopThread) -> None:
+    def work() -> tuple[str, bool, str]:
+        me = threading.current_thread()
+        return me.name, me.daemon, _where.get()
+
+    async def go() -> tuple[Any, ...]:
+        _where.set("the caller's")
+        ok = await run_in_daemon_thread(work, role="test-job")
+        with pytest.raises(ValueError, match="bad"):
+            await run_in_daemon_thread(lambda: int("bad"), role="test-job")
+        with pytest.raises(RuntimeError, match=r"SystemExit\(3\) raised on realtime_nb-test-exit"):
+            await run_in_daemon_thread(lambda: sys.exit(3), role="test-exit")
+        return ok
+
+    assert lt.run(go(), timeout=5) == ("realtime_nb-test-job", True, "the caller's")
+
+
+def test_a_call_given_up_on_keeps_its_thread_but_not_the_caller(lt: LoopThread) -> None:
+    release = threading.Event()
+
+    async def go() -> None:
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(run_in_daemon_thread(release.wait, role="test-stuck-job"), 0.05)
+
+    lt.run(go(), timeout=5)
+    (stuck,) = _threads("realtime_nb-test-stuck-job")
+    assert stuck.daemon  # the interpreter does not wait for it at exit
+    release.set()  # its late outcome goes to a cancelled future: dropped, no error
+    stuck.join(5)
+    assert lt.run(asyncio.sleep(0.01, result="fine"), timeout=5) == "fine"
