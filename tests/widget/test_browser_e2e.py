@@ -208,16 +208,38 @@ def test_input_audio_matches_the_wav(e2e: dict[str, Any]) -> None:
         frames = a[: len(a) // 480 * 480].reshape(-1, 480)
         return 10 * np.log10(np.mean(frames**2, axis=1) + 1e-10)
 
-    env_r = float(np.corrcoef(envelope(seg), envelope(wav))[0, 1])
+    env_r = _blockwise_envelope_r(envelope(seg), envelope(wav))
     energy_db = 10 * np.log10(np.mean(seg**2) / np.mean(wav**2))
-    # Unloaded runs give r >= 0.99. Chromium's fake capture can slip a render quantum when the
-    # machine is starved (seen once at r = 0.905 with two browser suites on two cores); duration
-    # and energy, checked strictly below, are what the issue asks to match.
-    assert env_r > 0.85, f"captured audio does not follow the WAV (envelope r={env_r:.3f})"
+    # Unloaded runs give r >= 0.99. When the machine is starved, Chromium's fake capture device
+    # slips (it inserts or skips a few tens of ms: seen at r = 0.74 for one global alignment in a
+    # full-suite run on two cores), so each 200 ms block is aligned on its own within +-100 ms;
+    # other speech scores about 0.4 this way. The mic path's own order is checked by the kernel's
+    # sequence numbers (test_blocked_kernel); duration and energy are checked strictly below.
+    mic = e2e["kernel"]["mic"]
+    assert env_r > 0.85, f"captured audio does not follow the WAV (envelope r={env_r:.3f}; {mic})"
     assert abs(energy_db) < 1.5, f"energy differs by {energy_db:.2f} dB"
     # Nothing lost or repeated: the speech lasts as long as in the file (within a chunk).
     voiced = envelope(seg) > -50
     assert abs(int(voiced.sum()) - int((envelope(wav) > -50).sum())) <= 3
+
+
+def _blockwise_envelope_r(
+    captured: np.ndarray, reference: np.ndarray, block: int = 10, slack: int = 5
+) -> float:
+    """Correlation of two 20 ms energy envelopes, each ``block`` of the reference aligned on its
+    own within ``slack`` frames of the captured one (tolerates capture slips, not other audio)."""
+    aligned = []
+    for start in range(0, len(reference) - block + 1, block):
+        ref = reference[start : start + block]
+        best: tuple[float, np.ndarray] | None = None
+        for lo in range(max(start - slack, 0), min(start + slack, len(captured) - block) + 1):
+            cand = captured[lo : lo + block]
+            r = float(np.corrcoef(cand, ref)[0, 1]) if np.std(cand) > 0 and np.std(ref) > 0 else -1
+            if best is None or r > best[0]:
+                best = (r, cand)
+        aligned.append(best[1] if best is not None else np.full(block, -100.0))
+    n = len(aligned) * block
+    return float(np.corrcoef(np.concatenate(aligned), reference[:n])[0, 1])
 
 
 def test_conversation_items(e2e: dict[str, Any]) -> None:
