@@ -1056,22 +1056,19 @@ class Session:
     @property
     def input_format(self) -> AudioFormat:
         """The input audio format the server confirmed (or that was requested)."""
-        st = self._proto.state
-        if st.session:
-            return st.input_format
-        return AudioFormat.from_config(
-            self._proto.config.get("audio", {}).get("input", {}).get("format")
-        )
+        return self._format("input")
 
     @property
     def output_format(self) -> AudioFormat:
         """The output audio format the server confirmed (or that was requested)."""
+        return self._format("output")
+
+    def _format(self, direction: str) -> AudioFormat:
         st = self._proto.state
         if st.session:
-            return st.output_format
-        return AudioFormat.from_config(
-            self._proto.config.get("audio", {}).get("output", {}).get("format")
-        )
+            return st.input_format if direction == "input" else st.output_format
+        requested = self._proto.config.get("audio", {}).get(direction, {}).get("format")
+        return AudioFormat.from_config(requested)
 
     @property
     def settings(self) -> JSON:

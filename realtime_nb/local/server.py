@@ -417,16 +417,9 @@ class LocalServer:
         with self._lock:
             if self._runner is not None and self._runner.running:
                 return self
-            runner = LoopThread("local")
-            try:
-                self._server = runner.run(
-                    self._open(), START_TIMEOUT_S, what="starting the local Realtime server"
-                )
-            except BaseException:
-                with contextlib.suppress(TimeoutError):
-                    runner.stop(START_TIMEOUT_S)
-                raise
-            self._runner = runner
+            self._runner, self._server = LoopThread.start_with(
+                "local", self._open(), START_TIMEOUT_S, what="starting the local Realtime server"
+            )
         return self
 
     def stop(self, timeout: float = 10.0) -> None:

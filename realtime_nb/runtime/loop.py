@@ -144,6 +144,26 @@ class LoopThread:
             future.cancel()
             raise self.timeout_error(label, timeout) from None
 
+    @classmethod
+    def start_with(
+        cls, role: str, coro: Coroutine[Any, Any, T], timeout: float | None, *, what: str
+    ) -> tuple[LoopThread, T]:
+        """A new loop thread with ``coro`` already run on it (a server's start-up, say), and its
+        result. If the coroutine fails or times out, the thread is stopped before the error
+        propagates, so a failed start leaves no thread behind.
+
+        Raises:
+            LoopTimeoutError: ``coro`` did not finish within ``timeout`` seconds.
+            Exception: whatever ``coro`` raised.
+        """
+        runner = cls(role)
+        try:
+            return runner, runner.run(coro, timeout, what=what)
+        except BaseException:
+            with contextlib.suppress(TimeoutError):
+                runner.stop(timeout)
+            raise
+
     def call_soon_threadsafe(self, callback: Callable[..., object], *args: Any) -> None:
         """Call ``callback(*args)`` on the loop's thread, soon (not at all if the loop is
         stopping by then).

@@ -51,7 +51,6 @@ A recording of one connection is replayed from the start to every client that co
 from __future__ import annotations
 
 import binascii
-import contextlib
 import copy
 import fnmatch
 import json
@@ -710,16 +709,9 @@ class ReplayServer:
         with self._lock:
             if self._runner is not None:
                 return self
-            runner = LoopThread("replay")
-            try:
-                self._server = runner.run(
-                    self._open(), START_TIMEOUT_S, what="starting the replay server"
-                )
-            except BaseException:
-                with contextlib.suppress(TimeoutError):
-                    runner.stop(START_TIMEOUT_S)
-                raise
-            self._runner = runner
+            self._runner, self._server = LoopThread.start_with(
+                "replay", self._open(), START_TIMEOUT_S, what="starting the replay server"
+            )
         return self
 
     def stop(self) -> None:

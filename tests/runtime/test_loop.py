@@ -190,3 +190,25 @@ def test_a_call_given_up_on_keeps_its_thread_but_not_the_caller(lt: LoopThread) 
     release.set()  # its late outcome goes to a cancelled future: dropped, no error
     stuck.join(5)
     assert lt.run(asyncio.sleep(0.01, result="fine"), timeout=5) == "fine"
+
+
+def test_start_with_returns_the_running_thread_and_the_result() -> None:
+    async def bind() -> str:
+        return threading.current_thread().name
+
+    runner, name = LoopThread.start_with("start-ok", bind(), 5, what="binding")
+    try:
+        assert runner.running and name == runner.name
+    finally:
+        runner.stop()
+
+
+def test_a_failed_start_leaves_no_thread() -> None:
+    async def refuse() -> None:
+        raise OSError("address already in use")
+
+    before = {t.name for t in threading.enumerate()}
+    with pytest.raises(OSError, match="already in use"):
+        LoopThread.start_with("start-fail", refuse(), 5, what="binding")
+    after = {t.name for t in threading.enumerate()}
+    assert not {n for n in after - before if "start-fail" in n}
