@@ -15,9 +15,34 @@ from pydantic import TypeAdapter
 
 from ..conftest import DESCRIPTION_WAV, WEATHER_WAV
 
-__all__ = ["DESCRIPTION_WAV", "WEATHER_WAV"]  # re-exported for the tests of this folder
+__all__ = [
+    "DESCRIPTION_WAV",
+    "WEATHER_RULE",
+    "WEATHER_TOOLS",
+    "WEATHER_WAV",
+]  # re-exported for the tests of this folder
 
 JSON = dict[str, Any]
+
+#: The tool the scenario tests declare, and the rules responder's rule that calls it.
+WEATHER_TOOLS: list[JSON] = [
+    {
+        "type": "function",
+        "name": "get_weather",
+        "description": "Look up the weather for a city.",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string"}},
+            "required": ["city"],
+        },
+    }
+]
+WEATHER_RULE: JSON = {
+    "pattern": r"weather in (?P<city>\w+)",
+    "call": "get_weather",
+    "arguments": {"city": "{city}"},
+    "then": "In {city}: {output}",
+}
 
 
 def read_wav(path: Path) -> bytes:

@@ -30,6 +30,8 @@ from realtime_nb.local.responders import EchoResponder
 
 from ..conftest import SPEC
 from .local_helpers import (
+    WEATHER_RULE,
+    WEATHER_TOOLS,
     Client,
     connect,
     silence,
@@ -40,26 +42,8 @@ from .local_helpers import (
 
 JSON = dict[str, Any]
 BETA_HEADERS = {"OpenAI-Beta": "realtime=v1"}
-TOOLS = [
-    {
-        "type": "function",
-        "name": "get_weather",
-        "description": "Look up the weather for a city.",
-        "parameters": {
-            "type": "object",
-            "properties": {"city": {"type": "string"}},
-            "required": ["city"],
-        },
-    }
-]
-RULES = [
-    {
-        "pattern": r"weather in (?P<city>\w+)",
-        "call": "get_weather",
-        "arguments": {"city": "{city}"},
-        "then": "In {city}: {output}",
-    }
-]
+TOOLS = WEATHER_TOOLS
+RULES = [WEATHER_RULE]
 #: GA-only event names that must never reach a beta client.
 GA_ONLY = SERVER_EVENT_TYPES - BETA_SERVER_EVENT_TYPES
 

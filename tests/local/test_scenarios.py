@@ -15,6 +15,8 @@ from realtime_nb.core.audio import AudioFormat, decode_to_float, encode_from_flo
 from realtime_nb.local import LocalServer
 
 from .local_helpers import (
+    WEATHER_RULE,
+    WEATHER_TOOLS,
     Client,
     connect,
     silence,
@@ -25,25 +27,9 @@ from .local_helpers import (
 JSON = dict[str, Any]
 ALL_EVENTS: list[JSON] = []
 
-TOOLS = [
-    {
-        "type": "function",
-        "name": "get_weather",
-        "description": "Look up the weather for a city.",
-        "parameters": {
-            "type": "object",
-            "properties": {"city": {"type": "string"}},
-            "required": ["city"],
-        },
-    }
-]
+TOOLS = WEATHER_TOOLS
 RULES = [
-    {
-        "pattern": r"weather in (?P<city>\w+)",
-        "call": "get_weather",
-        "arguments": {"city": "{city}"},
-        "then": "In {city}: {output}",
-    },
+    WEATHER_RULE,
     {"pattern": r"hello", "reply": "Hi from the rules."},
 ]
 
