@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 __all__ = [
+    "LOCAL_MODEL",
     "PRICES",
     "Cost",
     "ModelPrice",
@@ -37,6 +38,11 @@ class ModelPrice:
     image_in_cached: float = 0.0
 
 
+#: The model label the embedded local backend (:mod:`realtime_nb.local`) reports and records: its
+#: own name rather than the model a client asked for, so a recording says it was made offline, and
+#: priced at zero because nothing is billed.
+LOCAL_MODEL: Final = "realtime-nb-local"
+
 #: Model name prefix -> prices. Dated snapshots (``gpt-realtime-2025-08-28``) match their prefix;
 #: the longest matching prefix wins, so ``gpt-realtime-mini`` is not priced as ``gpt-realtime``.
 PRICES: dict[str, ModelPrice] = {
@@ -59,6 +65,16 @@ PRICES: dict[str, ModelPrice] = {
         audio_out=20.00,
         image_in=0.80,
         image_in_cached=0.08,
+    ),
+    LOCAL_MODEL: ModelPrice(
+        text_in=0.0,
+        text_in_cached=0.0,
+        text_out=0.0,
+        audio_in=0.0,
+        audio_in_cached=0.0,
+        audio_out=0.0,
+        image_in=0.0,
+        image_in_cached=0.0,
     ),
 }
 

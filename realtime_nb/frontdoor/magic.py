@@ -481,10 +481,8 @@ class RealtimeMagics(Magics):
             self.shell.user_ns[name] = session
         print(f"session bound to {name}{options.get('name_note', '')}")
         if options["local"]:
-            print(
-                f"{name}: {widget.backend}. Set OPENAI_API_KEY for a real model.",
-                file=sys.stderr,
-            )
+            # Information, not a warning: stdout, so Jupyter does not paint it as an error.
+            print(f"{name}: {widget.backend}. Set OPENAI_API_KEY for a real model.")
         _display(widget)
         return live
 
