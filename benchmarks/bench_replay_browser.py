@@ -2,7 +2,8 @@
 
 A real JupyterLab on loopback and Debian's chromium (the tests' harness, tests/widget/lab.py)
 replaying a synthetic recording (realtime_nb.testing.synthetic, 60 minutes by default: ~260 MB on disk,
-~350 MB of audio). Reports median and p95 of:
+~240 MB of audio; every third answer interrupted), written once into the cache folder that
+bench_scaling.py shares (``--cache``). Reports median and p95 of:
 
 - open: running the cell ``rec = Recording.open(path); w = rec.play(); w`` to the timeline's
   overview drawn (file read, reduction with checkpoints, track layout, peaks, the comm round
@@ -26,6 +27,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
 
 from tests.widget import lab as L  # noqa: E402
 
@@ -56,6 +58,12 @@ def main() -> int:
     ap.add_argument("--minutes", type=float, default=60.0)
     ap.add_argument("--opens", type=int, default=5)
     ap.add_argument("--seeks", type=int, default=30)
+    ap.add_argument(
+        "--cache",
+        type=Path,
+        default=Path(tempfile.gettempdir()) / "realtime_nb_bench",
+        help="folder of synthetic recordings shared with bench_scaling.py (written if missing)",
+    )
     args = ap.parse_args()
     reason = L.missing()
     if reason:
@@ -65,11 +73,11 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory() as tmp_s:
         tmp = Path(tmp_s)
-        t = time.perf_counter()
-        path = L.synthetic_recording(tmp / "synthetic.arrow", args.minutes, truncate_every=3)
+        from bench_scaling import recording  # the same recording, generated once
+
+        path = recording(args.cache, args.minutes)
         size = path.stat().st_size
-        print(f"wrote a {args.minutes:g}-minute synthetic recording: {size / 1e6:.0f} MB "
-              f"in {time.perf_counter() - t:.1f} s")  # fmt: skip
+        print(f"a {args.minutes:g}-minute synthetic recording: {size / 1e6:.0f} MB")
         env = {"RTNB_REPLAY_RECORDING": str(path)}
         tap = L.WsTap()
         with L.jupyterlab(tmp, NOTEBOOK, env) as lab, sync_playwright() as pw:

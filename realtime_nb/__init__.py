@@ -16,6 +16,16 @@ if TYPE_CHECKING:  # pragma: no cover - import-time only, for type checkers and 
     from .core.events import Event
     from .core.reducer import ConversationState, Item, Reducer, reduce
     from .core.tools import tool
+    from .corpus import (
+        Corpus,
+        check,
+        cost_below,
+        latency_below,
+        no_errors,
+        not_said,
+        said,
+        tool_called,
+    )
     from .debugging.diff import diff
     from .debugging.metrics import metrics
     from .debugging.replay import ReplayData
@@ -26,6 +36,7 @@ if TYPE_CHECKING:  # pragma: no cover - import-time only, for type checkers and 
 
 __all__ = [
     "ConversationState",
+    "Corpus",
     "Event",
     "Item",
     "LocalServer",
@@ -37,11 +48,18 @@ __all__ = [
     "ReplayServer",
     "Session",
     "__version__",
+    "check",
+    "cost_below",
     "diff",
+    "latency_below",
     "load_ipython_extension",
     "metrics",
+    "no_errors",
+    "not_said",
     "reduce",
+    "said",
     "tool",
+    "tool_called",
     "unload_ipython_extension",
 ]
 
@@ -61,6 +79,19 @@ _LAZY = {
     "ReplayData": ("debugging.replay", "ReplayData"),
     "ReplayServer": ("testing", "ReplayServer"),
     "LocalServer": ("local", "LocalServer"),
+    "Corpus": ("corpus", "Corpus"),
+    **{
+        name: ("corpus", name)
+        for name in (
+            "check",
+            "cost_below",
+            "latency_below",
+            "no_errors",
+            "not_said",
+            "said",
+            "tool_called",
+        )
+    },
 }
 
 

@@ -147,6 +147,12 @@ class ClientProtocol:
         self._speech = False  # the server's VAD heard speech start, and not yet stop
         self._input_pending = False  # audio appended since the last commit or clear
         self._playing: set[str] = set()  # items a player started and has not stopped
+        # Once a player said it is ready, the assistant items whose audio it has to play and has
+        # not finished playing, each with when its first audio arrived (event t_ns): what
+        # heard_pending() waits for.
+        self._player_ready = False
+        self._unheard: dict[str, int] = {}
+        self._heard: set[str] = set()  # items whose playback ended (later deltas do not count)
 
     # --- state ---------------------------------------------------------------------------------
 
@@ -405,6 +411,18 @@ class ClientProtocol:
         assistant audio a player is still playing."""
         return self.idle and not (self._speech or self._ptt_pending() or self._playing)
 
+    def heard_pending(self, now_ns: int, start_grace_ns: int) -> list[str]:
+        """Assistant items a ready player still has to finish playing (oldest first): their
+        audio arrived and no ``local.playback.played`` said playback ended. An item whose
+        playback has not started ``start_grace_ns`` after its first audio (``now_ns`` on the
+        events' clock) is taken as one the player will not play (a closed page) and no longer
+        waited for. Empty without a player: nothing will be heard, so nothing to wait for."""
+        return [
+            item
+            for item, first_ns in self._unheard.items()
+            if item in self._playing or now_ns - first_ns < start_grace_ns
+        ]
+
     def rollover_due(self, now: float) -> bool:
         """Whether to roll over to a new connection now (``now``: epoch seconds): the rollover
         window (:meth:`next_deadline`) is open and the conversation is :attr:`quiet`."""
@@ -446,6 +464,21 @@ class ClientProtocol:
             self._playing.add(ev.data["item_id"])
         elif t == "local.playback.played":
             self._playing.discard(ev.data.get("item_id"))
+            played = ev.data.get("item_id")
+            if isinstance(played, str):
+                self._unheard.pop(played, None)
+                self._heard.add(played)
+        elif t == "local.player.ready":
+            self._player_ready = True
+        if (
+            self._player_ready
+            and ev.source is Source.SERVER
+            and t == "response.output_audio.delta"
+            and ev.item_id
+            and ev.item_id not in self._unheard
+            and ev.item_id not in self._heard
+        ):
+            self._unheard[ev.item_id] = ev.t_ns
 
     # --- tools ---------------------------------------------------------------------------------
 

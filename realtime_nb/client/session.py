@@ -94,6 +94,10 @@ PING_INTERVAL_S: Final = 20.0
 PING_TIMEOUT_S: Final = 20.0
 #: Seconds close() waits for the server's close frame before dropping the TCP connection.
 CLOSE_TIMEOUT_S: Final = 2.0
+#: How long after an answer's first audio a ready player may take to start playing it before
+#: wait_until_heard() stops waiting for it: the page's queue starts within ~100 ms of the first
+#: chunk, so 2 s only expires when no page is playing (closed, or its tab suspended).
+PLAYBACK_START_GRACE_S: Final = 2.0
 _RECONNECT_HINT: Final = (
     "; call session.reconnect() to continue this conversation on a new connection"
 )
@@ -958,6 +962,36 @@ class Session:
             if deadline is not None and now > deadline:
                 raise self._timeout_error("idle state", timeout)
             time.sleep(0.005)
+
+    def wait_until_heard(
+        self, timeout: float | None = 60.0, start_grace_s: float = PLAYBACK_START_GRACE_S
+    ) -> None:
+        """:meth:`wait_until_idle`, then block until a widget playing the reply audio has
+        finished playing every answer (its ``local.playback.played``): call it before speaking
+        again from code, so the next turn does not interrupt the answer still being played.
+
+        Without a player (no widget shown, or a notebook run headless) it returns once idle. An
+        answer whose playback has not started ``start_grace_s`` after its audio arrived (a
+        closed page) is not waited for.
+
+        Raises:
+            TimeoutError: still busy or playing after ``timeout`` seconds.
+            SessionClosedError: the connection ended first.
+        """
+        start = time.monotonic()
+        self.wait_until_idle(timeout)
+        grace_ns = int(start_grace_s * 1e9)
+        while True:
+            self._check_usable()
+            with self._lock:
+                pending = self._proto.heard_pending(self._recorder.elapsed_ns, grace_ns)
+            if not pending:
+                return
+            if timeout is not None and time.monotonic() - start > timeout:
+                raise TimeoutError(
+                    f"the widget was still playing {', '.join(pending)} after {timeout:g} s"
+                )
+            time.sleep(0.01)
 
     # -- subscriptions ---------------------------------------------------------------------------
 

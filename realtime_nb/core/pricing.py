@@ -6,9 +6,12 @@ Prices are US dollars per million tokens, as published on OpenAI's pricing page 
 
 from __future__ import annotations
 
+import html
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
+
+from ._html import CSS, ROOT_CLASSES, pretty
 
 __all__ = [
     "LOCAL_MODEL",
@@ -172,8 +175,16 @@ class Cost:
             return f"cost unknown: no price for model {self.model!r} ({n} responses)"
         return f"${self.total:.4f} ({n} response{'s' if n != 1 else ''})"
 
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
+        pretty(self, p, cycle)
+
     def _repr_html_(self) -> str:
-        return f"<span title='{self.model}'>{self}</span>"
+        # The root keeps MathJax away from the dollar sign, and the text in the theme's colours.
+        model = html.escape(str(self.model), quote=True)
+        return (
+            f"{CSS}<div class='{ROOT_CLASSES} rtnb-cost' title='{model}'>"
+            f"{html.escape(str(self))}</div>"
+        )
 
 
 def session_cost(

@@ -163,6 +163,8 @@ LOCAL_EVENT_TYPES: Final = frozenset(
     {
         "local.mic.started",
         "local.mic.stopped",
+        # {view}: a player (a widget view that plays the reply audio) is ready on a page
+        "local.player.ready",
         "local.playback.started",  # {item_id}: the first sample of an item reached the speakers
         "local.playback.played",  # {item_id, played_ms, reason}: playback of an item stopped
         "local.connection.opened",  # {url, backend}

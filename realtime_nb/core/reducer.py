@@ -18,6 +18,7 @@ import math
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any, Final, Literal
 
 from . import _schema_fields
@@ -33,6 +34,8 @@ from .protocol import (
 )
 
 __all__ = [
+    "Checkpoint",
+    "Checkpointer",
     "ContentPart",
     "ConversationState",
     "ErrorRecord",
@@ -48,7 +51,6 @@ JSON = dict[str, Any]
 #: What the recorded events say of the connection (see :attr:`ConversationState.connection`).
 ConnectionStatus = Literal["connecting", "connected", "closed", "error"]
 
-_MS_PER_NS: Final = 1e-6
 #: How many missing content parts an event's ``content_index`` may skip over. Real servers count
 #: parts from 0 without gaps; a few missing parts (events lost from a cut recording) are padded,
 #: anything further is treated as "the next part" so that no number in an event drives work.
@@ -112,6 +114,22 @@ class AudioTimeline:
                 break
             pos = end
         return b"".join(out)
+
+    def head(self, n: int) -> AudioTimeline:
+        """The first ``n`` bytes as a new timeline that shares this one's chunks (no copy)."""
+        clone = AudioTimeline()
+        n = min(max(n, 0), self._len)
+        if not n:
+            return clone
+        k = bisect.bisect_left(self._ends, n)  # the chunk holding byte n - 1
+        chunks = self._chunks[: k + 1]
+        ends = self._ends[: k + 1]
+        if ends[k] > n:
+            start = ends[k - 1] if k else 0
+            chunks[k] = memoryview(chunks[k])[: n - start]
+            ends[k] = n
+        clone._chunks, clone._ends, clone._len = chunks, ends, n
+        return clone
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, AudioTimeline):
@@ -373,17 +391,6 @@ class Turn:
                 return t
         return None
 
-    @property
-    def latency_ms(self) -> float | None:
-        """User finished -> first audio delta (or first output of any kind if no audio)."""
-        end = self.end_t_ns
-        first = (
-            self.first_audio_t_ns if self.first_audio_t_ns is not None else self.first_output_t_ns
-        )
-        if end is None or first is None:
-            return None
-        return (first - end) * _MS_PER_NS
-
 
 @dataclass
 class ErrorRecord:
@@ -507,6 +514,13 @@ class Reducer:
         self._pending_turn: Turn | None = None
         self._turn_by_item: dict[str, Turn] = {}
         self._awaiting_response: list[Turn] = []
+        # Indexes over the state, so that a long session's events cost the same as a short one's:
+        # the ids in ``state.order``, and the turns by the response they got.
+        self._placed: set[str] = set()
+        self._turns_by_response: dict[str, list[Turn]] = {}
+        #: What changed since the last checkpoint, kept only while a :class:`Checkpointer`
+        #: watches this reducer (``None`` otherwise: nothing to pay when nobody asks).
+        self._changes: _Changes | None = None
 
     # -- entry points ----------------------------------------------------------------------------
 
@@ -624,7 +638,27 @@ class Reducer:
         if it is None:
             it = Item(id=item_id)
             self.state.items_by_id[item_id] = it
+        if self._changes is not None:
+            self._changes.items.add(item_id)
         return it
+
+    def _response(self, response_id: str) -> Response | None:
+        """The response with this id, if known (every change to a response goes through here)."""
+        resp = self.state.responses.get(response_id)
+        if resp is not None and self._changes is not None:
+            self._changes.responses.add(response_id)
+        return resp
+
+    def _touch_turn(self, turn: Turn) -> Turn:
+        """Note that ``turn`` is about to change (for checkpoints; see :class:`Checkpointer`)."""
+        if self._changes is not None:
+            self._changes.turns.add(turn.index)
+        return turn
+
+    def _bind_turn(self, item_id: str, turn: Turn) -> None:
+        self._turn_by_item[item_id] = turn
+        if self._changes is not None:
+            self._changes.turn_keys.add(item_id)
 
     def _update_item(self, it: Item, obj: JSON, t_ns: int) -> None:
         """Merge an item object as received into our Item (later events refine earlier ones)."""
@@ -705,12 +739,17 @@ class Reducer:
         item but other providers (xAI) send on every item.
         """
         order = self.state.order
-        if item_id in order:
+        if item_id in self._placed:
             return
+        self._placed.add(item_id)
         prev = data.get("previous_item_id")
         if isinstance(prev, str):
-            if prev in order:
-                order.insert(order.index(prev) + 1, item_id)
+            if prev in self._placed:
+                # Usually the last item: searched from the end (ids in the order are unique).
+                i = len(order) - 1
+                while order[i] != prev:
+                    i -= 1
+                order.insert(i + 1, item_id)
                 return
             if prev == "root":
                 order.insert(0, item_id)
@@ -749,7 +788,7 @@ class Reducer:
             it.output_bytes_per_ms = st.output_format.bytes_per_ms
         rid = ev.response_id or it.response_id
         if rid is not None:
-            resp = st.responses.get(rid)
+            resp = self._response(rid)
             if resp is not None and resp.first_audio_t_ns is None:
                 resp.first_audio_t_ns = ev.t_ns
                 self._first_output(resp, ev.t_ns, audio=True)
@@ -757,8 +796,9 @@ class Reducer:
     def _first_output(self, resp: Response, t_ns: int, audio: bool) -> None:
         if resp.first_text_t_ns is None and not audio:
             resp.first_text_t_ns = t_ns
-        for turn in self.state.turns:
-            if turn.response_id == resp.id:
+        for turn in self._turns_by_response.get(resp.id, ()):
+            if turn.response_id == resp.id:  # not since given to a later response
+                self._touch_turn(turn)
                 if audio and turn.first_audio_t_ns is None:
                     turn.first_audio_t_ns = t_ns
                 if turn.first_output_t_ns is None:
@@ -896,7 +936,7 @@ class Reducer:
                 turn = self._turn_for_new_input("text")
                 turn.item_id = it.id
                 turn.text_t_ns = ev.t_ns
-                self._turn_by_item[it.id] = turn
+                self._bind_turn(it.id, turn)
                 self._awaiting_response.append(turn)
             self._attach_input_audio(it)
 
@@ -1019,7 +1059,7 @@ class Reducer:
         item_id = _str(data.get("item_id"))
         if item_id:
             turn.item_id = item_id
-            self._turn_by_item[item_id] = turn
+            self._bind_turn(item_id, turn)
         self._pending_turn = turn
 
     def on_speech_stopped(self, ev: Event, data: JSON) -> None:
@@ -1027,11 +1067,12 @@ class Reducer:
         item_id = _str(data.get("item_id"))
         if turn is None or (item_id and turn.item_id and turn.item_id != item_id):
             turn = self._turn_by_item.get(item_id or "") or self._turn_for_new_input("vad")
+        self._touch_turn(turn)
         turn.speech_stopped_t_ns = ev.t_ns
         turn.audio_end_ms = _int(data.get("audio_end_ms"))
         if item_id:
             turn.item_id = item_id
-            self._turn_by_item[item_id] = turn
+            self._bind_turn(item_id, turn)
 
     def on_committed(self, ev: Event, data: JSON) -> None:
         st = self.state
@@ -1045,10 +1086,11 @@ class Reducer:
             turn = self._pending_turn
         if turn is None:
             turn = self._turn_for_new_input("commit")
+        self._touch_turn(turn)
         turn.committed_t_ns = ev.t_ns
         if item_id:
             turn.item_id = item_id
-            self._turn_by_item[item_id] = turn
+            self._bind_turn(item_id, turn)
         # Which input bytes the committed item holds: the VAD's segment, else the whole buffer.
         bpms = st.input_format.bytes_per_ms
         total = len(st.input_audio)
@@ -1064,7 +1106,7 @@ class Reducer:
         self._pending_turn = None
         self._awaiting_response.append(turn)
         if item_id and item_id in st.items_by_id:
-            self._attach_input_audio(st.items_by_id[item_id])
+            self._attach_input_audio(self._item(item_id))
 
     def on_cleared(self, ev: Event, data: JSON) -> None:
         self.state.input_buffer_start = len(self.state.input_audio)
@@ -1074,7 +1116,7 @@ class Reducer:
         resp_obj = data.get("response")
         if not isinstance(resp_obj, dict) or not isinstance(resp_obj.get("id"), str):
             return
-        resp = st.responses.get(resp_obj["id"]) or Response(id=resp_obj["id"])
+        resp = self._response(resp_obj["id"]) or Response(id=resp_obj["id"])
         st.responses[resp.id] = resp
         self._update_response(resp, resp_obj)
         resp.created_t_ns = ev.t_ns
@@ -1085,8 +1127,9 @@ class Reducer:
                 # A response answers the latest input before it: after a history seed (user,
                 # assistant, user, then response.create) that is the last user item, not the
                 # first; earlier inputs that got no response of their own stay unanswered.
-                turn = self._awaiting_response[-1]
+                turn = self._touch_turn(self._awaiting_response[-1])
                 turn.response_id = resp.id
+                self._turns_by_response.setdefault(resp.id, []).append(turn)
                 self._awaiting_response.clear()
 
     def _update_response(self, resp: Response, obj: JSON) -> None:
@@ -1118,7 +1161,7 @@ class Reducer:
         resp_obj = data.get("response")
         if not isinstance(resp_obj, dict) or not isinstance(resp_obj.get("id"), str):
             return
-        resp = st.responses.get(resp_obj["id"])
+        resp = self._response(resp_obj["id"])
         if resp is None:
             resp = Response(id=resp_obj["id"])
             st.responses[resp.id] = resp
@@ -1148,7 +1191,7 @@ class Reducer:
         self._update_item(it, item, ev.t_ns)
         if rid:
             it.response_id = rid
-            resp = self.state.responses.get(rid)
+            resp = self._response(rid)
             if resp is not None:
                 if it.id not in resp.output_item_ids:
                     resp.output_item_ids.append(it.id)
@@ -1206,7 +1249,7 @@ class Reducer:
 
     def _first_text(self, ev: Event) -> None:
         rid = _str(ev.data.get("response_id"))
-        resp = self.state.responses.get(rid) if rid else None
+        resp = self._response(rid) if rid else None
         if resp is not None and resp.first_text_t_ns is None:
             resp.first_text_t_ns = ev.t_ns
             self._first_output(resp, ev.t_ns, audio=False)
@@ -1365,6 +1408,245 @@ _HANDLERS: Final = {
     "mcp_list_tools.in_progress": Reducer.on_ignore,
     "mcp_list_tools.completed": Reducer.on_ignore,
 }
+
+
+# -- checkpoints -----------------------------------------------------------------------------------
+
+#: Changed entries a checkpoint keeps beside the index it shares with earlier checkpoints, before
+#: they are folded into a new shared index. Folding copies the whole index (a C-level dict copy,
+#: microseconds), so it happens once per this many changes: checkpoints stay O(changes), and a
+#: restore merges at most this many entries on top of the shared index.
+OVERLAY_LIMIT: Final = 64
+
+#: Fields of ConversationState that the reducer only ever *replaces* (scalars, frozen values, dicts
+#: taken from events): a checkpoint shares them as they are.
+_REPLACED_FIELDS: Final = frozenset(
+    {
+        "usage", "session", "requested_session", "conversation_id", "input_format",
+        "output_format", "input_buffer_start", "active_response_id", "event_count", "last_t_ns",
+        "connection_closed", "connection",
+    }
+)  # fmt: skip
+#: Fields that only ever grow at their end: a checkpoint keeps the live list and its length.
+_APPEND_ONLY_FIELDS: Final = ("errors", "input_chunk_times", "local_events", "warnings")
+_COUNTER_FIELDS: Final = ("counts", "unknown_types", "unknown_fields", "invalid_events")
+#: Fields with their own copy-on-write handling in :class:`Checkpointer`.
+_SHARED_FIELDS: Final = frozenset({"items_by_id", "responses", "turns", "order", "input_audio"})
+_REDUCER_FIELDS: Final = frozenset(
+    {
+        "state", "_pending_turn", "_turn_by_item", "_awaiting_response", "_changes", "_placed",
+        "_turns_by_response",
+    }
+)  # fmt: skip
+
+
+@dataclass
+class _Changes:
+    """What the reducer touched since the last checkpoint (ids of items/responses, turn indexes,
+    item ids whose turn binding was set)."""
+
+    items: set[str] = field(default_factory=set)
+    responses: set[str] = field(default_factory=set)
+    turns: set[int] = field(default_factory=set)
+    turn_keys: set[str] = field(default_factory=set)
+
+
+def _copy_part(p: ContentPart) -> ContentPart:
+    c = ContentPart.__new__(ContentPart)
+    c.__dict__.update(p.__dict__)
+    c.audio_chunks = p.audio_chunks.copy()
+    if p.extra:  # updated in place, and its transcription ``segments`` list grows in place
+        c.extra = {k: (v.copy() if isinstance(v, list) else v) for k, v in p.extra.items()}
+    else:
+        c.extra = {}
+    return c
+
+
+def _copy_item(it: Item) -> Item:
+    c = Item.__new__(Item)
+    c.__dict__.update(it.__dict__)
+    c.content = [_copy_part(p) for p in it.content]
+    return c
+
+
+def _copy_response(r: Response) -> Response:
+    c = Response.__new__(Response)
+    c.__dict__.update(r.__dict__)
+    c.output_item_ids = r.output_item_ids.copy()
+    return c
+
+
+def _copy_turn(t: Turn) -> Turn:
+    c = Turn.__new__(Turn)
+    c.__dict__.update(t.__dict__)  # every field is a scalar or a tuple
+    return c
+
+
+def _turn_index(t: Turn) -> int:
+    return t.index
+
+
+class _History:
+    """Copy-on-write snapshots of one growing index (items by id, turns by position, ...).
+
+    A snapshot is ``(base, overlay)``: ``base`` is shared by many snapshots, ``overlay`` holds the
+    entries copied since ``base`` was made. Taking one copies only what changed since the last.
+    """
+
+    __slots__ = ("_base", "_copy", "_overlay")
+
+    def __init__(self, copy: Any) -> None:
+        self._copy = copy
+        self._base: dict[Any, Any] = {}
+        self._overlay: dict[Any, Any] = {}
+
+    def take(
+        self, get: Any, new: Iterable[Any], touched: Iterable[Any]
+    ) -> tuple[dict[Any, Any], dict[Any, Any]]:
+        base, old = self._base, self._overlay
+        # Changed entries first, then the new ones in the order they were added: merged over
+        # ``base``, the index keeps its insertion order.
+        fresh = {k: self._copy(get(k)) for k in touched if k in base or k in old}
+        for k in new:
+            fresh[k] = self._copy(get(k))
+        if fresh:
+            overlay = {**old, **fresh}
+            if len(overlay) > OVERLAY_LIMIT:
+                self._base = {**base, **overlay}
+                overlay = {}
+            self._overlay = overlay
+        return self._base, self._overlay
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """The state of a reducer at one moment, sharing structure with the checkpoints before it.
+
+    Made by :meth:`Checkpointer.take`; :meth:`restore` gives a new, independent reducer that
+    continues from here. Never mutated.
+    """
+
+    items: tuple[dict[str, Item], dict[str, Item]]
+    responses: tuple[dict[str, Response], dict[str, Response]]
+    turns: tuple[dict[int, Turn], dict[int, Turn]]
+    turn_by_item: tuple[dict[str, int], dict[str, int]]
+    order: list[str]
+    fields: dict[str, Any]
+    deep_copied: dict[str, Any]
+    counters: dict[str, Counter[str]]
+    #: Append-only parts: the live container (which only grows) and its length now.
+    input_audio: tuple[AudioTimeline, int]
+    appended: dict[str, tuple[list[Any], int]]
+    pending_turn: int | None
+    awaiting_response: tuple[int, ...]
+
+    def restore(self) -> Reducer:
+        """A new reducer in exactly the state this checkpoint was taken in.
+
+        Costs one shallow copy of every item, response and turn (those are what the next events
+        may change); audio and other append-only parts are shared, not copied.
+        """
+        r = Reducer()
+        st = r.state
+        st.__dict__.update(self.fields)
+        for name, value in self.deep_copied.items():
+            setattr(st, name, copy.deepcopy(value))
+        st.items_by_id = {k: _copy_item(v) for k, v in {**self.items[0], **self.items[1]}.items()}
+        st.responses = {
+            k: _copy_response(v) for k, v in {**self.responses[0], **self.responses[1]}.items()
+        }
+        by_index = {**self.turns[0], **self.turns[1]}
+        st.turns = [_copy_turn(by_index[i]) for i in range(len(by_index))]
+        st.order = self.order.copy()
+        for name, counter in self.counters.items():
+            setattr(st, name, counter.copy())
+        timeline, n = self.input_audio
+        st.input_audio = timeline.head(n)
+        for name, (live, n) in self.appended.items():
+            setattr(st, name, live[:n])
+        turns = st.turns
+        r._turn_by_item = {
+            k: turns[i] for k, i in {**self.turn_by_item[0], **self.turn_by_item[1]}.items()
+        }
+        r._pending_turn = None if self.pending_turn is None else turns[self.pending_turn]
+        r._awaiting_response = [turns[i] for i in self.awaiting_response]
+        # The indexes are rebuilt from the state they index.
+        r._placed = set(st.order)
+        for t in turns:
+            if t.response_id is not None:
+                r._turns_by_response.setdefault(t.response_id, []).append(t)
+        return r
+
+
+class Checkpointer:
+    """Takes :class:`Checkpoint` s of one reducer as it runs, each in time proportional to what
+    changed since the previous one (the items, responses and turns the events in between touched),
+    not to the size of the state: a long session's checkpoints cost linear time in total.
+
+    Append-only parts (all input audio, output audio chunks, chunk times, local events, errors) are
+    referenced with their length, never copied; an item's audio chunk list is copied as a list of
+    references when the item changes.
+
+    A state field not classified below (one added to :class:`ConversationState` later) is still
+    checkpointed correctly, by a deep copy each time: slower, and listed in
+    :attr:`deep_copied` so that a test can insist on classifying it.
+
+    Raises:
+        TypeError: the reducer has an attribute this class does not know (its private
+            bookkeeping holds shared references that a copy would break: classify it here).
+    """
+
+    def __init__(self, reducer: Reducer) -> None:
+        unknown = set(reducer.__dict__) - _REDUCER_FIELDS
+        if unknown:
+            raise TypeError(
+                f"cannot checkpoint reducer attributes {sorted(unknown)}: classify them in "
+                "realtime_nb/core/reducer.py (_REDUCER_FIELDS and Checkpoint.restore)"
+            )
+        known = _REPLACED_FIELDS | _SHARED_FIELDS | set(_APPEND_ONLY_FIELDS) | set(_COUNTER_FIELDS)
+        #: State fields of unknown use, deep-copied at every checkpoint and restore.
+        self.deep_copied = tuple(sorted(set(reducer.state.__dict__) - known))
+        self._reducer = reducer
+        reducer._changes = _Changes()
+        self._items = _History(_copy_item)
+        self._responses = _History(_copy_response)
+        self._turns = _History(_copy_turn)
+        self._turn_keys = _History(_turn_index)
+        self._n_items = self._n_responses = self._n_turns = self._n_turn_keys = 0
+
+    def take(self) -> Checkpoint:
+        """The reducer's state now."""
+        r = self._reducer
+        st = r.state
+        ch = r._changes
+        assert ch is not None, "the reducer is watched by another Checkpointer"
+        items, responses, turns, tbi = st.items_by_id, st.responses, st.turns, r._turn_by_item
+        cp = Checkpoint(
+            items=self._items.take(items.__getitem__, islice(items, self._n_items, None), ch.items),
+            responses=self._responses.take(
+                responses.__getitem__, islice(responses, self._n_responses, None), ch.responses
+            ),
+            turns=self._turns.take(turns.__getitem__, range(self._n_turns, len(turns)), ch.turns),
+            turn_by_item=self._turn_keys.take(
+                tbi.__getitem__, islice(tbi, self._n_turn_keys, None), ch.turn_keys
+            ),
+            order=st.order.copy(),
+            fields={k: getattr(st, k) for k in _REPLACED_FIELDS},
+            deep_copied={k: copy.deepcopy(getattr(st, k)) for k in self.deep_copied},
+            counters={k: getattr(st, k).copy() for k in _COUNTER_FIELDS},
+            input_audio=(st.input_audio, len(st.input_audio)),
+            appended={k: (getattr(st, k), len(getattr(st, k))) for k in _APPEND_ONLY_FIELDS},
+            pending_turn=None if r._pending_turn is None else r._pending_turn.index,
+            awaiting_response=tuple(t.index for t in r._awaiting_response),
+        )
+        self._n_items, self._n_responses = len(items), len(responses)
+        self._n_turns, self._n_turn_keys = len(turns), len(tbi)
+        r._changes = _Changes()
+        return cp
+
+    def stop(self) -> None:
+        """Stop watching the reducer (it no longer notes what changes)."""
+        self._reducer._changes = None
 
 
 def reduce(events: Iterable[Event]) -> ConversationState:

@@ -20,10 +20,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from ..core.pricing import price_for
+from ..core._html import CSS, ROOT_CLASSES, pretty
+from ..core.metrics import SessionMetrics, TurnView, turn_views
+from ..core.pricing import LOCAL_MODEL
 from ..core.reducer import ConversationState, Item, Usage
 from ..storage.recording import Recording
-from .metrics import TurnView, response_cost, turn_views
+from .metrics import metrics
 
 __all__ = ["ConversationDiff", "SettingDiff", "ToolCallDiff", "TurnDiff", "WordOp", "diff"]
 
@@ -46,6 +48,11 @@ SETTINGS: Final = (
 )
 #: Characters of an answer shown per side in the plain-text report before eliding.
 TEXT_WIDTH: Final = 400
+#: Root classes of the HTML report (``realtime-nb-diff`` kept for pages that styled it before).
+DIFF_CLASS: Final = "rtnb-diff realtime-nb-diff"
+#: Settings a re-drive sets for its own mechanism (manual commits of the recorded audio), unless
+#: the caller passed them: shown as the re-drive's mode, not as a change the user made.
+REDRIVE_MECHANISM: Final = ("turn_detection",)
 
 
 @dataclass(frozen=True)
@@ -152,7 +159,13 @@ class TurnDiff:
 
 @dataclass
 class ConversationDiff:
-    """Two conversations compared: settings that differ and aligned turns."""
+    """Two conversations compared: settings that differ and aligned turns.
+
+    ``settings`` holds what differs by choice; ``mode`` what the re-drive mechanism itself set
+    when ``b`` (or ``a``) is a re-drive (its commit mode and turn detection): shown as the
+    re-drive's mode, not as a change, and not counted by :attr:`identical`. ``notes`` say what a
+    reader needs to read the numbers right (a side answered by the local backend's stand-in).
+    """
 
     a_name: str
     b_name: str
@@ -162,6 +175,9 @@ class ConversationDiff:
     usage_b: Usage
     cost_a: float | None
     cost_b: float | None
+    mode: list[SettingDiff] = field(default_factory=list)
+    redrive: str | None = None  # the re-drive's mode, in words (None: neither side is one)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def setting_names(self) -> list[str]:
@@ -178,11 +194,24 @@ class ConversationDiff:
     def identical(self) -> bool:
         return not self.settings and not self.changed_turns
 
+    def verdict(self) -> str:
+        """One line: what differs (settings by name, turns counted)."""
+        n = len(self.settings)
+        settings = (
+            "settings identical"
+            if not n
+            else f"{n} setting{'s' * (n != 1)} differ{'s' * (n == 1)} ({', '.join(self.setting_names)})"
+        )
+        changed = len(self.changed_turns)
+        return f"{settings}; answers: {changed} of {len(self.turns)} turns changed"
+
     # -- plain text ------------------------------------------------------------------------------
 
     def text(self) -> str:
         """The report as plain text (``realtime-nb diff A B``)."""
         out = [f"--- a: {self.a_name}", f"+++ b: {self.b_name}"]
+        if self.redrive:
+            out.append(f"re-drive mode: {self.redrive}")
         if not self.settings:
             out.append("settings: identical")
         for s in self.settings:
@@ -224,41 +253,49 @@ class ConversationDiff:
         out.append(
             f"total: tokens {self.usage_a.total_tokens} -> {self.usage_b.total_tokens} "
             f"({self.usage_b.total_tokens - self.usage_a.total_tokens:+d}); cost "
-            f"{_usd(self.cost_a)} -> {_usd(self.cost_b)}; {len(self.changed_turns)} of "
-            f"{len(self.turns)} turns changed"
+            f"{_usd(self.cost_a)} -> {_usd(self.cost_b)}; {self.verdict()}"
         )
+        out += [f"note: {n}" for n in self.notes]
         return "\n".join(out)
 
-    __str__ = text
+    def __str__(self) -> str:
+        return self.text()
+
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
+        pretty(self, p, cycle)
 
     # -- HTML ------------------------------------------------------------------------------------
 
     def _repr_html_(self) -> str:
         e = html.escape
         parts = [
-            "<div class='realtime-nb-diff' style='font-family:var(--jp-ui-font-family,sans-serif)'>",
-            f"<div><b>a</b>: {e(self.a_name)} &nbsp; <b>b</b>: {e(self.b_name)}</div>",
+            f"{CSS}<div class='{ROOT_CLASSES} {DIFF_CLASS}'>",
+            f"<div><b>a</b>: <span class='rtnb-mono'>{e(self.a_name)}</span> &nbsp; <b>b</b>: "
+            f"<span class='rtnb-mono'>{e(self.b_name)}</span></div>",
         ]
+        if self.redrive:
+            parts.append(f"<div class='rtnb-muted'>re-drive mode: {e(self.redrive)}</div>")
         if self.settings:
-            parts.append("<h4>Settings that differ</h4><table>")
+            parts.append("<h4>Settings that differ</h4><table><tbody>")
             for s in self.settings:
                 if s.text_diff:
                     body = "".join(_diff_line_html(line) for line in s.text_diff)
-                    cell = f"<pre style='margin:0'>{body}</pre>"
+                    cell = f"<pre class='rtnb-textdiff'>{body}</pre>"
                 else:
-                    cell = f"<del>{e(_short(s.a))}</del> &rarr; <ins>{e(_short(s.b))}</ins>"
-                parts.append(
-                    f"<tr><th style='text-align:left'>{e(s.name)}</th><td>{cell}</td></tr>"
-                )
-            parts.append("</table>")
+                    cell = (
+                        f"<del class='rtnb-mono'>{e(_short(s.a))}</del> &rarr; "
+                        f"<ins class='rtnb-mono'>{e(_short(s.b))}</ins>"
+                    )
+                parts.append(f"<tr><th>{e(s.name)}</th><td>{cell}</td></tr>")
+            parts.append("</tbody></table>")
         else:
             parts.append("<div>Settings: identical</div>")
         parts.append(
-            "<h4>Turns</h4><table><tr><th>#</th><th>user</th><th>a</th><th>b</th>"
-            "<th>latency ms</th><th>tokens</th><th>cost</th></tr>"
+            "<h4>Turns</h4><table><thead><tr><th>#</th><th>user</th><th>a</th><th>b</th>"
+            "<th>latency ms</th><th>tokens</th><th>cost</th></tr></thead><tbody>"
         )
         for t in self.turns:
-            style = " style='background:rgba(255,200,0,.12)'" if t.changed else ""
+            cls = " class='rtnb-changed'" if t.changed else ""
             user = (
                 e(t.user_a or "")
                 if not t.user_changed
@@ -285,17 +322,20 @@ class ConversationDiff:
                 a_cell += f"<br><i>{e(str(t.status_a))}{' truncated' if t.truncated_a else ''}</i>"
                 b_cell += f"<br><i>{e(str(t.status_b))}{' truncated' if t.truncated_b else ''}</i>"
             parts.append(
-                f"<tr{style}><td>{t.index}</td><td>{user}</td><td>{a_cell}</td><td>{b_cell}</td>"
-                f"<td>{_ms(t.latency_a_ms)} &rarr; {_ms(t.latency_b_ms)}</td>"
-                f"<td>{t.usage_a.total_tokens} &rarr; {t.usage_b.total_tokens}</td>"
-                f"<td>{_usd(t.cost_a)} &rarr; {_usd(t.cost_b)}</td></tr>"
+                f"<tr{cls}><td class='rtnb-num'>{t.index}</td><td>{user}</td><td>{a_cell}</td>"
+                f"<td>{b_cell}</td>"
+                f"<td class='rtnb-num'>{_ms(t.latency_a_ms)} &rarr; {_ms(t.latency_b_ms)}</td>"
+                f"<td class='rtnb-num'>{t.usage_a.total_tokens} &rarr; {t.usage_b.total_tokens}</td>"
+                f"<td class='rtnb-num'>{_usd(t.cost_a)} &rarr; {_usd(t.cost_b)}</td></tr>"
             )
-        parts.append("</table>")
+        parts.append("</tbody></table>")
         parts.append(
-            f"<div>{len(self.changed_turns)} of {len(self.turns)} turns changed; tokens "
-            f"{self.usage_a.total_tokens} &rarr; {self.usage_b.total_tokens}; cost "
-            f"{_usd(self.cost_a)} &rarr; {_usd(self.cost_b)}</div></div>"
+            f"<div>{e(self.verdict())}; tokens {self.usage_a.total_tokens} &rarr; "
+            f"{self.usage_b.total_tokens}; cost {_usd(self.cost_a)} &rarr; {_usd(self.cost_b)}"
+            "</div>"
         )
+        parts += [f"<div class='rtnb-muted'>note: {e(n)}</div>" for n in self.notes]
+        parts.append("</div>")
         return "".join(parts)
 
 
@@ -341,9 +381,9 @@ def _words_text(ops: list[WordOp]) -> str:
 def _diff_line_html(line: str) -> str:
     e = html.escape(line)
     if line.startswith("+") and not line.startswith("+++"):
-        return f"<ins style='text-decoration:none;background:#dfd'>{e}</ins>\n"
+        return f"<span class='rtnb-ins'>{e}</span>\n"
     if line.startswith("-") and not line.startswith("---"):
-        return f"<del style='text-decoration:none;background:#fdd'>{e}</del>\n"
+        return f"<span class='rtnb-del'>{e}</span>\n"
     return e + "\n"
 
 
@@ -441,21 +481,6 @@ def _truncated(view: TurnView) -> bool:
     return any(it.truncated for it in view.outputs)
 
 
-def _usage(view: TurnView) -> Usage:
-    total = Usage()
-    for r in view.responses:
-        if r.usage is not None:
-            total = total + r.usage
-    return total
-
-
-def _cost(view: TurnView, model: str | None) -> float | None:
-    price = price_for(model)
-    if price is None:
-        return None
-    return sum(response_cost(r, price) or 0.0 for r in view.responses)
-
-
 def _user_text(view: TurnView, state: ConversationState) -> str:
     item: Item | None = view.user_item
     if item is None:
@@ -485,8 +510,58 @@ def _name(rec: Recording) -> str:
     return str(rec.meta.get("imported_from") or rec.meta.get("started_at") or "in memory")
 
 
+def _is_local(rec: Recording, model: str | None) -> bool:
+    return model == LOCAL_MODEL or str(rec.meta.get("backend") or "").startswith("local")
+
+
+def _redrive_of(rec: Recording) -> JSON | None:
+    lineage = rec.meta.get("redrive")
+    return lineage if isinstance(lineage, dict) else None
+
+
+def _mode_names(lineage: JSON) -> set[str]:
+    """Settings the re-drive set for its own mechanism (older re-drives did not record their
+    mode: then turn detection, unless the caller changed it)."""
+    mode = lineage.get("mode")
+    if isinstance(mode, dict) and isinstance(mode.get("settings"), list):
+        return {str(x) for x in mode["settings"]}
+    changed = lineage.get("changed")
+    changed = changed if isinstance(changed, dict) else {}
+    return {n for n in REDRIVE_MECHANISM if n not in changed}
+
+
+def _mode_text(lineage: JSON) -> str:
+    mode = lineage.get("mode")
+    if isinstance(mode, dict) and isinstance(mode.get("description"), str):
+        return str(mode["description"])
+    return "each recorded turn sent as its exact audio and committed by hand (turn detection off)"
+
+
+def _notes(
+    ra: Recording,
+    rb: Recording,
+    ma: SessionMetrics,
+    mb: SessionMetrics,
+    settings: list[SettingDiff],
+) -> list[str]:
+    if "instructions" not in {s.name for s in settings}:
+        return []
+    local = [side for side, rec, m in (("a", ra, ma), ("b", rb, mb)) if _is_local(rec, m.model)]
+    if not local:
+        return []
+    who = " and ".join(local) + (" were" if len(local) > 1 else " was")
+    return [
+        f"{who} answered by the local backend, whose stand-in replies follow only instructions "
+        "like 'Start every answer with \"...\"'; other instructions do not change its answers "
+        "(use a real model, or that phrase, to see an effect)"
+    ]
+
+
 def diff(a: Recording | str | Path, b: Recording | str | Path) -> ConversationDiff:
     """Compare two recorded conversations turn by turn (see the module docstring).
+
+    Latency, tokens and cost are :mod:`realtime_nb.core.metrics`' (the numbers of
+    ``rec.metrics()`` and the summary).
 
     Raises:
         TypeError: an argument that is neither a Recording nor a path.
@@ -494,8 +569,7 @@ def diff(a: Recording | str | Path, b: Recording | str | Path) -> ConversationDi
     """
     ra, rb = _load(a), _load(b)
     sa, sb = ra.state, rb.state
-    model_a = ra.meta.get("model") or sa.session.get("model")
-    model_b = rb.meta.get("model") or sb.session.get("model")
+    ma, mb = metrics(ra), metrics(rb)
     va, vb = turn_views(sa), turn_views(sb)
     ka = [_user_key(v, sa) for v in va]
     kb = [_user_key(v, sb) for v in vb]
@@ -513,6 +587,8 @@ def diff(a: Recording | str | Path, b: Recording | str | Path) -> ConversationDi
     for n, (i, j) in enumerate(pairs):
         ta = va[i] if i is not None else None
         tb = vb[j] if j is not None else None
+        mta = ma.turns[i] if i is not None else None
+        mtb = mb.turns[j] if j is not None else None
         ans_a = ta.assistant_text if ta else None
         ans_b = tb.assistant_text if tb else None
         calls_a = _calls(ta) if ta else []
@@ -536,36 +612,39 @@ def diff(a: Recording | str | Path, b: Recording | str | Path) -> ConversationDi
                 assistant_changed=ans_a != ans_b,
                 words=word_diff(ans_a or "", ans_b or ""),
                 tool_calls=calls,
-                status_a=ta.responses[-1].status if ta and ta.responses else None,
-                status_b=tb.responses[-1].status if tb and tb.responses else None,
+                status_a=mta.status if mta else None,
+                status_b=mtb.status if mtb else None,
                 truncated_a=_truncated(ta) if ta else False,
                 truncated_b=_truncated(tb) if tb else False,
-                latency_a_ms=ta.turn.latency_ms if ta else None,
-                latency_b_ms=tb.turn.latency_ms if tb else None,
-                usage_a=_usage(ta) if ta else Usage(),
-                usage_b=_usage(tb) if tb else Usage(),
-                cost_a=_cost(ta, model_a) if ta else None,
-                cost_b=_cost(tb, model_b) if tb else None,
+                latency_a_ms=mta.latency_ms if mta else None,
+                latency_b_ms=mtb.latency_ms if mtb else None,
+                usage_a=mta.usage if mta else Usage(),
+                usage_b=mtb.usage if mtb else Usage(),
+                cost_a=mta.cost_usd if mta else None,
+                cost_b=mtb.cost_usd if mtb else None,
             )
         )
-    price_a, price_b = price_for(model_a), price_for(model_b)
-    cost_a = (
-        None
-        if price_a is None
-        else sum(response_cost(r, price_a) or 0.0 for r in sa.responses.values())
-    )
-    cost_b = (
-        None
-        if price_b is None
-        else sum(response_cost(r, price_b) or 0.0 for r in sb.responses.values())
-    )
+    settings = settings_diff(_settings(sa, ra.meta), _settings(sb, rb.meta))
+    mode: list[SettingDiff] = []
+    redrive_text = None
+    for rec in (rb, ra):
+        lineage = _redrive_of(rec)
+        if lineage is not None:
+            names = _mode_names(lineage)
+            mode = [x for x in settings if x.name in names]
+            settings = [x for x in settings if x.name not in names]
+            redrive_text = _mode_text(lineage)
+            break
     return ConversationDiff(
         a_name=_name(ra),
         b_name=_name(rb),
-        settings=settings_diff(_settings(sa, ra.meta), _settings(sb, rb.meta)),
+        settings=settings,
         turns=turns,
-        usage_a=sa.usage,
-        usage_b=sb.usage,
-        cost_a=cost_a,
-        cost_b=cost_b,
+        usage_a=ma.usage,
+        usage_b=mb.usage,
+        cost_a=ma.cost_usd,
+        cost_b=mb.cost_usd,
+        mode=mode,
+        redrive=redrive_text,
+        notes=_notes(ra, rb, ma, mb, settings),
     )

@@ -1,171 +1,161 @@
-"""Latency, tokens and cost of a recorded session, per turn and per response, and their plots.
+"""Latency, tokens and cost of a recorded session, as text, HTML and plots: ``rec.metrics()``.
 
-Everything is computed from the reduced :class:`~realtime_nb.core.reducer.ConversationState` (pure);
-only the plot functions import matplotlib (lazily).
-
-Latencies of a turn (all from the user's end of speech: ``speech_stopped``, else the commit, else
-when the text item was added):
-
-- ``first_audio_ms``: to the first ``response.output_audio.delta`` of its response (what the API
-  controls);
-- ``first_heard_ms``: to the ``local.playback.started`` of its first assistant item, when the
-  widget reported one (what the listener lived: adds buffering and the browser's playback).
+The numbers are :mod:`realtime_nb.core.metrics`' (the one definition the summary, ``inspect``,
+``diff`` and the widget read too); this module reads a recording's extra marks, renders them and
+draws the plots. The plots are matplotlib figures built without pyplot (no global figure state:
+a notebook shows each chart once, with no ``<Axes ...>`` line); matplotlib is imported lazily.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import html
+import io
+from dataclasses import fields
 from pathlib import Path
 from typing import Any, Final
 
-from ..core.pricing import ModelPrice, cost_of_usage, price_for
-from ..core.reducer import ConversationState, Item, Response, Turn, Usage
+from ..core import metrics as core
+from ..core._html import CSS, ROOT_CLASSES, pretty
+from ..core.metrics import (
+    STAGE_LABELS,
+    Percentiles,
+    ResponseMetrics,
+    TurnMetrics,
+    TurnView,
+    percentiles,
+    turn_views,
+)
+from ..core.pricing import ModelPrice
+from ..core.reducer import ConversationState
 from ..storage.recording import Recording
 
 __all__ = [
+    "Percentiles",
     "ResponseMetrics",
     "SessionMetrics",
     "TurnMetrics",
     "TurnView",
     "metrics",
+    "percentiles",
     "plot_latency",
     "plot_timeline",
+    "transcript_times",
     "turn_views",
 ]
 
-_NS_PER_MS: Final = 1_000_000
-_NS_PER_S: Final = 1e9
+#: Colours of the stages in the latency plot (colour-blind-safe Okabe-Ito palette), by stage.
+STAGE_COLORS: Final = {
+    "speech_stopped": "#999999",
+    "committed": "#56B4E9",
+    "transcript": "#F0E442",
+    "response_created": "#0072B2",
+    "answer_created": "#CC79A7",
+    "first_audio": "#009E73",
+    "first_output": "#44AA99",
+    "answer": "#E69F00",
+    "heard": "#882255",
+    "done": "#D55E00",
+}
+#: Figure sizes in inches: wide enough for a dozen turns, short enough to sit under a cell.
+LATENCY_SIZE: Final = (8.0, 3.2)
+TIMELINE_SIZE: Final = (9.0, 3.2)
+#: Resolution of the PNG a notebook shows (retina-sharp at the sizes above, ~50 KB).
+PNG_DPI: Final = 110
+#: Characters of an answer's transcript written on its bar in the timeline.
+TIMELINE_TEXT: Final = 40
 
 
-@dataclass
-class TurnView:
-    """A user turn with everything answering it: the responses it started (tool-call follow-ups
-    included), their output items and the tool outputs sent back."""
+class SessionMetrics(core.SessionMetrics):
+    """:class:`realtime_nb.core.metrics.SessionMetrics` with its text, HTML and plots."""
 
-    turn: Turn
-    user_item: Item | None
-    responses: list[Response] = field(default_factory=list)
-    outputs: list[Item] = field(default_factory=list)  # output items of those responses, in order
-    tool_outputs: dict[str, Item] = field(default_factory=dict)  # call_id -> function_call_output
-
-    @property
-    def user_text(self) -> str:
-        """What the user said or typed (transcript of an audio turn; ``""`` if not transcribed)."""
-        return self.user_item.text if self.user_item is not None else ""
-
-    @property
-    def assistant_text(self) -> str:
-        """The assistant's messages in this turn, joined (transcripts of spoken answers)."""
-        return " ".join(
-            it.text for it in self.outputs if it.type == "message" and it.role == "assistant"
-        ).strip()
-
-
-def turn_views(state: ConversationState) -> list[TurnView]:
-    """The state's turns, each with its responses (a response belongs to the latest turn whose
-    own response was created before it, so tool-call follow-ups stay with their turn)."""
-    responses = [r for r in state.responses.values() if not r.out_of_band]
-    position = {r.id: i for i, r in enumerate(responses)}
-    starts = [position.get(t.response_id or "", -1) for t in state.turns]
-    tool_outputs = {
-        it.call_id: it
-        for it in state.items_by_id.values()
-        if it.type == "function_call_output" and it.call_id
-    }
-    views = []
-    for i, turn in enumerate(state.turns):
-        user = state.items_by_id.get(turn.item_id) if turn.item_id else None
-        view = TurnView(turn, user)
-        first = starts[i]
-        if first >= 0:
-            later = [s for s in starts[i + 1 :] if s > first]
-            end = min(later) if later else len(responses)
-            view.responses = responses[first:end]
-            for r in view.responses:
-                for item_id in r.output_item_ids:
-                    it = state.items_by_id.get(item_id)
-                    if it is not None:
-                        view.outputs.append(it)
-                        if it.call_id and it.call_id in tool_outputs:
-                            view.tool_outputs[it.call_id] = tool_outputs[it.call_id]
-        views.append(view)
-    return views
-
-
-@dataclass(frozen=True)
-class TurnMetrics:
-    """Timings of one user turn (milliseconds; ``None`` when an event is missing)."""
-
-    index: int
-    kind: str
-    item_id: str | None
-    end_s: float | None  # when the user finished, in session seconds
-    first_audio_ms: float | None
-    first_heard_ms: float | None
-    response_ids: tuple[str, ...]
-    status: str | None  # of the turn's last response
-
-
-@dataclass(frozen=True)
-class ResponseMetrics:
-    """Tokens by modality and cost of one response."""
-
-    id: str
-    status: str | None
-    created_s: float | None
-    done_s: float | None
-    usage: Usage
-    cost_usd: float | None  # None: the model has no price
-
-    @property
-    def duration_ms(self) -> float | None:
-        if self.created_s is None or self.done_s is None:
-            return None
-        return (self.done_s - self.created_s) * 1000.0
-
-
-@dataclass
-class SessionMetrics:
-    """Per-turn and per-response metrics of a session, with totals and plots."""
-
-    model: str | None
-    turns: list[TurnMetrics]
-    responses: list[ResponseMetrics]
-    usage: Usage
-    #: Raw material for the timeline plot: (start_s, end_s) of user speech and of responses.
-    speech: list[tuple[float, float]] = field(default_factory=list)
-    response_spans: list[tuple[float, float, str]] = field(default_factory=list)
-
-    @property
-    def cost_usd(self) -> float | None:
-        """Total cost (``None`` if the model has no price)."""
-        if any(r.cost_usd is None for r in self.responses):
-            return None
-        return sum(r.cost_usd or 0.0 for r in self.responses)
+    @classmethod
+    def of(cls, m: core.SessionMetrics) -> SessionMetrics:
+        return cls(**{f.name: getattr(m, f.name) for f in fields(m)})
 
     def text(self) -> str:
-        """A plain-text table of the turns and the totals."""
-        lines = [f"{'turn':>4}  {'kind':<6} {'->audio ms':>10} {'->heard ms':>10}  status"]
+        """A plain-text table of the turns, then percentiles and totals."""
+        lines = [
+            f"{'turn':>4}  {'kind':<6} {'latency':>8} {'heard':>7} {'answer':>7} {'done':>7}"
+            f"  {'tokens':>6} {'cost':>8}  status"
+        ]
         for t in self.turns:
             lines.append(
-                f"{t.index:>4}  {t.kind:<6} {_ms(t.first_audio_ms):>10} {_ms(t.first_heard_ms):>10}"
-                f"  {t.status or '-'}"
+                f"{t.index:>4}  {t.kind:<6} {_ms(t.latency_ms):>8} {_ms(t.heard_ms):>7} "
+                f"{_ms(t.answer_ms):>7} {_ms(t.done_ms):>7}  {t.usage.total_tokens:>6} "
+                f"{_usd(t.cost_usd):>8}  {t.status or '-'}"
+                + (
+                    f" ({t.tool_rounds} tool round{'s' * (t.tool_rounds != 1)})"
+                    if t.tool_rounds
+                    else ""
+                )
             )
+        lines.append("(ms from the end of the user's speech or text; latency: to the first audio)")
+        for name, p in (("latency", self.latency), ("heard", self.heard)):
+            if p.n:
+                lines.append(
+                    f"{name} ms over {p.n} turns: p50 {_ms(p.p50)}  p90 {_ms(p.p90)}  "
+                    f"p95 {_ms(p.p95)}  max {_ms(p.max)}"
+                )
         u = self.usage
-        cost = "unknown" if self.cost_usd is None else f"${self.cost_usd:.4f}"
         lines.append(
             f"tokens: in {u.input_tokens} (text {u.input_text_tokens}, audio "
             f"{u.input_audio_tokens}, cached {u.cached_tokens}), out {u.output_tokens} (text "
-            f"{u.output_text_tokens}, audio {u.output_audio_tokens}); cost {cost}"
+            f"{u.output_text_tokens}, audio {u.output_audio_tokens}); cost {self.cost_text()}"
         )
         return "\n".join(lines)
 
+    def cost_text(self) -> str:
+        if self.cost_usd is None:
+            return f"unknown (no price for model {self.model!r})"
+        return f"${self.cost_usd:.4f} ({self.model})"
+
+    def __str__(self) -> str:
+        return self.text()
+
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
+        pretty(self, p, cycle)
+
+    def _repr_html_(self) -> str:
+        e = html.escape
+        rows = "".join(
+            f"<tr><td>{t.index}</td><td>{e(t.kind)}</td><td class='rtnb-num'>{_ms(t.latency_ms)}"
+            f"</td><td class='rtnb-num'>{_ms(t.heard_ms)}</td><td class='rtnb-num'>"
+            f"{_ms(t.answer_ms)}</td><td class='rtnb-num'>{_ms(t.done_ms)}</td>"
+            f"<td class='rtnb-num'>{t.usage.total_tokens}</td><td class='rtnb-num'>"
+            f"{_usd(t.cost_usd)}</td><td>{e(t.status or '-')}"
+            + (
+                f" · {t.tool_rounds} tool round{'s' * (t.tool_rounds != 1)}"
+                if t.tool_rounds
+                else ""
+            )
+            + "</td></tr>"
+            for t in self.turns
+        )
+        p = self.latency
+        pct = (
+            f"latency p50 {_ms(p.p50)} · p90 {_ms(p.p90)} · p95 {_ms(p.p95)} · max {_ms(p.max)} ms"
+            if p.n
+            else "no turn with a latency"
+        )
+        u = self.usage
+        return (
+            f"{CSS}<div class='{ROOT_CLASSES} rtnb-metrics'>"
+            f"<div><b>Metrics</b> · {e(str(self.model))} · {len(self.turns)} turns · {pct}</div>"
+            "<table><thead><tr><th>turn</th><th>kind</th><th>latency ms</th><th>heard ms</th>"
+            "<th>answer ms</th><th>done ms</th><th>tokens</th><th>cost</th><th>status</th>"
+            f"</tr></thead><tbody>{rows}</tbody></table>"
+            "<div class='rtnb-muted'>ms from the end of the user's speech (or text): latency to "
+            "the first audio, heard when playback started, answer after tool rounds.</div>"
+            f"<div>tokens in {u.input_tokens} · out {u.output_tokens} · total "
+            f"{u.total_tokens} · cost {e(self.cost_text())}</div></div>"
+        )
+
     def plot_latency(self, ax: Any = None) -> Any:
-        """Bar chart of latency per turn; returns the matplotlib Axes."""
+        """A bar per turn, its stages stacked (see :func:`plot_latency`)."""
         return plot_latency(self, ax)
 
     def plot_timeline(self, ax: Any = None) -> Any:
-        """The session timeline (user speech, responses, first audio); returns the Axes."""
+        """Both speakers, responses, tool calls and truncations (see :func:`plot_timeline`)."""
         return plot_timeline(self, ax)
 
 
@@ -173,23 +163,42 @@ def _ms(v: float | None) -> str:
     return "-" if v is None else f"{v:.0f}"
 
 
+def _usd(v: float | None) -> str:
+    return "?" if v is None else f"${v:.4f}"
+
+
 def _load(recording: Recording | str | Path) -> Recording:
     if isinstance(recording, Recording):
         return recording
     if isinstance(recording, (str, Path)):
         return Recording.import_file(recording)
-    raise TypeError(f"expected a Recording or a recording path, got {type(recording).__name__}")
+    raise TypeError(
+        "metrics() takes a Recording, a recording path or a ConversationState, got "
+        f"{type(recording).__name__}"
+    )
 
 
-def _s(t_ns: int | None) -> float | None:
-    return None if t_ns is None else t_ns / _NS_PER_S
+def transcript_times(rec: Recording) -> dict[str, int]:
+    """User item id -> when its input transcription completed (the first final ``completed``
+    event), read from the events table: a moment the reduced state does not keep."""
+    import pyarrow.compute as pc
 
-
-def response_cost(resp: Response, price: ModelPrice | None) -> float | None:
-    """USD of one response from its ``usage`` (``None``: no price known)."""
-    if price is None:
-        return None
-    return cost_of_usage(resp.usage_raw, price)
+    table = rec.table
+    if not table.num_rows:
+        return {}
+    mask = pc.equal(table.column("type"), "conversation.item.input_audio_transcription.completed")
+    sub = table.filter(mask)
+    out: dict[str, int] = {}
+    for item_id, t_ns, payload in zip(
+        sub.column("item_id").to_pylist(),
+        sub.column("t_ns").to_pylist(),
+        sub.column("payload").to_pylist(),
+        strict=True,
+    ):
+        # xAI's interim "completed" events say status "in_progress": not the transcript's end.
+        if item_id and '"in_progress"' not in (payload or ""):
+            out.setdefault(item_id, t_ns)
+    return out
 
 
 def metrics(
@@ -198,114 +207,168 @@ def metrics(
     model: str | None = None,
     price: ModelPrice | None = None,
 ) -> SessionMetrics:
-    """Per-turn latencies and per-response tokens/cost of a recording (or a reduced state).
+    """Per-turn stages and latencies, per-turn and per-response tokens and cost, percentiles.
 
-    ``model`` defaults to the recording's; ``price`` to :func:`realtime_nb.core.pricing.price_for`.
+    ``model`` defaults to the one the session reports (else the recording's metadata); ``price``
+    to :func:`realtime_nb.core.pricing.price_for` of it.
 
     Raises:
         TypeError: not a Recording, a path or a ConversationState.
     """
     if isinstance(recording, ConversationState):
-        state = recording
-    else:
-        rec = _load(recording)
-        state = rec.state
-        model = model or rec.meta.get("model")
-    model = model or (state.session.get("model") if isinstance(state.session, dict) else None)
-    price = price or price_for(model)
-    played: dict[str, int] = {}
-    for t_ns, etype, data in state.local_events:
-        if etype == "local.playback.started" and isinstance(data.get("item_id"), str):
-            played.setdefault(data["item_id"], t_ns)
-    turns = []
-    for view in turn_views(state):
-        t = view.turn
-        end = t.end_t_ns
-        heard = None
-        for it in view.outputs:
-            if it.id in played:
-                heard = played[it.id]
-                break
-        turns.append(
-            TurnMetrics(
-                index=t.index,
-                kind=t.kind,
-                item_id=t.item_id,
-                end_s=_s(end),
-                first_audio_ms=(
-                    (t.first_audio_t_ns - end) / _NS_PER_MS
-                    if end is not None and t.first_audio_t_ns is not None
-                    else None
-                ),
-                first_heard_ms=(heard - end) / _NS_PER_MS if end is not None and heard else None,
-                response_ids=tuple(r.id for r in view.responses),
-                status=view.responses[-1].status if view.responses else None,
-            )
-        )
-    responses = [
-        ResponseMetrics(
-            id=r.id,
-            status=r.status,
-            created_s=_s(r.created_t_ns),
-            done_s=_s(r.done_t_ns),
-            usage=r.usage or Usage(),
-            cost_usd=response_cost(r, price),
-        )
-        for r in state.responses.values()
-    ]
-    speech = []
-    for t in state.turns:
-        a = t.speech_started_t_ns if t.speech_started_t_ns is not None else t.committed_t_ns
-        b = t.end_t_ns
-        if a is not None and b is not None:
-            speech.append((a / _NS_PER_S, b / _NS_PER_S))
-        elif b is not None:
-            speech.append((b / _NS_PER_S, b / _NS_PER_S))
-    spans = [
-        (r.created_t_ns / _NS_PER_S, r.done_t_ns / _NS_PER_S, r.status or "?")
-        for r in state.responses.values()
-        if r.created_t_ns is not None and r.done_t_ns is not None
-    ]
-    return SessionMetrics(model, turns, responses, state.usage, speech, spans)
+        return SessionMetrics.of(core.compute(recording, model=model, price=price))
+    rec = _load(recording)
+    m = core.compute(
+        rec.state,
+        model=model,
+        meta=rec.meta,
+        price=price,
+        transcript_t_ns=transcript_times(rec),
+    )
+    return SessionMetrics.of(m)
 
 
-def _axes(ax: Any) -> Any:
-    if ax is not None:
-        return ax
-    import matplotlib.pyplot as plt
-
-    _fig, new_ax = plt.subplots(figsize=(8, 3))
-    return new_ax
+# -- plots ----------------------------------------------------------------------------------------
 
 
-def plot_latency(m: SessionMetrics, ax: Any = None) -> Any:
-    """Bars of speech end -> first audio (and -> first heard, when known) per turn."""
-    ax = _axes(ax)
-    idx = [t.index for t in m.turns]
-    audio = [t.first_audio_ms or 0.0 for t in m.turns]
-    heard = [t.first_heard_ms or 0.0 for t in m.turns]
-    width = 0.4
-    ax.bar([i - width / 2 for i in idx], audio, width, label="end of speech -> first audio delta")
-    if any(heard):
-        ax.bar([i + width / 2 for i in idx], heard, width, label="end of speech -> first heard")
-    ax.set_xlabel("turn")
-    ax.set_ylabel("ms")
-    ax.set_title("Latency per turn")
-    ax.legend(loc="upper right", fontsize="small")
-    return ax
+_FIGURE_CLASS: list[type] = []
 
 
-def plot_timeline(m: SessionMetrics, ax: Any = None) -> Any:
-    """User speech and responses on the session's time axis, first audio marked."""
-    ax = _axes(ax)
-    ax.broken_barh([(a, max(b - a, 0.05)) for a, b in m.speech], (1.6, 0.8), color="tab:blue")
-    colors = {"completed": "tab:green", "cancelled": "tab:red", "incomplete": "tab:orange"}
-    for a, b, status in m.response_spans:
-        ax.broken_barh([(a, max(b - a, 0.05))], (0.6, 0.8), color=colors.get(status, "tab:gray"))
+def _figure(size: tuple[float, float]) -> Any:
+    """A matplotlib Figure outside pyplot whose notebook rendering is one PNG."""
+    if not _FIGURE_CLASS:
+        from matplotlib.figure import Figure
+
+        class MetricsFigure(Figure):
+            """A Figure that renders itself in a notebook (no pyplot, no inline backend)."""
+
+            def _repr_png_(self) -> bytes:
+                buf = io.BytesIO()
+                self.savefig(buf, format="png", dpi=PNG_DPI, bbox_inches="tight")
+                return buf.getvalue()
+
+        _FIGURE_CLASS.append(MetricsFigure)
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    fig = _FIGURE_CLASS[0](figsize=size, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def plot_latency(m: core.SessionMetrics, ax: Any = None) -> Any:
+    """A bar per turn from the end of the user's speech (0 ms): its stages stacked in time order
+    (speech_stopped, committed, response.created, the tool rounds, first audio or first output,
+    the answer after tool rounds, playback started), each segment ending when its stage happened; the number above the bar is the latency
+    to the first audio, and when the last response was done.
+
+    Returns a matplotlib Figure (drawn without pyplot), or ``ax`` when one is given.
+    """
+    own = ax is None
+    fig = _figure(LATENCY_SIZE) if own else None
+    ax = fig.add_subplot() if fig is not None else ax
+    drawn: dict[str, Any] = {}
     for t in m.turns:
-        if t.end_s is not None and t.first_audio_ms is not None:
-            ax.plot([t.end_s + t.first_audio_ms / 1000.0], [1.0], "k|", markersize=14)
-    ax.set_yticks([1.0, 2.0], labels=["assistant", "user"])
+        for stage, start, end in t.stages("heard"):
+            if end <= start:
+                continue
+            drawn[stage] = ax.bar(
+                t.index, end - start, 0.6, bottom=start, color=STAGE_COLORS[stage]
+            )
+        # One outlined bar per turn, whatever its stages: the turn's extent (zero when the
+        # events carry no times, as in a cassette), found by its gid.
+        top = max([t.latency_ms or 0.0] + [end for _, _, end in t.stages("heard")])
+        ax.bar(t.index, top, 0.6, fill=False, edgecolor="#444444", linewidth=0.6,
+               gid=f"turn-{t.index}")  # fmt: skip
+        if t.latency_ms is not None:
+            done = f"\ndone +{t.done_ms / 1000:.1f} s" if t.done_ms is not None else ""
+            ax.annotate(
+                f"{t.latency_ms:.0f} ms{done}",
+                (t.index, top),
+                xytext=(0, 3),
+                textcoords="offset points",
+                fontsize="x-small",
+                ha="center",
+                va="bottom",
+            )
+    if drawn:
+        order = [s for s in STAGE_LABELS if s in drawn][::-1]  # the legend reads like the stack
+        ax.legend(
+            [drawn[s] for s in order],
+            [STAGE_LABELS[s] for s in order],
+            loc="upper left",
+            fontsize="x-small",
+            bbox_to_anchor=(1.01, 1.0),
+        )
+    ax.margins(y=0.2)
+    ax.set_xticks([t.index for t in m.turns], [f"{t.index}\n{t.kind}" for t in m.turns])
+    ax.set_xlim(-0.7, max(len(m.turns), 1) - 0.3)
+    ax.set_xlabel("turn")
+    ax.set_ylabel("ms after the end of speech")
+    ax.set_title("Latency per turn: end of speech → first audio, by stage")
+    if not m.turns:
+        ax.text(0.5, 0.5, "no turns", transform=ax.transAxes, ha="center")
+    return fig if own else ax
+
+
+def plot_timeline(m: core.SessionMetrics, ax: Any = None) -> Any:
+    """The session on one time axis: user speech, assistant audio as heard, responses (by
+    status), tool calls, truncations; each labelled.
+
+    Returns a matplotlib Figure (drawn without pyplot), or ``ax`` when one is given.
+    """
+    own = ax is None
+    fig = _figure(TIMELINE_SIZE) if own else None
+    ax = fig.add_subplot() if fig is not None else ax
+    rows = {"tools": 0.0, "responses": 1.0, "assistant": 2.0, "user": 3.0}
+    h = 0.7
+    min_w = 0.04  # seconds: a zero-length span (a text message) stays visible
+
+    def bar(row: str, a: float, b: float, color: str, label: str | None, dy: float = 0) -> None:
+        y = rows[row] - h / 2
+        ax.broken_barh(
+            [(a, max(b - a, min_w))], (y, h), facecolor=color, edgecolor="white", alpha=0.85
+        )
+        if label:
+            ax.text(a, rows[row] + dy, " " + label, va="center", fontsize="x-small", clip_on=True)
+
+    for s in m.user_speech:
+        bar("user", s.start_s, s.end_s, "#0072B2", s.label)
+    for s in m.assistant_audio:
+        bar("assistant", s.start_s, s.end_s, "#D55E00" if s.label == "cut" else "#009E73",
+            s.text[:TIMELINE_TEXT] if s.text else None)  # fmt: skip
+    status_color = {"completed": "#009E73", "cancelled": "#D55E00", "incomplete": "#E69F00"}
+    for k, r in enumerate(m.responses):
+        if r.created_s is None:
+            continue
+        end = r.done_s if r.done_s is not None else r.created_s
+        what = f"r{k}" + (f" {r.status}" if r.status and r.status != "completed" else "")
+        if r.tool_calls:
+            what += " → " + ", ".join(r.tool_calls)
+        dy = 0.18 if k % 2 else -0.18  # neighbours' labels do not overlap
+        bar("responses", r.created_s, end, status_color.get(r.status or "", "#999999"), what, dy)
+    for s in m.tool_calls:
+        bar("tools", s.start_s, s.end_s, "#CC79A7", f"{s.label}()")
+    for mark in m.truncations:
+        ax.axvline(mark.t_s, color="#D55E00", linestyle="--", linewidth=1)
+        ax.text(
+            mark.t_s,
+            rows["assistant"] + h / 2 + 0.05,
+            mark.label,
+            color="#D55E00",
+            fontsize="x-small",
+            ha="center",
+        )
+    for t in m.turns:
+        if t.end_s is not None and t.first_audio_s is not None:
+            ax.annotate(
+                "",
+                xy=(t.first_audio_s, rows["assistant"] + h / 2),
+                xytext=(t.end_s, rows["user"] - h / 2),
+                arrowprops={"arrowstyle": "->", "color": "#555555", "linewidth": 0.8},
+            )
+    ax.set_yticks(list(rows.values()), list(rows))
+    ax.set_ylim(-0.6, 3.8)
     ax.set_xlabel("session time (s)")
-    ax.set_title("Session timeline")
-    return ax
+    ax.set_title("Session timeline (arrows: end of speech → first audio)")
+    ax.grid(axis="x", alpha=0.3)
+    return fig if own else ax

@@ -21,8 +21,6 @@ Pure computation over an in-memory recording; reading the file is the recording'
 
 from __future__ import annotations
 
-import gc
-import pickle
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,8 +33,13 @@ import pyarrow.compute as pc
 
 from ..core.audio import AudioFormat, decode_to_float, resample
 from ..core.protocol import AUDIO_FIELDS
-from ..core.reducer import AudioTimeline, ConversationState, Reducer
-from ..storage.recording import Recording, assistant_audio_starts, reduce_table
+from ..core.reducer import ConversationState
+from ..storage.recording import (
+    CHECKPOINT_EVERY_S,
+    Recording,
+    StateTimeline,
+    assistant_audio_starts,
+)
 
 __all__ = [
     "CHECKPOINT_EVERY_S",
@@ -49,11 +52,6 @@ __all__ = [
     "open_replay",
 ]
 
-#: Seconds of session between reducer checkpoints. A seek re-applies at most this much of the
-#: session (~1 000 events of a busy session, a few ms); each checkpoint costs ~1-3 ms to take
-#: while opening, so 30 s keeps a 60-minute recording's ~120 checkpoints well inside the 2 s
-#: open budget.
-CHECKPOINT_EVERY_S: Final = 30.0
 #: Sample rate of every track, window and overview: the API's PCM rate (G.711 sessions are
 #: resampled up once, when the recording is opened).
 RATE: Final = 24_000
@@ -219,17 +217,6 @@ def _to_pcm24k(data: bytes | bytearray | memoryview, fmt: AudioFormat) -> Int16:
     return (np.clip(x, -1.0, 1.0) * 32767.0).astype(np.int16)
 
 
-@dataclass(frozen=True)
-class _Checkpoint:
-    t_ns: int
-    row: int  # rows [0, row) are applied
-    blob: bytes  # the pickled Reducer, big append-only parts detached
-    n_input: int
-    n_chunk_times: int
-    n_local: int
-    parts: tuple[tuple[str, int, int], ...]  # (item_id, content index, audio chunks)
-
-
 class ReplayData:
     """Everything the replay view needs from one recording, precomputed once.
 
@@ -253,102 +240,20 @@ class ReplayData:
         self.checkpoint_every_s = float(checkpoint_every_s)
         table: pa.Table = rec.table
         self._table = table
-        # Chunk by chunk: ChunkedArray.to_numpy() imports pandas (0.5 s) in pyarrow <= 17.
-        chunks = [c.to_numpy() for c in table.column("t_ns").chunks]
-        self._t = np.concatenate(chunks).astype(np.int64) if chunks else np.zeros(0, np.int64)
-        # Events are applied in seq order up to the first one later than the playhead (as
-        # Recording.state_at does): the running maximum of times makes that a binary search.
-        self._tmax = np.maximum.accumulate(self._t) if len(self._t) else self._t
-        self._checkpoints: list[_Checkpoint] = []
-        # The reduction allocates ~10^6 small objects that all stay alive: cyclic GC passes over
-        # them would find nothing to free and cost ~30 % of the open time.
-        gc_was_enabled = gc.isenabled()
-        gc.disable()
-        try:
-            self._reducer = self._reduce_with_checkpoints()
-        finally:
-            if gc_was_enabled:
-                gc.enable()
-        self.state: ConversationState = self._reducer.state
+        # The recording's own reduction when the interval is the same (a recording already
+        # reduced is not reduced again), else one of our own.
+        self._timeline: StateTimeline = rec.timeline(self.checkpoint_every_s)
+        self.state: ConversationState = self._timeline.state
         st = self.state
         self._input_bytes = st.input_audio.tobytes()
         self._user = self._user_track(st)
         self._assistant = self._assistant_track(st)
-        last_t = int(self._tmax[-1]) if len(self._tmax) else 0
+        last_t = self._timeline.last_t_ns
         end = max(last_t * RATE // 1_000_000_000, self._user.end, self._assistant.end)
         #: Length of the timeline in samples at :data:`RATE`.
         self.total_samples = int(end)
 
-    # -- reduction and checkpoints ---------------------------------------------------------------
-
-    def _rows_until(self, t_ns: int) -> int:
-        return int(np.searchsorted(self._tmax, t_ns, side="right"))
-
-    def _reduce_with_checkpoints(self) -> Reducer:
-        r = Reducer()
-        step = int(self.checkpoint_every_s * 1e9)
-        last = int(self._tmax[-1]) if len(self._tmax) else 0
-        row = 0
-        t_cp = 0
-        while True:
-            upto = self._rows_until(t_cp)
-            if upto > row:
-                reduce_table(self._table.slice(row, upto - row), r)
-                row = upto
-            self._checkpoints.append(self._take_checkpoint(r, t_cp, row))
-            if t_cp > last:
-                break
-            t_cp += step
-        if row < self._table.num_rows:  # pragma: no cover - the loop ends past the last event
-            reduce_table(self._table.slice(row), r)
-        return r
-
-    @staticmethod
-    def _take_checkpoint(r: Reducer, t_ns: int, row: int) -> _Checkpoint:
-        st = r.state
-        # Append-only containers (all input audio, output audio chunks, chunk times, local
-        # events) are not copied: a checkpoint keeps their lengths and a restore slices the
-        # final ones. Everything else (items, turns, responses, the reducer's own bookkeeping)
-        # is pickled together, so shared references (turns by item) survive the round trip.
-        stash_in, stash_times, stash_local = st.input_audio, st.input_chunk_times, st.local_events
-        parts: list[tuple[str, int, int]] = []
-        stashed: list[tuple[Any, list[bytes]]] = []
-        st.input_audio, st.input_chunk_times, st.local_events = AudioTimeline(), [], []
-        try:
-            for item in st.items_by_id.values():
-                for idx, part in enumerate(item.content):
-                    if part.audio_chunks:
-                        parts.append((item.id, idx, len(part.audio_chunks)))
-                        stashed.append((part, part.audio_chunks))
-                        part.audio_chunks = []
-                    part._joined = None
-                    part._joined_n = 0
-            blob = pickle.dumps(r, protocol=pickle.HIGHEST_PROTOCOL)
-        finally:
-            st.input_audio, st.input_chunk_times, st.local_events = (
-                stash_in,
-                stash_times,
-                stash_local,
-            )
-            for part, chunks in stashed:
-                part.audio_chunks = chunks
-        return _Checkpoint(
-            t_ns, row, blob, len(stash_in), len(stash_times), len(stash_local), tuple(parts)
-        )
-
-    def _restore(self, cp: _Checkpoint) -> Reducer:
-        r: Reducer = pickle.loads(cp.blob)
-        st, final = r.state, self.state
-        # Zero-copy: the prefix of the final input audio, as one chunk of a fresh timeline.
-        st.input_audio = AudioTimeline()
-        st.input_audio += memoryview(self._input_bytes)[: cp.n_input]
-        st.input_chunk_times = final.input_chunk_times[: cp.n_chunk_times]
-        st.local_events = final.local_events[: cp.n_local]
-        for item_id, idx, n in cp.parts:
-            st.items_by_id[item_id].content[idx].audio_chunks = (
-                final.items_by_id[item_id].content[idx].audio_chunks[:n]
-            )
-        return r
+    # -- state at the playhead ------------------------------------------------------------------
 
     def state_at(self, t_s: float) -> ConversationState:
         """The conversation state ``t_s`` seconds into the session: what the live session's
@@ -356,14 +261,7 @@ class ReplayData:
 
         Cost: one checkpoint restore plus at most :attr:`checkpoint_every_s` of events.
         """
-        limit = int(max(t_s, 0.0) * 1e9) if t_s == t_s else 0  # NaN seeks to the start
-        k = min(int(limit // int(self.checkpoint_every_s * 1e9)), len(self._checkpoints) - 1)
-        cp = self._checkpoints[k]
-        r = self._restore(cp)
-        upto = self._rows_until(limit)
-        if upto > cp.row:
-            reduce_table(self._table.slice(cp.row, upto - cp.row), r)
-        return r.state
+        return self._timeline.state_at(t_s)
 
     # -- tracks ----------------------------------------------------------------------------------
 
@@ -570,7 +468,7 @@ class ReplayData:
     def __repr__(self) -> str:
         return (
             f"<ReplayData {self.duration_s:.1f} s, {self._table.num_rows} events, "
-            f"{len(self._checkpoints)} checkpoints>"
+            f"{len(self._timeline.checkpoints)} checkpoints>"
         )
 
 

@@ -102,7 +102,9 @@ def say(
     """Say ``wav`` to ``session`` (server VAD) and wait for the whole answer, tool calls and
     their follow-up response included. Returns the seconds of speech sent.
 
-    A second of silence follows the speech so that the server's VAD ends the turn.
+    It first waits until a widget has finished playing the previous answer
+    (:meth:`Session.wait_until_heard`), so the speech does not interrupt it. A second of
+    silence follows the speech so that the server's VAD ends the turn.
 
     Raises:
         TimeoutError: no spoken or written answer within ``timeout`` seconds.
@@ -110,6 +112,7 @@ def say(
     """
     import numpy as np
 
+    session.wait_until_heard(timeout=timeout)
     sent_ms = session.send_audio(wav, realtime=realtime)
     silence = np.zeros(int(24_000 * TRAILING_SILENCE_S), np.float32)
     session.send_audio(silence, sample_rate=24_000, realtime=realtime)

@@ -8,6 +8,11 @@ extra: ``pip install 'realtime-nb[local]'`` (imported lazily; a clear error name
     from realtime_nb.local import LocalServer
     with LocalServer(fast=True) as server:
         ...  # connect to server.url + "?model=gpt-realtime"
+
+Whatever model a client names, sessions report the backend's own label,
+``realtime_nb.core.pricing.LOCAL_MODEL`` (``"realtime-nb-local"``, priced at zero), so a recording
+made offline says so and costs nothing. Recognition runs while the user speaks and replies are
+spoken sentence by sentence (``LocalServer(streaming=False)`` is the older batch pipeline).
 """
 
 from __future__ import annotations

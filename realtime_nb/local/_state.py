@@ -2,11 +2,21 @@
 
 :class:`RealtimeState` is fed client frames (:meth:`~RealtimeState.receive`), the passage of time
 (:meth:`~RealtimeState.poll`) and the results of slow work it asked for
-(:meth:`~RealtimeState.transcription_done`, :meth:`~RealtimeState.generation_done`). It never
-blocks, sleeps, awaits or touches a socket: server events accumulate in an outbox drained by
-:meth:`~RealtimeState.events_to_send`, and slow work (speech recognition, the responder and speech
-synthesis) is requested as :class:`TranscribeJob` / :class:`GenerateJob` objects drained by
-:meth:`~RealtimeState.jobs_to_run`. :meth:`~RealtimeState.next_deadline` says when ``poll`` has
+(:meth:`~RealtimeState.transcription_done`, :meth:`~RealtimeState.generation_done`,
+:meth:`~RealtimeState.speech_done`). It never blocks, sleeps, awaits or touches a socket: server
+events accumulate in an outbox drained by :meth:`~RealtimeState.events_to_send`, and slow work
+(speech recognition, the responder and speech synthesis) is requested as job objects drained by
+:meth:`~RealtimeState.jobs_to_run`.
+
+Streaming (the default): a VAD turn is recognised while it is spoken. At ``speech_started`` the
+state opens a recognition stream and hands it the turn's audio, padding included, as it is
+appended (:class:`StreamJob`); at ``speech_stopped`` only the end of the stream is left to decode.
+A spoken reply is synthesised segment by segment (sentences and clauses, one
+:class:`SpeakJob` at a time, the next requested when the previous one is in), and its first audio
+delta goes out as soon as the first segment is ready. ``streaming=False`` is the previous
+pipeline, kept as the benchmark's baseline: recognition of the whole turn after
+``speech_stopped`` (:class:`TranscribeJob`) and the whole reply synthesised before its first
+delta. :meth:`~RealtimeState.next_deadline` says when ``poll`` has
 something to do (the next paced audio delta, or the end of a capped session), and
 :attr:`~RealtimeState.close_request` when the shell must close the connection. The asyncio shell in
 :mod:`.server` is a loop around these calls; tests drive it directly with plain lists of events.
@@ -30,18 +40,20 @@ import logging
 import math
 import re
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
+
+import numpy as np
 
 from realtime_nb.core.audio import (
     AudioFormat,
     b64decode_audio,
     b64encode_audio,
     decode_to_float,
-    float32_to_pcm16,
-    resample,
+    encode_from_float,
 )
+from realtime_nb.core.pricing import LOCAL_MODEL
 from realtime_nb.core.protocol import CLIENT_EVENT_TYPES, new_item_id
 
 from ._beta import BetaDialect
@@ -60,10 +72,10 @@ from ._config import (
 )
 from ._frames import find_non_finite, parse_frame, quote
 from .responders import FunctionCall, Output, ResponseRequest, TextReply
-from .tts import Speech
+from .tts import Speech, split_segments
 from .vad import VadConfig, VoiceActivityDetector
 
-__all__ = ["GenerateJob", "Generated", "RealtimeState", "TranscribeJob"]
+__all__ = ["GenerateJob", "Job", "RealtimeState", "SpeakJob", "StreamJob", "TranscribeJob"]
 
 JSON = dict[str, Any]
 
@@ -101,42 +113,74 @@ _ITEM_ID_MAX: Final = 32
 
 @dataclass(frozen=True)
 class TranscribeJob:
-    """Recognise ``pcm16`` (16 kHz mono PCM16) for ``item_id``.
+    """Recognise ``audio`` (bytes in ``fmt``, all of it) for ``item_id``.
 
     Answer with :meth:`RealtimeState.transcription_done` (or ``transcription_failed``).
     """
 
     item_id: str
-    pcm16: bytes
+    audio: bytes
+    fmt: AudioFormat
+
+
+@dataclass(frozen=True)
+class StreamJob:
+    """The next ``audio`` (bytes in ``fmt``) of recognition stream ``stream_id``, in order.
+
+    Run a stream's jobs one after the other, in the order they were requested. Without ``end``,
+    nothing to answer. With ``end`` the turn is over after ``audio``: with an ``item_id``, answer
+    with :meth:`RealtimeState.transcription_done` (or ``transcription_failed``) for it; without,
+    the turn was dropped (a clear, a commit or a session update mid-speech): discard the stream.
+    """
+
+    stream_id: int
+    audio: bytes
+    fmt: AudioFormat
+    end: bool = False
+    item_id: str | None = None
 
 
 @dataclass(frozen=True)
 class GenerateJob:
-    """Run the responder on ``request`` (and synthesise replies into ``fmt`` when ``audio``)."""
+    """Run the responder on ``request``; answer with :meth:`RealtimeState.generation_done`."""
 
     response_id: str
     request: ResponseRequest
-    audio: bool
+
+
+@dataclass(frozen=True)
+class SpeakJob:
+    """Synthesise ``text`` (the next segment of a spoken reply) with ``voice`` at ``speed`` into
+    ``fmt``; answer with :meth:`RealtimeState.speech_done` (or ``speech_failed``)."""
+
+    response_id: str
+    text: str
     voice: str
     speed: float
     fmt: AudioFormat
 
 
-Job = TranscribeJob | GenerateJob
-
-
-@dataclass(frozen=True)
-class Generated:
-    """One output of a generation: a reply (with its speech when audio) or a function call."""
-
-    output: Output
-    speech: Speech | None = None
+Job = TranscribeJob | StreamJob | GenerateJob | SpeakJob
 
 
 @dataclass
 class _Step:
     at: float  # seconds after the generation finished
     run: Callable[[], None]
+
+
+@dataclass
+class _Speaking:
+    """A spoken reply being synthesised: its item and the segments still to come."""
+
+    item: JSON
+    text: str
+    segments: deque[str]
+    fmt: AudioFormat
+    voice: str
+    chars: int = 0  # characters of text in the segments scheduled so far
+    ms: float = 0.0  # milliseconds of audio in the segments scheduled so far
+    cuts: list[tuple[int, float]] = field(default_factory=list)  # (text end, ms), item-wide
 
 
 @dataclass
@@ -157,6 +201,10 @@ class _Response:
     output: list[JSON] = field(default_factory=list)
     steps: deque[_Step] = field(default_factory=deque)
     t0: float = 0.0
+    at: float = 0.0  # where the next output goes on the schedule (seconds after t0)
+    plan: deque[Output] = field(default_factory=deque)  # generated outputs not yet scheduled
+    speaking: _Speaking | None = None  # the spoken reply waiting for its next segment
+    finish_scheduled: bool = False
     generating: bool = False
     waiting: bool = False  # for input transcripts before generation can start
     open_part: JSON | None = None  # {"item": ..., "kind": "audio"|"text", "sent": str}
@@ -183,6 +231,10 @@ class RealtimeState:
     GA in :meth:`receive`, GA server events to beta as they are emitted); everything in between,
     ``session`` and ``items`` included, is GA.
 
+    ``model`` is the label the session reports (``session.model``), whatever a client names in
+    ``session.update``. ``streaming`` (the default) recognises turns while they are spoken and speaks replies segment
+    by segment; ``False`` is the previous batch pipeline (see the module docstring).
+
     ``max_session_s`` caps the session's length as the API caps it at 60 minutes: once
     ``max_session_s`` seconds have passed since :meth:`start`, :meth:`poll` emits an ``error``
     event with code ``session_expired`` and sets :attr:`close_request`; the session then ignores
@@ -192,16 +244,19 @@ class RealtimeState:
     def __init__(
         self,
         *,
-        model: str = "gpt-realtime",
+        model: str = LOCAL_MODEL,
         fast: bool = False,
         beta: bool = False,
         created_at: float = 0.0,
         max_session_s: float | None = None,
+        streaming: bool = True,
     ) -> None:
         if max_session_s is not None and not max_session_s > 0:
             raise ValueError(f"max_session_s must be a positive number, got {max_session_s!r}")
         self.fast = fast
         self.beta = beta
+        self.streaming = streaming
+        self.model = model
         self.max_session_s = max_session_s
         #: ``(code, reason)`` once the session has ended: close the WebSocket with them after
         #: sending what :meth:`events_to_send` returns. ``None`` while the session goes on.
@@ -237,6 +292,9 @@ class RealtimeState:
         self._speech_item: str | None = None
         self._speech_start_ms = 0.0
         self._idle_ref_ms: float | None = 0.0
+        self._streams = 0  # recognition streams opened so far (the next stream's id)
+        self._stream: int | None = None  # the open stream of the turn being spoken
+        self._stream_fed = 0  # sample index up to which the open stream has its audio
         self._reset_vad()
 
     # --- the I/O-facing API --------------------------------------------------------------------
@@ -401,15 +459,33 @@ class RealtimeState:
             if response.waiting:
                 self._maybe_generate(response)
 
-    def generation_done(self, response_id: str, outputs: list[Generated], now: float) -> None:
-        """The responder (and synthesiser) finished; schedule the response's events from ``now``."""
+    def generation_done(self, response_id: str, outputs: Sequence[Output], now: float) -> None:
+        """The responder finished: schedule the response's outputs from ``now`` (a spoken reply
+        asks for its first segment's speech with a :class:`SpeakJob`)."""
         response = self._responses.get(response_id)
         if response is None or response.status != "in_progress":
             return  # cancelled meanwhile
         response.generating = False
         response.t0 = now
-        self._schedule(response, outputs)
+        response.at = 0.0
+        response.plan = deque(outputs)
+        self._advance(response)
         self.poll(now)
+
+    def speech_done(self, response_id: str, speech: Speech, now: float) -> None:
+        """The segment a :class:`SpeakJob` asked for is synthesised: schedule its audio from
+        ``now`` (or after the audio before it, paced) and ask for the next segment."""
+        r = self._responses.get(response_id)
+        if r is None or r.status != "in_progress" or r.speaking is None:
+            return  # cancelled meanwhile
+        self._schedule_segment(r, r.speaking, speech, now)
+        self._next_segment(r)
+        self._advance(r)
+        self.poll(now)
+
+    def speech_failed(self, response_id: str, message: str, now: float) -> None:
+        """The synthesiser failed: the response ends with status ``failed``."""
+        self.generation_failed(response_id, message, now)
 
     def generation_failed(self, response_id: str, message: str, now: float) -> None:
         """The responder failed: the response ends with status ``failed``."""
@@ -525,6 +601,9 @@ class RealtimeState:
         self.session = apply_session_update(
             self.session, update, audio_was_produced=self._audio_produced
         )
+        # A client may name a model (checked above, as the API checks it); the session goes on
+        # reporting the one that answers, so nothing recorded here is priced as that model.
+        self.session["model"] = self.model
         new_fmt = AudioFormat.from_config(self._audio_in["format"])
         if new_fmt != self._in_fmt:
             # Buffered audio cannot be read in the new format: it is dropped, but the time it
@@ -539,9 +618,13 @@ class RealtimeState:
 
     def _reset_vad(self) -> None:
         """A fresh detector from the current position: nothing fed before it (samples waiting
-        for a full frame, the resampler's tail) can reach a later turn."""
+        for a full frame, the resampler's tail) can reach a later turn. A turn being spoken is
+        dropped, and its recognition stream with it."""
         td = self._audio_in.get("turn_detection")
         self._speech_item = None
+        if self._stream is not None:
+            self._jobs.append(StreamJob(self._stream, b"", self._in_fmt, end=True))
+            self._stream = None
         if td is None:
             self._vad = None
             return
@@ -600,6 +683,8 @@ class RealtimeState:
                     self._speech_started(ev.ms, now)
                 else:
                     self._speech_stopped(ev.ms, now)
+            if self._stream is not None:
+                self._feed_stream(self._position)
             if self._speech_item is None:
                 self._check_idle(now)
                 self._trim(self._position_ms - VAD_KEEP_MS)
@@ -632,6 +717,27 @@ class RealtimeState:
         )
         if td.get("interrupt_response", True) and self._active is not None:
             self._cancel(self._active, "turn_detected")
+        if self.streaming:
+            if self._stream is not None:  # cannot happen (a stop closes it): never leak one
+                self._jobs.append(StreamJob(self._stream, b"", self._in_fmt, end=True))
+            # Recognition starts now, padding included, and follows the appends (see _feed_stream).
+            self._stream, self._streams = self._streams, self._streams + 1
+            self._stream_fed = max(self._sample_at(start_ms), self._buf_start)
+
+    def _feed_stream(self, upto: int, *, end_item: str | None = None) -> None:
+        """Hand the open stream the audio it lacks up to sample ``upto``; with ``end_item``,
+        close it: that item's transcript is what it heard."""
+        assert self._stream is not None
+        width = self._in_fmt.bytes_per_sample
+        a = max(self._stream_fed - self._buf_start, 0) * width
+        b = max(upto - self._buf_start, 0) * width
+        data = bytes(self._buf[a:b]) if b > a else b""
+        self._stream_fed = max(upto, self._stream_fed)
+        if end_item is not None:
+            self._jobs.append(StreamJob(self._stream, data, self._in_fmt, True, end_item))
+            self._stream = None
+        elif data:
+            self._jobs.append(StreamJob(self._stream, data, self._in_fmt))
 
     def _speech_stopped(self, end_ms: float, now: float) -> None:
         item_id = self._speech_item or new_item_id("item_")
@@ -641,8 +747,11 @@ class RealtimeState:
             "input_audio_buffer.speech_stopped", audio_end_ms=math.floor(end_ms), item_id=item_id
         )
         audio = self._slice(self._speech_start_ms, end_ms)
+        streamed = self._stream is not None
+        if streamed:
+            self._feed_stream(self._sample_at(end_ms), end_item=item_id)
         self._trim(end_ms)
-        self._commit_audio(item_id, audio, now)
+        self._commit_audio(item_id, audio, now, streamed=streamed)
         self._idle_ref_ms = end_ms
         td = self._audio_in["turn_detection"] or {}
         if td.get("create_response", True):
@@ -671,7 +780,11 @@ class RealtimeState:
         if td.get("create_response", True):
             self._auto_response(now)
 
-    def _commit_audio(self, item_id: str, audio: bytes, now: float) -> None:
+    def _commit_audio(
+        self, item_id: str, audio: bytes, now: float, *, streamed: bool = False
+    ) -> None:
+        """Commit ``audio`` as a user item; its transcript is requested unless a recognition
+        stream (``streamed``) already has it."""
         previous = self.items[-1]["id"] if self.items else None
         self._emit("input_audio_buffer.committed", previous_item_id=previous, item_id=item_id)
         item = {
@@ -685,12 +798,14 @@ class RealtimeState:
         self._item_audio[item_id] = bytearray(audio)
         self._emit("conversation.item.added", previous_item_id=previous, item=copy.deepcopy(item))
         self._emit("conversation.item.done", previous_item_id=previous, item=copy.deepcopy(item))
-        self._request_transcription(item_id, audio, self._in_fmt)
+        if streamed:
+            self._pending_transcripts.add(item_id)
+        else:
+            self._request_transcription(item_id, audio, self._in_fmt)
 
     def _request_transcription(self, item_id: str, audio: bytes, fmt: AudioFormat) -> None:
-        samples = resample(decode_to_float(audio, fmt), fmt.rate, 16_000)
         self._pending_transcripts.add(item_id)
-        self._jobs.append(TranscribeJob(item_id, float32_to_pcm16(samples)))
+        self._jobs.append(TranscribeJob(item_id, audio, fmt))
 
     def _on_input_audio_buffer_commit(self, event: JSON, now: float) -> None:
         duration = self._position_ms - self._ms_at(self._buf_start)
@@ -1146,16 +1261,7 @@ class RealtimeState:
             output_modalities=tuple(response.modalities),
             metadata=response.metadata,
         )
-        self._jobs.append(
-            GenerateJob(
-                response.id,
-                request,
-                "audio" in response.modalities,
-                response.voice if isinstance(response.voice, str) else "alloy",
-                response.speed,
-                AudioFormat.from_config(response.fmt_json),
-            )
-        )
+        self._jobs.append(GenerateJob(response.id, request))
 
     def _estimate_input(self, response: _Response, context: list[JSON]) -> tuple[int, int]:
         chars = (
@@ -1184,18 +1290,21 @@ class RealtimeState:
 
     # -- scheduling the response's events --
 
-    def _schedule(self, r: _Response, outputs: list[Generated]) -> None:
-        at = 0.0
-        for generated in outputs:
-            out = generated.output
+    def _advance(self, r: _Response) -> None:
+        """Schedule the generated outputs in order, up to a spoken reply still being synthesised;
+        once all are scheduled, the response's end."""
+        while r.speaking is None and r.plan:
+            out = r.plan.popleft()
             if isinstance(out, FunctionCall):
-                self._schedule_call(r, out, at)
+                self._schedule_call(r, out, r.at)
             elif isinstance(out, TextReply):
                 if "audio" in r.modalities:
-                    at = self._schedule_audio(r, out.text, generated.speech, at)
+                    self._start_speaking(r, out.text)
                 else:
-                    self._schedule_text(r, out.text, at)
-        r.steps.append(_Step(at, lambda: self._finish(r, "completed", None)))
+                    self._schedule_text(r, out.text, r.at)
+        if r.speaking is None and not r.plan and not r.finish_scheduled:
+            r.finish_scheduled = True
+            r.steps.append(_Step(r.at, lambda: self._finish(r, "completed", None)))
 
     def _open_item(self, r: _Response, item: JSON) -> int:
         index = len(r.output)
@@ -1289,7 +1398,8 @@ class RealtimeState:
 
         r.steps.append(_Step(at, run))
 
-    def _schedule_audio(self, r: _Response, text: str, speech: Speech | None, at: float) -> float:
+    def _start_speaking(self, r: _Response, text: str) -> None:
+        """Open a spoken reply's item now (on the schedule) and ask for its first segment."""
         item: JSON = {
             "id": new_item_id("item_"),
             "type": "message",
@@ -1297,81 +1407,110 @@ class RealtimeState:
             "role": "assistant",
             "content": [],
         }
-        audio = speech.audio if speech is not None else b""
-        fmt = speech.fmt if speech is not None else AudioFormat.from_config(r.fmt_json)
-        words = list(speech.words) if speech is not None else []
-        # Character offset where each transcript delta ends, and the ms at which it is spoken.
-        cuts: list[tuple[int, float]] = []
-        for k, w in enumerate(words):
-            end = words[k + 1].start if k + 1 < len(words) else len(text)
-            if end > (cuts[-1][0] if cuts else 0):
-                cuts.append((end, w.ms))
-        if not cuts or cuts[-1][0] < len(text):
-            cuts.append((len(text), cuts[-1][1] if cuts else 0.0))
-        chunk = fmt.bytes_for_ms(AUDIO_DELTA_MS) or 1
-        n_chunks = max(1, math.ceil(len(audio) / chunk))
-        st: dict[str, Any] = {"sent": 0}
+        segments = split_segments(text) if self.streaming else [text] if text.strip() else []
+        sp = _Speaking(
+            item,
+            text,
+            deque(segments),
+            AudioFormat.from_config(r.fmt_json),
+            r.voice if isinstance(r.voice, str) else "alloy",
+        )
+        r.speaking = sp
 
         def open_() -> None:
             index = self._open_item(r, item)
             # The part exists from here on (the added events above showed no content yet), so a
             # client that barges in mid-reply can truncate it before cancelling the response.
             item["content"] = [{"type": "output_audio", "transcript": ""}]
-            st["ids"] = {
+            ids = {
                 "response_id": r.id,
                 "item_id": item["id"],
                 "output_index": index,
                 "content_index": 0,
             }
-            st["index"] = index
             self._emit(
-                "response.content_part.added", **st["ids"], part={"type": "audio", "transcript": ""}
+                "response.content_part.added", **ids, part={"type": "audio", "transcript": ""}
             )
-            r.open_part = {
-                "item": item,
-                "kind": "audio",
-                "sent": "",
-                "ids": st["ids"],
-                "index": index,
-            }
+            r.open_part = {"item": item, "kind": "audio", "sent": "", "ids": ids, "index": index}
             self._item_audio[item["id"]] = bytearray()
-            self._item_words[item["id"]] = (text, [(end, ms) for end, ms in cuts])
+            # The cuts grow as segments are scheduled; a truncation reads them as they are.
+            self._item_words[item["id"]] = (text, sp.cuts)
             self._audio_produced = True
+
+        r.steps.append(_Step(r.at, open_))
+        self._next_segment(r)
+
+    def _next_segment(self, r: _Response) -> None:
+        """Ask for the speaking reply's next segment, or close the reply when none is left."""
+        sp = r.speaking
+        assert sp is not None
+        if sp.segments:
+            self._jobs.append(SpeakJob(r.id, sp.segments[0], sp.voice, r.speed, sp.fmt))
+            return
+        r.speaking = None
+        r.steps.append(_Step(r.at, lambda: self._close_audio_part(r)))
+
+    def _schedule_segment(self, r: _Response, sp: _Speaking, speech: Speech, now: float) -> None:
+        """Schedule one synthesised segment: its audio in :data:`AUDIO_DELTA_MS` deltas, each
+        preceded by the transcript of the words it starts speaking."""
+        segment = sp.segments.popleft()
+        c0, ms0 = sp.chars, sp.ms
+        fmt = sp.fmt
+        audio = speech.audio if speech.fmt == fmt else b""  # never another format's bytes
+        words = list(speech.words) if audio else []
+        # Every segment is a whole number of milliseconds, padded with (under 1 ms of) silence:
+        # clients add up the deltas' durations and truncate at what they played, and a sum of
+        # fractional milliseconds rounded their way would be refused by the floor we count with.
+        per_ms = fmt.rate // math.gcd(fmt.rate, 1000)  # samples in the shortest whole-ms span
+        short = -(len(audio) // fmt.bytes_per_sample) % per_ms
+        if audio and short:
+            audio += encode_from_float(np.zeros(short, np.float32), fmt)
+        # Item-wide character offset where each transcript delta ends, and the ms it is spoken.
+        cuts: list[tuple[int, float]] = []
+        last = sp.cuts[-1][0] if sp.cuts else 0
+        for k, w in enumerate(words):
+            end = c0 + (words[k + 1].start if k + 1 < len(words) else len(segment))
+            if end > (cuts[-1][0] if cuts else last):
+                cuts.append((min(end, c0 + len(segment)), ms0 + w.ms))
+        if not cuts or cuts[-1][0] < c0 + len(segment):
+            cuts.append((c0 + len(segment), cuts[-1][1] if cuts else ms0))
+        sp.cuts.extend(cuts)
+        sp.chars += len(segment)
+        duration_ms = fmt.duration_ms(len(audio))
+        sp.ms += duration_ms
+        # Not before it exists (now), nor before the audio ahead of it has played (paced).
+        start = max(r.at, now - r.t0)
+        chunk = fmt.bytes_for_ms(AUDIO_DELTA_MS) or 1
+        n_chunks = max(1, math.ceil(len(audio) / chunk))
+        st = {"cut": 0}
+        text = sp.text
 
         def send_chunk(k: int) -> None:
             part = r.open_part
             assert part is not None
             lo, hi = k * chunk, min((k + 1) * chunk, len(audio))
-            chunk_end_ms = fmt.duration_ms(hi)
-            while (st["sent"] < len(cuts) and cuts[st["sent"]][1] < chunk_end_ms) or (
-                k == n_chunks - 1 and st["sent"] < len(cuts)
+            chunk_end_ms = ms0 + fmt.duration_ms(hi)
+            while st["cut"] < len(cuts) and (
+                cuts[st["cut"]][1] < chunk_end_ms or k == n_chunks - 1
             ):
-                end = cuts[st["sent"]][0]
+                end = cuts[st["cut"]][0]
                 delta = text[len(part["sent"]) : end]
                 part["sent"] = text[:end]
-                st["sent"] += 1
+                st["cut"] += 1
                 if delta:
-                    self._emit("response.output_audio_transcript.delta", **st["ids"], delta=delta)
+                    self._emit("response.output_audio_transcript.delta", **part["ids"], delta=delta)
             if hi > lo:
                 data = audio[lo:hi]
-                self._item_audio[item["id"]].extend(data)
+                self._item_audio[part["item"]["id"]].extend(data)
                 r.output_audio_ms += fmt.duration_ms(len(data))
                 self._emit(
-                    "response.output_audio.delta",
-                    **st["ids"],
-                    delta=b64encode_audio(data),
+                    "response.output_audio.delta", **part["ids"], delta=b64encode_audio(data)
                 )
 
-        def close() -> None:
-            self._close_audio_part(r)
-
-        r.steps.append(_Step(at, open_))
         for k in range(n_chunks):
-            due = at if self.fast else at + k * AUDIO_DELTA_MS / 1000
+            due = start if self.fast else start + k * AUDIO_DELTA_MS / 1000
             r.steps.append(_Step(due, lambda k=k: send_chunk(k)))  # type: ignore[misc]  # bind k now
-        end_at = at if self.fast else at + fmt.duration_ms(len(audio)) / 1000
-        r.steps.append(_Step(end_at, close))
-        return end_at
+        r.at = start if self.fast else start + duration_ms / 1000
 
     def _close_audio_part(self, r: _Response, status: str = "completed") -> None:
         part = r.open_part
@@ -1412,6 +1551,8 @@ class RealtimeState:
         if r.status != "in_progress":
             return
         r.steps.clear()
+        r.plan.clear()
+        r.speaking = None  # a segment still being synthesised is dropped when it arrives
         if r.open_part is not None:
             self._close_audio_part(r, "incomplete")
         for index, item in enumerate(r.output):

@@ -2,8 +2,13 @@
 
 Each connection owns one :class:`~._state.RealtimeState`. The shell feeds it frames and the clock,
 sends what it emits through one sender task (so events never reorder), and runs the slow work it
-asks for (PocketSphinx, the responder, eSpeak NG) on a thread pool, feeding results back on the
-event loop. All protocol decisions live in the state machine.
+asks for (PocketSphinx, the responder, eSpeak NG) on a thread pool through a :class:`JobRunner`,
+feeding results back on the event loop; a recognition stream's jobs run one after the other, in
+order. All protocol decisions live in the state machine.
+
+The server reports its own model label, :data:`~realtime_nb.core.pricing.LOCAL_MODEL`, whatever
+model the client asks for, so a session recorded against it says it was made offline and costs
+nothing.
 
 URLs accepted (``ws://HOST:PORT`` then):
 
@@ -21,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import http
 import json
 import logging
@@ -29,7 +35,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Final
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
 from websockets.asyncio import server as ws_server
 from websockets.asyncio.server import ServerConnection, serve
@@ -39,17 +45,19 @@ from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
 from ..core._redact import install as install_redaction
+from ..core.pricing import LOCAL_MODEL
 from ..runtime import LoopThread
-from ._state import Generated, GenerateJob, Job, RealtimeState, TranscribeJob
-from .responders import Responder, ResponderError, RuleSpec, TextReply, make_responder
-from .stt import Transcriber, shared_transcriber
-from .tts import Synthesizer
+from ._state import GenerateJob, Job, RealtimeState, StreamJob, TranscribeJob
+from .responders import Output, Responder, ResponderError, RuleSpec, make_responder
+from .stt import DecoderBusy, Transcriber, TranscriptionStream, shared_transcriber
+from .tts import Speech, Synthesizer
 
-__all__ = ["DEFAULT_MODEL", "LocalServer", "run_job", "serve_forever"]
+__all__ = ["DEFAULT_MODEL", "JobRunner", "LocalServer", "serve_forever"]
 
 log = logging.getLogger("realtime_nb.local")
 
-DEFAULT_MODEL: Final = "gpt-realtime"
+#: The model every session of this server reports (see the module docstring).
+DEFAULT_MODEL: Final = LOCAL_MODEL
 #: Paths that lead to the Realtime endpoint (OpenAI style and Azure style).
 REALTIME_PATHS: Final = ("/v1/realtime", "/realtime", "/openai/realtime", "/openai/v1/realtime")
 #: Largest frame the WebSocket layer accepts. Bigger than the protocol's own limit (16 MiB, see
@@ -73,41 +81,159 @@ REDACTED_LOGGERS: Final = (
 )
 
 
-def run_job(
-    job: Job, responder: Responder, synthesizer: Synthesizer, transcriber: Transcriber
-) -> str | list[Generated]:
-    """Do one slow job synchronously (the shell calls this on a worker thread).
+JobResult = str | list[Output] | Speech | None
 
-    Raises:
-        ResponderError: the responder failed.
-        Exception: whatever the recogniser or synthesiser raised.
+
+class JobRunner:
+    """Does one session's slow jobs and hands their results to its state machine.
+
+    :meth:`run` does a job's work, blocking (the shell calls it on a worker thread; tests call it
+    inline); :meth:`deliver` gives the result, or the failure, to the state (on the state's
+    thread). Recognition streams live here between their jobs: run a stream's jobs one at a time,
+    in order; jobs of different streams, and other jobs, may run at once.
     """
-    if isinstance(job, TranscribeJob):
-        return transcriber.transcribe(job.pcm16)
-    outputs = responder.respond(job.request)
-    generated: list[Generated] = []
-    for out in outputs:
-        speech = None
-        if isinstance(out, TextReply) and job.audio:
-            speech = synthesizer.synthesize(out.text, job.voice, job.speed, job.fmt)
-        generated.append(Generated(out, speech))
-    return generated
+
+    def __init__(
+        self, responder: Responder, synthesizer: Synthesizer, transcriber: Transcriber
+    ) -> None:
+        self.responder = responder
+        self.synthesizer = synthesizer
+        self.transcriber = transcriber
+        self._streams: dict[int, TranscriptionStream] = {}
+        self._failed: dict[int, str] = {}  # stream id -> why it failed before its end
+        self._fed_ends: set[StreamJob] = set()  # ends waiting for a decoder, audio already fed
+        self._closed = False
+        self._lock = threading.Lock()
+
+    def run(self, job: Job, *, wait: bool = False) -> JobResult:
+        """Do ``job``'s work: a transcript (``str``), the responder's outputs, a segment's
+        speech, or ``None`` (a stream's job that has nothing to answer yet).
+
+        A recognition (a stream's end, or a whole turn) needs a decoder: with ``wait``, if none is free
+        this raises :class:`~.stt.DecoderBusy` (run the same job again when
+        :meth:`~.stt.Transcriber.when_free` says so; its audio is not fed twice); without, one is
+        made beyond the pool's cap.
+
+        Raises:
+            DecoderBusy: see above.
+            ResponderError: the responder failed.
+            Exception: whatever the recogniser or synthesiser raised.
+        """
+        if isinstance(job, StreamJob):
+            return self._run_stream(job, wait)
+        if isinstance(job, TranscribeJob):
+            if not wait:
+                return self.transcriber.transcribe(job.audio, job.fmt)
+            stream = self.transcriber.stream(job.fmt)  # a new one each try: nothing fed twice
+            stream.feed(job.audio)
+            return stream.finish()
+        if isinstance(job, GenerateJob):
+            return list(self.responder.respond(job.request))
+        return self.synthesizer.synthesize(job.text, job.voice, job.speed, job.fmt)
+
+    def _run_stream(self, job: StreamJob, wait: bool) -> str | None:
+        with self._lock:
+            if self._closed:  # a job that was queued when the session ended: no decoder for it
+                return None
+            stream = self._streams.get(job.stream_id)
+            if stream is None and job.stream_id not in self._failed:
+                stream = self._streams[job.stream_id] = self.transcriber.stream(job.fmt)
+            fed = job in self._fed_ends
+        if stream is not None and not fed:
+            try:
+                if job.item_id is not None or not job.end:
+                    stream.feed(job.audio)
+            except Exception as exc:  # reported with the stream's end, to its item
+                log.exception("local server: recognition stream failed")
+                with self._lock:
+                    self._streams.pop(job.stream_id, None)
+                    self._failed[job.stream_id] = f"{type(exc).__name__}: {exc}"
+                stream.abort()
+                stream = None
+        if not job.end:
+            return None
+        with self._lock:
+            failure = self._failed.pop(job.stream_id, None)
+            if job.item_id is None:
+                self._streams.pop(job.stream_id, None)
+        if job.item_id is None:  # the turn was dropped: nobody to tell
+            if stream is not None:
+                stream.abort()
+            return None
+        if failure is not None or stream is None:
+            raise RuntimeError(failure or "the recognition stream failed")
+        try:
+            text = stream.finish(force=not wait)
+        except DecoderBusy:
+            with self._lock:
+                self._fed_ends.add(job)  # its audio is in the stream: not again on the retry
+            raise
+        with self._lock:
+            self._streams.pop(job.stream_id, None)
+            self._fed_ends.discard(job)
+        return text
+
+    def deliver(
+        self, state: RealtimeState, job: Job, result: JobResult, error: Exception | None, now: float
+    ) -> None:
+        """Give ``job``'s ``result`` (or its ``error``) to ``state``."""
+        if error is not None:
+            message = (
+                str(error)
+                if isinstance(error, ResponderError)
+                else f"{type(error).__name__}: {error}"
+            )
+            if isinstance(job, TranscribeJob):
+                state.transcription_failed(job.item_id, message, now)
+            elif isinstance(job, StreamJob):
+                if job.item_id is not None:
+                    state.transcription_failed(job.item_id, message, now)
+            elif isinstance(job, GenerateJob):
+                state.generation_failed(job.response_id, message, now)
+            else:
+                state.speech_failed(job.response_id, message, now)
+            return
+        if isinstance(job, (TranscribeJob, StreamJob)):
+            if job.item_id is not None and isinstance(result, str):
+                state.transcription_done(job.item_id, result, now)
+        elif isinstance(job, GenerateJob):
+            assert isinstance(result, list)
+            state.generation_done(job.response_id, result, now)
+        else:
+            assert isinstance(result, Speech)
+            state.speech_done(job.response_id, result, now)
+
+    def close(self) -> None:
+        """Abort the streams still open (their decoders go back to the pool); stream jobs run
+        after this do nothing. Blocks while a stream's block is being decoded."""
+        with self._lock:
+            self._closed = True
+            streams = list(self._streams.values())
+            self._streams.clear()
+            self._failed.clear()
+            self._fed_ends.clear()
+        for stream in streams:
+            stream.abort()
 
 
 class _Connection:
     """One client connection: a state machine, a sender task, a pacer, and job tasks."""
 
-    def __init__(self, server: LocalServer, ws: ServerConnection, model: str, beta: bool) -> None:
+    def __init__(self, server: LocalServer, ws: ServerConnection, beta: bool) -> None:
         self.server = server
         self.ws = ws
         self.loop = asyncio.get_running_loop()
         self.state = RealtimeState(
-            model=model,
+            model=DEFAULT_MODEL,
             fast=server.fast,
             beta=beta,
             created_at=time.time(),
             max_session_s=server.max_session_s,
+            streaming=server.streaming,
         )
+        self.runner = JobRunner(server.responder, server._synthesizer, server._transcriber)
+        # The last task of each recognition stream: the next one of that stream waits for it.
+        self.stream_tails: dict[int, asyncio.Task[None]] = {}
         # Events to send, in order; then (code, reason) to close with, or None to just stop.
         self.outgoing: asyncio.Queue[dict[str, Any] | tuple[int, str] | None] = asyncio.Queue()
         self.closing = False
@@ -125,35 +251,60 @@ class _Connection:
             self.closing = True  # after the events above (the session_expired error)
             self.outgoing.put_nowait(self.state.close_request)
         for job in self.state.jobs_to_run():
-            task = asyncio.create_task(self.run(job))
+            after = None
+            if isinstance(job, StreamJob):
+                after = self.stream_tails.get(job.stream_id)
+            task = asyncio.create_task(self.run(job, after))
             self.tasks.add(task)
             task.add_done_callback(self.tasks.discard)
+            if isinstance(job, StreamJob):
+                if job.end:
+                    self.stream_tails.pop(job.stream_id, None)
+                else:
+                    self.stream_tails[job.stream_id] = task
         self.wake.set()
 
-    async def run(self, job: Job) -> None:
-        s = self.server
+    async def run(self, job: Job, after: asyncio.Task[None] | None = None) -> None:
+        """Run ``job`` on the worker threads (after ``after``, the same stream's previous job)
+        and deliver its result. Cancelled: the result, if any comes, is dropped."""
+        if after is not None:
+            await asyncio.wait({after})  # its failure, or cancellation, is its own business
+        error: Exception | None = None
+        result: JobResult = None
         try:
-            result = await self.loop.run_in_executor(
-                s._job_executor(), run_job, job, s.responder, s._synthesizer, s._transcriber
-            )
+            while True:
+                try:
+                    result = await self.loop.run_in_executor(
+                        self.server._job_executor(),
+                        functools.partial(self.runner.run, job, wait=True),
+                    )
+                    break
+                except DecoderBusy:
+                    # Waiting here, not on a worker thread: the streams holding the decoders
+                    # need the workers to finish. No decoder beyond the cap is made: loading one
+                    # holds the GIL for seconds, stalling every session of the process.
+                    await self.decoder_freed()
         except Exception as exc:  # a failed job must end its response, not kill the session
-            message = (
-                str(exc) if isinstance(exc, ResponderError) else f"{type(exc).__name__}: {exc}"
-            )
             if not isinstance(exc, ResponderError):
                 log.exception("local server job failed")
-            if isinstance(job, TranscribeJob):
-                self.state.transcription_failed(job.item_id, message, self.now())
-            else:
-                self.state.generation_failed(job.response_id, message, self.now())
-        else:
-            if isinstance(job, TranscribeJob):
-                assert isinstance(result, str)
-                self.state.transcription_done(job.item_id, result, self.now())
-            elif isinstance(job, GenerateJob):
-                assert isinstance(result, list)
-                self.state.generation_done(job.response_id, result, self.now())
+            error = exc
+        self.runner.deliver(self.state, job, result, error, self.now())
         self.flush()
+
+    async def decoder_freed(self) -> None:
+        """Wait until a decoder may be free."""
+        freed = self.loop.create_future()
+
+        def settle() -> None:
+            if not freed.done():
+                freed.set_result(None)
+
+        def wake() -> None:
+            with contextlib.suppress(RuntimeError):  # the connection's loop is gone: no one waits
+                self.loop.call_soon_threadsafe(settle)
+
+        self.server._transcriber.when_free(wake)
+        await freed
 
     async def sender(self) -> None:
         while True:
@@ -209,6 +360,14 @@ class _Connection:
                 await sender
             with contextlib.suppress(asyncio.CancelledError):
                 await pacer
+            # On a worker: it waits for a block being decoded, which must not stall the loop.
+            try:
+                await self.loop.run_in_executor(self.server._job_executor(), self.runner.close)
+            except RuntimeError:  # the workers are shut down (the server is stopping)
+                self.runner.close()
+            except asyncio.CancelledError:
+                self.runner.close()  # the decoders come back all the same
+                raise
 
 
 class LocalServer:
@@ -217,7 +376,10 @@ class LocalServer:
     ``responder`` is ``"echo"`` (default), ``"rules"`` (with ``rules=...``), ``"chat"`` (with
     ``chat_url=...``, ``chat_model=...``) or a :class:`~.responders.Responder` instance. ``fast``
     sends output audio as soon as it is synthesised instead of at real time. ``api_key``, when set,
-    is required from clients. ``port=0`` picks a free port. ``max_session_s`` ends every session
+    is required from clients. ``port=0`` picks a free port. ``streaming`` (default) recognises
+    a turn while it is spoken and sends a reply's first audio as soon as its first sentence is
+    synthesised; ``streaming=False`` is the previous batch pipeline (recognition after
+    ``speech_stopped``, the whole reply synthesised first), kept as a benchmark baseline. ``max_session_s`` ends every session
     that long after it started, as the API does at 60 minutes: an ``error`` event with code
     ``session_expired``, then close code 1001 (default: no limit).
 
@@ -245,9 +407,11 @@ class LocalServer:
         chat_model: str | None = None,
         chat_api_key: str | None = None,
         max_session_s: float | None = None,
+        streaming: bool = True,
     ) -> None:
         if max_session_s is not None and not max_session_s > 0:
             raise ValueError(f"max_session_s must be a positive number, got {max_session_s!r}")
+        self.streaming = streaming
         self.responder = make_responder(
             responder,
             rules=rules,
@@ -324,13 +488,11 @@ class LocalServer:
     async def _handler(self, ws: ServerConnection) -> None:
         request = ws.request
         assert request is not None
-        query = parse_qs(urlsplit(request.path).query)
-        model = (query.get("model") or query.get("deployment") or [DEFAULT_MODEL])[0]
         protocols = request.headers.get("Sec-WebSocket-Protocol", "")
         beta = "realtime=v1" in request.headers.get("OpenAI-Beta", "") or (
             "openai-beta.realtime-v1" in protocols
         )
-        connection = _Connection(self, ws, model, beta)
+        connection = _Connection(self, ws, beta)
         self._connections.add(connection)
         try:
             await connection.serve()

@@ -32,6 +32,9 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from functools import partial
+from itertools import repeat
+from operator import is_not
 from pathlib import Path
 from typing import Any, Final
 
@@ -39,12 +42,15 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
+# A dependency: ~12x binascii, and decoding is most of what recording a frame costs.
+from pybase64 import b64decode as _b64decode
+
 from ..core._redact import needs_redaction, redact_obj, redact_text, safe_url, searchable
 from ..core._version import __version__
-from ..core.audio import AudioFormat, decode_to_float, resample
+from ..core.audio import AudioFormat, decode_to_float
 from ..core.events import Event, extract_ids, split_audio
 from ..core.protocol import AUDIO_FIELDS, Source, source_of_type
-from ..core.reducer import ConversationState, Item, Reducer
+from ..core.reducer import Checkpoint, Checkpointer, ConversationState, Item, Reducer
 from ._integrity import (
     CRC_KEY,
     Damage,
@@ -56,15 +62,19 @@ from ._integrity import (
     read_header,
     scan,
 )
+from ._tracks import WINDOW_FRAMES, Track, assistant_track, user_track
 
 __all__ = [
+    "CHECKPOINT_EVERY_S",
     "FLUSH_INTERVAL_S",
     "FORMAT_VERSION",
+    "EventList",
     "Recorder",
     "Recording",
     "RecordingDamagedError",
     "RecordingFormatError",
     "RecordingSalvageWarning",
+    "StateTimeline",
 ]
 
 JSON = dict[str, Any]
@@ -75,18 +85,36 @@ FORMAT_VERSION: Final = 1
 #: Longest time an appended event waits in memory before reaching the file. A killed kernel
 #: loses at most this much; shorter intervals make more, smaller batches (slower to read back).
 FLUSH_INTERVAL_S: Final = 0.25
-#: A batch is also written once it holds this many bytes: bounds memory when events arrive
-#: faster than real time (imports, benchmarks) and keeps binary offsets far below 2 GiB.
+#: A batch is also written once it holds this many bytes, by the thread that appends: bounds
+#: memory when events arrive faster than real time (imports, benchmarks), keeps binary offsets
+#: far below 2 GiB, and costs that thread ~10 ms per 16 MiB. A live session never gets there
+#: (~100 KB/s of audio: the timer writes first); handing it to the writer thread instead cost
+#: more than the write itself, in GIL hand-offs, once the machine was busy.
 MAX_BATCH_BYTES: Final = 16 * 1024 * 1024
-#: Pending bytes past which ``append`` writes the batch itself instead of waking the writer
-#: thread: back-pressure when the disk is slower than the events (bounds memory to ~64 MiB).
-MAX_PENDING_BYTES: Final = 4 * MAX_BATCH_BYTES
 #: Metadata key of the recording description in the Arrow schema.
 META_KEY: Final = b"realtime_nb"
 #: Default folder for recordings, relative to the working directory (the notebook's folder).
 DEFAULT_DIR: Final = Path("recordings")
 
 _SOURCES: Final[dict[Any, Source]] = {**{s: s for s in Source}, **{s.value: s for s in Source}}
+#: ``Source.value`` is a property lookup on an enum: ~10x a dict lookup, once per event.
+_VALUES: Final[dict[Source, str]] = {s: s.value for s in Source}
+#: Per audio event type: the audio field and its key as JSON writes it.
+_AUDIO_KEYS: Final = {t: (f, f'"{f}"') for t, f in AUDIO_FIELDS.items()}
+
+
+def _decode_plain(b64: str) -> bytes | None:
+    """The audio of base64 text in the form every encoder writes (validated, whole groups, no
+    padding: chunks of a multiple of 3 bytes, as 10 ms of PCM16 at 24 kHz is), else ``None``:
+    anything else goes through ``split_audio``, which keeps non-canonical text as received."""
+    try:
+        audio: bytes = _b64decode(b64, validate=True)
+    except (ValueError, TypeError):
+        return None
+    if b64[-1] == "=" or len(b64) != (len(audio) + 2) // 3 * 4:
+        return None
+    return audio
+
 
 SCHEMA_FIELDS: Final = [
     pa.field("seq", pa.int64(), nullable=False),
@@ -101,6 +129,12 @@ SCHEMA_FIELDS: Final = [
 ]
 
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+#: Seconds of session between reducer checkpoints (:meth:`Recording.state_at`, replay seeks). A
+#: state at any time re-applies at most this much of the session: ~1 000 events of a busy
+#: session, mostly audio appends applied in bulk, a few ms. Each checkpoint costs what changed
+#: since the one before, so the interval trades memory (a few KB each) against seek time only.
+CHECKPOINT_EVERY_S: Final = 30.0
 
 
 class RecordingFormatError(ValueError):
@@ -154,21 +188,31 @@ def default_path(model: str | None = None, directory: str | Path = DEFAULT_DIR) 
     return Path(directory) / f"{stamp}-{name}-{_secrets.token_hex(2)}.arrow"
 
 
-class _Columns:
-    """Rows not yet written, one tuple each (a single list append is the cheapest thing)."""
+#: Values per row in :class:`_Columns` (the file's columns, in order).
+_WIDTH: Final = len(SCHEMA_FIELDS)
 
-    __slots__ = ("nbytes", "rows")
+
+class _Columns:
+    """Rows not yet written, as one flat list of their values, row after row.
+
+    One ``extend`` per event is the cheapest store there is, and it allocates no object that
+    stays: a tuple (or a list) per row would be one more object for the cyclic collector per
+    event until it is written, and collections walk everything a session holds (benchmarks/
+    bench_recording.py). A column is a strided slice of the list, made once per batch.
+    """
+
+    __slots__ = ("nbytes", "values")
 
     def __init__(self) -> None:
-        self.rows: list[tuple[Any, ...]] = []
+        self.values: list[Any] = []
         self.nbytes = 0
 
     def __len__(self) -> int:
-        return len(self.rows)
+        return len(self.values) // _WIDTH
 
     def add(self, ev: Event) -> None:
         payload = ev.payload
-        self.rows.append(
+        self.values.extend(
             (
                 ev.seq,
                 ev.t_ns,
@@ -183,11 +227,18 @@ class _Columns:
         )
         self.nbytes += len(payload) + (len(ev.audio) if ev.audio else 0)
 
+    def seq_range(self) -> tuple[int, int]:
+        """The first and the last ``seq`` (the rows are not empty)."""
+        return self.values[0], self.values[-_WIDTH]
+
     def to_batch(self, schema: pa.Schema) -> pa.RecordBatch:
-        cols = list(zip(*self.rows, strict=True)) if self.rows else [()] * len(schema)
+        v = self.values
         return pa.RecordBatch.from_arrays(
-            [_column(c, f.type) for c, f in zip(cols, schema, strict=True)], schema=schema
+            [_column(v[i::_WIDTH], f.type) for i, f in enumerate(schema)], schema=schema
         )
+
+
+_IS_VALUE: Final = partial(is_not, None)
 
 
 def _column(values: Sequence[Any], typ: pa.DataType) -> pa.Array:
@@ -200,7 +251,9 @@ def _column(values: Sequence[Any], typ: pa.DataType) -> pa.Array:
     n = len(values)
     if typ == pa.int64():
         return pa.Array.from_buffers(typ, n, [None, pa.py_buffer(np.array(values, np.int64))])
-    present: list[Any] = [v for v in values if v is not None]
+    # map/filter over C functions: no Python frame per value (a generator here cost more than
+    # the rest of the batch together).
+    present: list[Any] = list(filter(_IS_VALUE, values))
     joined: bytes | None = None
     if typ == pa.string():
         text = "".join(present)
@@ -216,7 +269,7 @@ def _column(values: Sequence[Any], typ: pa.DataType) -> pa.Array:
     offsets = np.zeros(n + 1, np.int32)
     validity = None
     if nulls:
-        mask = np.fromiter((v is not None for v in values), dtype=bool, count=n)
+        mask = np.fromiter(map(is_not, values, repeat(None)), dtype=bool, count=n)
         lengths = np.zeros(n, np.int64)
         lengths[mask] = np.fromiter(map(len, present), dtype=np.int64, count=len(present))
         np.cumsum(lengths, out=offsets[1:])
@@ -279,6 +332,7 @@ class Recorder:
         self._lock = threading.Lock()  # guards _rows and _seq
         self._write_lock = threading.Lock()  # serializes batch writes, in seq order
         self._rows = _Columns()
+        self._flushed_at = time.monotonic()
         self._closed = False
         self.path: Path | None = None
         self._file: Any = None
@@ -330,15 +384,42 @@ class Recorder:
         Raises:
             ValueError: ``source`` is not a known source, or the recorder is closed.
         """
+        # The hot path of every session and import: everything here runs once per event, so
+        # the common shapes are handled inline (see the benchmark, benchmarks/bench_recording.py)
+        # and anything unusual goes the general way (split_audio, redact_text).
         src = _SOURCES.get(source) or Source.parse(source)
         etype = data.get("type")
         if not isinstance(etype, str):
             etype = "<missing type>"
-        pdict: JSON | None
-        if etype in AUDIO_FIELDS:
-            payload, pdict, audio = split_audio(etype, data, raw, audio)
+        pdict: JSON | None = None
+        payload: str | None = None
+        audio_key = _AUDIO_KEYS.get(etype)
+        if audio_key is None:
+            audio = None
+            if raw is not None:
+                payload = raw
+            else:
+                pdict = data
         else:
-            payload, pdict, audio = raw, (None if raw is not None else data), None
+            field, key = audio_key
+            b64 = data.get(field)
+            if raw is not None and isinstance(b64, str) and b64:
+                if audio is None:
+                    audio = _decode_plain(b64)
+                if audio is not None:
+                    # The frame as our encoder and the API's write it: '"audio":"<b64>"', the
+                    # first key of that name. The base64 is compared in place, not searched.
+                    v = raw.find(key) + len(key) + 2
+                    end = v + len(b64)
+                    if (
+                        v > len(key) + 1
+                        and raw.startswith(':"', v - 2)
+                        and raw.startswith(b64, v)
+                        and raw.startswith('"', end)
+                    ):
+                        payload = raw[:v] + raw[end:]
+            if payload is None:
+                payload, pdict, audio = split_audio(etype, data, raw, audio)
         if payload is None:
             payload = _dumps(pdict)
         if needs_redaction(payload, self._secrets):
@@ -362,8 +443,8 @@ class Recorder:
             t = self._clock() - self._t0 if t_ns is None else t_ns
             if self._writer is not None:
                 rows = self._rows
-                rows.rows.append(
-                    (seq, t, src.value, etype, event_id, item_id, response_id, payload, audio)
+                rows.values.extend(
+                    (seq, t, _VALUES[src], etype, event_id, item_id, response_id, payload, audio)
                 )
                 rows.nbytes += len(payload) + (len(audio) if audio is not None else 0)
                 big = rows.nbytes >= MAX_BATCH_BYTES
@@ -382,10 +463,10 @@ class Recorder:
             response_id=response_id,
         )
         if big:
-            if rows.nbytes >= MAX_PENDING_BYTES:
-                self.flush()  # the writer thread is behind: apply back-pressure here
-            else:
-                self._wake.set()  # write in the background: the file write releases the GIL
+            try:
+                self.flush()
+            except Exception as exc:  # as in the writer thread: the session goes on
+                warnings.warn(f"realtime_nb could not write {self.path}: {exc}", stacklevel=2)
         return ev
 
     def log_local(self, event_type: str, data: Mapping[str, Any] | None = None) -> Event:
@@ -408,17 +489,23 @@ class Recorder:
         with self._write_lock:
             with self._lock:
                 rows = self._rows
+                self._flushed_at = time.monotonic()
                 if not len(rows) or self._writer is None:
                     return
                 self._rows = _Columns()
             batch = rows.to_batch(self._schema)
-            first, last = rows.rows[0][0], rows.rows[-1][0]
+            first, last = rows.seq_range()
             self._writer.write_batch(batch, custom_metadata=batch_metadata(batch, first, last))
 
     def _flush_loop(self, interval: float) -> None:
+        # Pending events all arrived after the last flush (whoever made it): writing once that
+        # is ``interval`` old keeps the promise, and skips a batch right after a full one.
         while not self._stop.is_set():
-            self._wake.wait(interval)
-            self._wake.clear()
+            left = self._flushed_at + interval - time.monotonic()
+            if left > 0:
+                self._wake.wait(left)
+                self._wake.clear()
+                continue
             try:
                 self.flush()
             except Exception as exc:  # a full disk must not kill the session: say it, keep going
@@ -554,7 +641,9 @@ class Recording:
         #: and the ``seq`` ranges lost (``None`` for a recording not read from a file).
         self.integrity: Integrity | None = None
         self._events: list[Event] | None = None
+        self._event_list: EventList | None = None
         self._state: ConversationState | None = None
+        self._timeline: StateTimeline | None = None
 
     # -- construction ----------------------------------------------------------------------------
 
@@ -776,11 +865,15 @@ class Recording:
     # -- events and state ------------------------------------------------------------------------
 
     @property
-    def events(self) -> list[Event]:
-        """The events, in order, as :class:`Event` objects (payloads parsed on access)."""
-        if self._events is None:
-            self._events = list(_iter_events(self.table))
-        return self._events
+    def events(self) -> Sequence[Event]:
+        """The events, in order: a sequence (``len``, index, slice, iteration) of :class:`Event`
+        objects made from the table when accessed (see :class:`EventList`); nothing is copied
+        up front. A recording built in memory by :meth:`from_events` keeps its event list."""
+        if self._events is not None:
+            return self._events
+        if self._event_list is None:
+            self._event_list = EventList(self.table)
+        return self._event_list
 
     def __len__(self) -> int:
         return int(self.table.num_rows)
@@ -790,23 +883,39 @@ class Recording:
 
     @property
     def state(self) -> ConversationState:
-        """The conversation reduced from all events (cached)."""
+        """The conversation reduced from all events (cached). The same reduction keeps
+        checkpoints every :data:`CHECKPOINT_EVERY_S` seconds for :meth:`state_at`."""
         if self._state is None:
-            if self._events is not None:
-                self._state = Reducer().apply_all(self._events)
-            else:
-                self._state = reduce_table(self.table)
+            self._state = self.timeline().state
         return self._state
 
+    def timeline(self, checkpoint_every_s: float = CHECKPOINT_EVERY_S) -> StateTimeline:
+        """The reduction of this recording with checkpoints every ``checkpoint_every_s`` seconds
+        of session (made once per interval, kept; the first one made is what :attr:`state` and
+        :meth:`state_at` use).
+
+        Raises:
+            ValueError: ``checkpoint_every_s`` is not a positive number.
+        """
+        tl = self._timeline
+        if tl is not None and tl.every_s == checkpoint_every_s:
+            return tl
+        tl = StateTimeline(self.table, checkpoint_every_s)
+        if self._timeline is None:
+            self._timeline = tl
+            if self._state is None:
+                self._state = tl.state
+        return tl
+
     def state_at(self, t_s: float) -> ConversationState:
-        """The state as the live session had it ``t_s`` seconds into the session."""
-        limit = int(t_s * 1e9)
-        r = Reducer()
-        for ev in self.events:
-            if ev.t_ns > limit:
-                break
-            r.apply(ev)
-        return r.state
+        """The state as the live session had it ``t_s`` seconds into the session: every event up
+        to the first one later than ``t_s``, applied in order. A new object on each call.
+
+        Starts from the nearest reducer checkpoint before ``t_s`` (the first call reduces the
+        whole recording once, as :attr:`state` does) and applies at most
+        :data:`CHECKPOINT_EVERY_S` of events after it, audio appends in bulk.
+        """
+        return self.timeline().state_at(t_s)
 
     @property
     def items(self) -> list[Any]:
@@ -836,10 +945,18 @@ class Recording:
                 if off + 1 > start:
                     return t_ns / 1e9
             return None
-        for ev in self.events:
-            if ev.item_id == item_id and ev.audio is not None and ev.source is Source.SERVER:
-                return ev.t_ns / 1e9
-        return None
+        import pyarrow.compute as pc
+
+        tbl = self.table
+        if not tbl.num_rows:
+            return None
+        first = tbl.filter(
+            pc.and_(
+                pc.and_(pc.equal(tbl.column("item_id"), item_id), pc.is_valid(tbl.column("audio"))),
+                pc.equal(tbl.column("source"), Source.SERVER.value),
+            )
+        ).column("t_ns")
+        return first[0].as_py() / 1e9 if len(first) else None
 
     @property
     def duration_s(self) -> float:
@@ -875,7 +992,7 @@ class Recording:
 
         return redrive(self, **settings)
 
-    def replay_data(self, checkpoint_every_s: float = 30.0) -> Any:
+    def replay_data(self, checkpoint_every_s: float = CHECKPOINT_EVERY_S) -> Any:
         """The replay data layer (overview peaks, audio windows, state at a playhead)."""
         from ..debugging.replay import ReplayData
 
@@ -926,65 +1043,36 @@ class Recording:
         raise ValueError(f"unknown track {track!r}; accepted: 'user', 'assistant'")
 
     def _user_track(self, rate: int) -> npt.NDArray[np.float32]:
-        st = self.state
-        fmt = st.input_format
-        if not st.input_chunk_times:
-            return np.zeros(0, np.float32)
-        samples = decode_to_float(st.input_audio.tobytes(), fmt)
-        if fmt.rate != rate:
-            samples = resample(samples, fmt.rate, rate)
-        bps = fmt.bytes_per_sample
-        t = np.array([c[0] for c in st.input_chunk_times], dtype=np.float64)
-        off = np.array([c[1] for c in st.input_chunk_times], dtype=np.float64)
-        # Chunk i starts at its send time or right after chunk i-1, whichever is later:
-        # start_i = off_i + running max of (t_j - off_j) (all in output samples).
-        t_s = np.round(t * 1e-9 * rate)
-        off_s = np.round(off / bps / fmt.rate * rate)
-        shift = np.maximum.accumulate(t_s - off_s).astype(np.int64)
-        n = len(samples)
-        out = np.zeros(n + int(shift[-1]) if len(shift) else n, np.float32)
-        # Copy contiguous runs (where the shift does not change) in one slice each.
-        change = np.flatnonzero(np.diff(shift)) + 1
-        starts = np.concatenate([[0], change])
-        ends = np.concatenate([change, [len(shift)]])
-        for a, b in zip(starts, ends, strict=False):
-            s0 = int(off_s[a])
-            s1 = int(off_s[b]) if b < len(off_s) else n
-            out[s0 + shift[a] : s1 + shift[a]] = samples[s0:s1]
-        return out
+        return _render_float(user_track(self.state, rate))
 
     def _assistant_track(self, rate: int, heard: bool) -> npt.NDArray[np.float32]:
         st = self.state
-        fmt = st.output_format
         starts = assistant_audio_starts(self.table, st)
-        pieces: list[tuple[int, npt.NDArray[np.float32]]] = []
-        cursor = 0
-        for item_id, t0 in sorted(starts.items(), key=lambda kv: kv[1]):
-            x = decode_to_float(st.item_audio(item_id, heard=heard), fmt)
-            if fmt.rate != rate:
-                x = resample(x, fmt.rate, rate)
-            start = max(round(t0 * 1e-9 * rate), cursor)
-            pieces.append((start, x))
-            cursor = start + len(x)
-        out = np.zeros(cursor, np.float32)
-        for start, x in pieces:
-            out[start : start + len(x)] = x
-        return out
+        return _render_float(assistant_track(st, starts, rate, heard))
 
     def export_wav(self, path: str | Path, rate: int = 24_000, heard: bool = True) -> Path:
         """Write a stereo WAV (PCM16): the user on the left, the assistant on the right,
-        time-aligned, the assistant as it was heard (cut at truncations)."""
+        time-aligned, the assistant as it was heard (cut at truncations).
+
+        Streams: one window of :data:`~realtime_nb.storage._tracks.WINDOW_FRAMES` frames at a
+        time, PCM16 copied as recorded (resampled only when ``rate`` differs from the
+        recording's), so memory stays a few MiB whatever the session's length."""
         import soundfile as sf
 
-        user = self.audio("user", rate)
-        bot = self.audio("assistant", rate, heard=heard)
-        n = max(len(user), len(bot))
-        stereo = np.zeros((n, 2), np.float32)
-        stereo[: len(user), 0] = user
-        stereo[: len(bot), 1] = bot
+        st = self.state
+        user = user_track(st, rate)
+        bot = assistant_track(st, assistant_audio_starts(self.table, st), rate, heard)
+        n = max(user.length, bot.length)
         p = Path(path)
         p.parent.mkdir(parents=True, exist_ok=True)
-        sf.write(str(p), stereo, rate, subtype="PCM_16")
+        window = np.zeros((min(n, WINDOW_FRAMES), 2), np.int16)
+        with sf.SoundFile(str(p), "w", samplerate=rate, channels=2, subtype="PCM_16") as f:
+            for a in range(0, n, WINDOW_FRAMES):
+                buf = window[: min(WINDOW_FRAMES, n - a)]
+                buf.fill(0)
+                user.render(a, buf[:, 0])
+                bot.render(a, buf[:, 1])
+                f.write(buf)
         return p
 
     # -- export ----------------------------------------------------------------------------------
@@ -1003,6 +1091,8 @@ class Recording:
     # -- rendering -------------------------------------------------------------------------------
 
     def summary(self) -> JSON:
+        """Duration, counts, tokens, cost, errors and latency percentiles, as plain values
+        (:func:`realtime_nb.debugging.inspection.summarize`)."""
         from ..debugging.inspection import summarize
 
         return summarize(self)
@@ -1013,10 +1103,24 @@ class Recording:
 
         return summary_text(self)
 
+    def __str__(self) -> str:
+        return self.describe()
+
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
+        p.text("..." if cycle else self.describe())
+
     def _repr_html_(self) -> str:
+        """The summary and the items, audio left out (players show each clip's duration)."""
         from ..debugging.inspection import recording_html
 
         return recording_html(self)
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> JSON:
+        """In a notebook: the HTML, plus (in a running kernel) a view whose players fetch an
+        item's audio when pressed; the audio is never embedded in the output."""
+        from ..widget.clip import recording_bundle
+
+        return recording_bundle(self)
 
     def __repr__(self) -> str:
         where = self.path.name if self.path else "in memory"
@@ -1046,9 +1150,31 @@ class ItemView:
 
         return item_html(self._recording, self.item)
 
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> JSON:
+        """Like :meth:`Recording._repr_mimebundle_`, for one item."""
+        from ..widget.clip import recording_bundle
+
+        return recording_bundle(self._recording, self.item)
+
+    def __str__(self) -> str:
+        who = self.item.role or self.item.type
+        return f"{who} {self.item.id} ({self.item.status or '-'}): {self.item.text}"
+
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
+        p.text("..." if cycle else str(self))
+
     def __repr__(self) -> str:
         who = self.item.role or self.item.type
         return f"<Item {self.item.id} {who}: {self.item.text[:60]!r}>"
+
+
+def _render_float(track: Track) -> npt.NDArray[np.float32]:
+    """A whole track as float32, made window by window (no float copy of the session besides
+    the result)."""
+    out = np.zeros(track.length, np.float32)
+    for a in range(0, track.length, WINDOW_FRAMES):
+        track.render(a, out[a : a + WINDOW_FRAMES])
+    return out
 
 
 def assistant_audio_starts(table: pa.Table, state: ConversationState) -> dict[str, int]:
@@ -1058,7 +1184,8 @@ def assistant_audio_starts(table: pa.Table, state: ConversationState) -> dict[st
 
     starts: dict[str, int] = {}
     if table.num_rows:
-        deltas = table.filter(
+        # Only the two columns read: filtering the whole table would copy every delta's audio.
+        deltas = table.select(["item_id", "t_ns"]).filter(
             pc.and_(
                 pc.is_in(table.column("type"), pa.array(_DELTA_TYPES)),
                 pc.equal(table.column("source"), "server"),
@@ -1116,47 +1243,336 @@ def reduce_table(table: pa.Table, reducer: Reducer | None = None) -> Conversatio
     the input timeline (commit and clear), so each run covers all appends up to the next of
     those. Every other row becomes an :class:`Event` for :meth:`Reducer.apply`, in order. The
     result is identical to applying each event in turn (tested).
+
+    The masks and offsets are computed once over the whole table, not per record batch: a live
+    recording has a batch every :data:`FLUSH_INTERVAL_S` (~14 400 in an hour), and per-batch
+    compute calls cost ten times the reduction itself.
     """
     import pyarrow.compute as pc
 
     r = reducer or Reducer()
-    for batch in table.to_batches():
-        n = batch.num_rows
-        if not n:
-            continue
-        types, audio = batch.column(3), batch.column(8)
-        is_append = pc.and_(
-            pc.equal(types, "input_audio_buffer.append"), pc.equal(batch.column(2), "client")
-        )
-        bulk = pc.and_(is_append, pc.is_valid(audio))
-        mask = bulk.to_numpy(zero_copy_only=False)
-        if not mask.any():
-            r.apply_all(_iter_batch(batch))
-            continue
-        others = _iter_batch(batch.filter(pc.invert(bulk)))
-        sensitive = pc.or_(
-            pc.is_in(types, pa.array(_INPUT_SENSITIVE)), pc.and_(is_append, pc.invert(bulk))
-        ).to_numpy(zero_copy_only=False)
-        bulk_audio = audio.filter(bulk)  # contiguous: one buffer slice per run
-        offsets = np.frombuffer(bulk_audio.buffers()[1], dtype=np.int32)[
-            bulk_audio.offset : bulk_audio.offset + len(bulk_audio) + 1
-        ].tolist()
-        buf = bulk_audio.buffers()[2]
-        data = memoryview(buf) if buf is not None else memoryview(b"")
-        t_bulk = batch.column(1).to_numpy()[mask].tolist()
-        bulk_before = np.concatenate([[0], np.cumsum(mask)]).tolist()  # bulk rows before row i
-        k = 0  # bulk rows applied so far
-        pos = 0  # first row not yet applied
-        for s in [*np.flatnonzero(sensitive).tolist(), n]:
-            kb = bulk_before[s]
-            if kb > k:
-                r.apply_input_run(t_bulk[k:kb], offsets[k : kb + 1], data)
-                k = kb
-            end = min(s + 1, n)  # the sensitive row itself comes after the appends before it
-            for _ in range((end - pos) - (bulk_before[end] - bulk_before[pos])):
-                r.apply(next(others))
-            pos = end
+    n = table.num_rows
+    if not n:
+        return r.state
+    audio = table.column(8)
+    # The short columns joined into one array first: a compute kernel costs a dispatch per
+    # chunk, and the masks are then plain numpy.
+    types = table.column(3).combine_chunks()
+    is_append = _bools(pc.equal(types, "input_audio_buffer.append")) & _bools(
+        pc.equal(table.column(2).combine_chunks(), "client")
+    )
+    mask = is_append & _bools(pc.is_valid(audio))
+    if not mask.any():
+        r.apply_all(_iter_batch(table))
+        return r.state
+    others = _iter_batch(table.filter(pa.array(~mask)))
+    sensitive = _bools(pc.is_in(types, pa.array(_INPUT_SENSITIVE))) | (is_append & ~mask)
+    # The appends' audio is referenced where it lies in its batch (the mapped file), not copied:
+    # consecutive appends of one batch are contiguous there (rows without audio between them
+    # take no bytes), so each run of them is one slice of one buffer.
+    starts: list[npt.NDArray[np.int32]] = []
+    datas: list[memoryview] = []
+    lengths: list[int] = []
+    for chunk in audio.chunks:
+        m = len(chunk)
+        bufs = chunk.buffers()
+        if bufs[1] is None:  # an empty chunk: no offsets buffer
+            offs = np.zeros(m + 1, np.int32)
+        else:
+            offs = np.frombuffer(bufs[1], np.int32, count=m + 1, offset=4 * chunk.offset)
+        # Row i of the chunk starts at offs[i]; one more start for the end of its last row.
+        starts.append(offs)
+        datas.append(memoryview(bufs[2]) if bufs[2] is not None else memoryview(b""))
+        lengths.append(m)
+    # Per row: its chunk, its start and its end (the start of row i + 1 in the chunk's offsets).
+    sizes = np.asarray(lengths, np.int64)
+    chunk_of = np.repeat(np.arange(len(sizes)), sizes)
+    base = np.concatenate([[0], np.cumsum(sizes + 1)])[:-1]  # each chunk's place in `offs_all`
+    offs_all = np.concatenate(starts).astype(np.int64)
+    rows = np.flatnonzero(mask)
+    row_in_chunk = rows - np.concatenate([[0], np.cumsum(sizes)])[chunk_of[rows]]
+    at = base[chunk_of[rows]] + row_in_chunk
+    first_np, end_np, cid_np = offs_all[at], offs_all[at + 1], chunk_of[rows]
+    # Bulk row j ends a run when the next bulk row's audio does not follow its own in the same
+    # buffer.
+    run_ends = np.flatnonzero((end_np[:-1] != first_np[1:]) | (cid_np[:-1] != cid_np[1:]))
+    run_ends_l = run_ends.tolist()
+    offsets, ends, cid = first_np.tolist(), end_np.tolist(), cid_np.tolist()
+    e = 0  # the first run end not yet passed
+    t_bulk = table.column(1).to_numpy()[mask].tolist()
+    bulk_before = np.concatenate([[0], np.cumsum(mask)]).tolist()  # bulk rows before row i
+    k = 0  # bulk rows applied so far
+    pos = 0  # first row not yet applied
+    apply, apply_run = r.apply, r.apply_input_run
+    n_ends = len(run_ends_l)
+    for s in [*np.flatnonzero(sensitive).tolist(), n]:
+        kb = bulk_before[s]
+        a = k
+        while a < kb:  # bulk rows [a, kb), one contiguous run at a time
+            while e < n_ends and run_ends_l[e] < a:
+                e += 1
+            j = min(run_ends_l[e], kb - 1) if e < n_ends else kb - 1
+            apply_run(t_bulk[a : j + 1], [*offsets[a : j + 1], ends[j]], datas[cid[a]])
+            a = j + 1
+        k = kb
+        end = min(s + 1, n)  # the sensitive row itself comes after the appends before it
+        for _ in range((end - pos) - (bulk_before[end] - bulk_before[pos])):
+            apply(next(others))
+        pos = end
     return r.state
+
+
+def _bools(values: pa.Array | pa.ChunkedArray) -> npt.NDArray[np.bool_]:
+    return np.asarray(values.to_numpy(zero_copy_only=False), dtype=bool)
+
+
+_MAX_T_NS: Final = 2**62
+
+
+class StateTimeline:
+    """A recording's table reduced once, with a reducer checkpoint every ``every_s`` seconds.
+
+    Checkpoints share structure (:class:`~realtime_nb.core.reducer.Checkpointer`): the whole
+    reduction costs time linear in the recording. :meth:`state_at` restores the nearest one and
+    applies the rows after it with :func:`reduce_table` (audio appends in bulk).
+
+    Raises:
+        ValueError: ``every_s`` is not a positive number.
+    """
+
+    def __init__(self, table: pa.Table, every_s: float = CHECKPOINT_EVERY_S) -> None:
+        if (
+            not isinstance(every_s, (int, float))
+            or isinstance(every_s, bool)
+            or not every_s > 0
+            or every_s == float("inf")
+        ):
+            raise ValueError(
+                f"checkpoint_every_s must be a positive number of seconds, got {every_s!r}"
+            )
+        import gc
+
+        self.every_s = float(every_s)
+        self._table = table
+        # One concatenation in C++: a live recording has a batch (a chunk) every 250 ms, and a
+        # Python call per chunk cost more than the rest of this set-up.
+        t = np.asarray(table.column("t_ns").to_numpy(), dtype=np.int64)
+        # Events are applied in seq order up to the first one later than the playhead: the
+        # running maximum of the times makes that a binary search.
+        self._tmax: npt.NDArray[np.int64] = np.maximum.accumulate(t) if len(t) else t
+        self._step_ns = max(int(self.every_s * 1e9), 1)
+        self.checkpoints: list[tuple[int, Checkpoint]] = []  # (rows applied, checkpoint)
+        # The reduction allocates ~10^5 small objects per hour that all stay alive: cyclic GC
+        # passes over them would find nothing to free and cost ~30 % of the time.
+        gc_was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            r = Reducer()
+            cps = Checkpointer(r)
+            last = int(self._tmax[-1]) if len(self._tmax) else 0
+            row = 0
+            k = 0
+            while True:
+                upto = self.rows_until(k * self._step_ns)
+                if upto > row:
+                    reduce_table(table.slice(row, upto - row), r)
+                    row = upto
+                self.checkpoints.append((row, cps.take()))
+                if k * self._step_ns > last:
+                    break
+                k += 1
+            cps.stop()
+        finally:
+            if gc_was_enabled:
+                gc.enable()
+        #: The state after every event.
+        self.state: ConversationState = r.state
+
+    @property
+    def last_t_ns(self) -> int:
+        """The time of the latest event (0 for none)."""
+        return int(self._tmax[-1]) if len(self._tmax) else 0
+
+    def rows_until(self, t_ns: int) -> int:
+        """How many rows are applied at ``t_ns`` (up to the first event later than it)."""
+        return int(np.searchsorted(self._tmax, t_ns, side="right"))
+
+    def state_at(self, t_s: float) -> ConversationState:
+        """The state ``t_s`` seconds into the session (NaN: time 0; before 0: no events yet).
+        A new object on each call, independent of the checkpoints and of :attr:`state`."""
+        import gc
+
+        # A time past int64 nanoseconds is "after every event".
+        limit = int(min(max(t_s * 1e9, -1.0), _MAX_T_NS)) if t_s == t_s else 0
+        upto = self.rows_until(limit)
+        k = min(max(limit, 0) // self._step_ns, len(self.checkpoints) - 1)
+        row, cp = self.checkpoints[k]
+        # A restore allocates thousands of objects and frees none: a collection it would
+        # trigger walks the whole heap (the recording's state included) for nothing, and was
+        # the slowest seeks' cost.
+        gc_was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            if upto < row:  # before the first checkpoint (a negative time): from the start
+                row, r = 0, Reducer()
+            else:
+                r = cp.restore()
+            if upto > row:
+                reduce_table(self._table.slice(row, upto - row), r)
+        finally:
+            if gc_was_enabled:
+                gc.enable()
+        return r.state
+
+    def __repr__(self) -> str:
+        return (
+            f"<StateTimeline {self._table.num_rows} events, {len(self.checkpoints)} checkpoints "
+            f"every {self.every_s:g} s>"
+        )
+
+
+class _RowEvent(Event):
+    """An :class:`Event` read from a recording's table: its audio stays in the table (Arrow
+    memory, usually the mapped file) and is copied out as bytes each time it is read."""
+
+    __slots__ = ("_col", "_row")
+
+    _col: _AudioColumn
+    _row: int
+
+    @property
+    def audio(self) -> bytes | None:
+        return self._col.get(self._row)
+
+    @audio.setter
+    def audio(self, value: bytes | None) -> None:
+        self._col = _AudioColumn.constant(value)
+        self._row = 0
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Copied or pickled as a plain :class:`Event`, its audio copied out of the table."""
+        fields = (self.seq, self.t_ns, self.source, self.type, self.payload, self.audio)
+        return (_plain_event, (*fields, self.event_id, self.item_id, self.response_id))
+
+
+def _plain_event(
+    seq: int,
+    t_ns: int,
+    source: Source,
+    etype: str,
+    payload: str,
+    audio: bytes | None,
+    event_id: str | None,
+    item_id: str | None,
+    response_id: str | None,
+) -> Event:
+    return Event(
+        seq,
+        t_ns,
+        source,
+        etype,
+        payload=payload,
+        audio=audio,
+        event_id=event_id,
+        item_id=item_id,
+        response_id=response_id,
+    )
+
+
+class _AudioColumn:
+    """The audio column of one record batch, read row by row without copying the column."""
+
+    __slots__ = ("_data", "_offsets", "_valid")
+
+    def __init__(self, arr: pa.Array | None) -> None:
+        self._data = memoryview(b"")
+        self._offsets: list[int] = [0, 0]
+        self._valid: list[bool] = [False]
+        if arr is None or not len(arr):
+            return
+        bufs = arr.buffers()
+        self._offsets = np.frombuffer(bufs[1], dtype=np.int32)[
+            arr.offset : arr.offset + len(arr) + 1
+        ].tolist()
+        self._data = memoryview(bufs[2]) if bufs[2] is not None else memoryview(b"")
+        self._valid = arr.is_valid().to_numpy(zero_copy_only=False).tolist()
+
+    @classmethod
+    def constant(cls, value: bytes | None) -> _AudioColumn:
+        col = cls(None)
+        if value is not None:
+            col._data, col._offsets, col._valid = memoryview(value), [0, len(value)], [True]
+        return col
+
+    def get(self, row: int) -> bytes | None:
+        if not self._valid[row]:
+            return None
+        return bytes(self._data[self._offsets[row] : self._offsets[row + 1]])
+
+
+def _row_events(batch: pa.RecordBatch) -> Iterator[Event]:
+    """The events of one batch; the audio column is not materialized (see :class:`_RowEvent`)."""
+    if not batch.num_rows:
+        return
+    sources = _SOURCES
+    audio = _AudioColumn(batch.column(8))
+    cols = [batch.column(i).to_pylist() for i in range(8)]
+    new = _RowEvent.__new__
+    for row, (seq, t_ns, src, etype, eid, iid, rid, payload) in enumerate(zip(*cols, strict=True)):
+        ev = new(_RowEvent)
+        ev.seq, ev.t_ns, ev.source, ev.type = seq, t_ns, sources.get(src, Source.LOCAL), etype
+        ev._data, ev._payload = None, payload
+        ev.event_id, ev.item_id, ev.response_id = eid, iid, rid
+        ev._col, ev._row = audio, row
+        yield ev
+
+
+class EventList(Sequence[Event]):
+    """The events of a recording as a read-only sequence over its Arrow table.
+
+    ``len``, indexing (negative too), slicing (a new view, no copy) and iteration. Each access
+    makes :class:`Event` objects for the rows it touches; their payload is parsed when ``data``
+    is read and their audio copied out of the table when ``audio`` is read, so walking the
+    events of a long recording never holds all of its audio twice.
+    """
+
+    def __init__(self, table: pa.Table) -> None:
+        self._table = table
+        self._batches = [b for b in table.to_batches() if b.num_rows]
+        self._starts = np.cumsum([0] + [b.num_rows for b in self._batches]).tolist()
+
+    def __len__(self) -> int:
+        return int(self._starts[-1])
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, slice):
+            start, stop, step = index.indices(len(self))
+            if step == 1:
+                return EventList(self._table.slice(start, max(stop - start, 0)))
+            return EventList(self._table.take(pa.array(range(start, stop, step), pa.int64())))
+        try:
+            i = int(index.__index__())
+        except AttributeError:
+            raise TypeError(
+                f"event indices must be integers or slices, not {type(index).__name__}"
+            ) from None
+        n = len(self)
+        if i < 0:
+            i += n
+        if not 0 <= i < n:
+            raise IndexError(f"event index {index} out of range for {n} events")
+        import bisect
+
+        b = bisect.bisect_right(self._starts, i) - 1
+        row = i - self._starts[b]
+        return next(_row_events(self._batches[b].slice(row, 1)))
+
+    def __iter__(self) -> Iterator[Event]:
+        for batch in self._batches:
+            yield from _row_events(batch)
+
+    def __repr__(self) -> str:
+        return f"<EventList of {len(self)} events>"
 
 
 def _iter_events(table: pa.Table) -> Iterator[Event]:

@@ -26,6 +26,7 @@ from typing import Any, Final
 
 __all__ = [
     "ENTRY",
+    "OWN_ESM",
     "WIDGET_DIR",
     "WORKLET",
     "SourceWatcher",
@@ -42,6 +43,9 @@ WIDGET_DIR: Final = Path(__file__).parent
 ENTRY: Final = "loader.js"
 #: The AudioWorklet's script: runs in the AudioWorkletGlobalScope, shipped as ``_worklet_js``.
 WORKLET: Final = "worklet.js"
+#: Modules that are a whole widget's ``_esm`` of their own (``clip.js``: RecordingView's players),
+#: not part of the two views the loader renders: never shipped in ``_modules``.
+OWN_ESM: Final = ("clip.js",)
 #: How often the hot-reload thread looks at the files: an edit shows within half a second, and a
 #: stat of twenty files costs microseconds.
 HMR_POLL_S: Final = 0.5
@@ -55,7 +59,7 @@ def module_sources(folder: Path = WIDGET_DIR) -> dict[str, str]:
     return {
         p.name: p.read_text("utf-8")
         for p in sorted(folder.glob("*.js"))
-        if p.name not in (ENTRY, WORKLET)
+        if p.name not in (ENTRY, WORKLET, *OWN_ESM)
     }
 
 

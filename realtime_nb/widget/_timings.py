@@ -3,6 +3,8 @@
 Three spans, each in milliseconds of wall clock on one machine (browser and kernel share it):
 
 - ``mic_to_kernel``: a mic chunk sent by the browser -> received by the kernel;
+- ``mic_relay``: a mic chunk posted by the AudioWorklet -> sent by the page's main thread (the
+  wait for a busy main thread, which ``mic_to_kernel`` does not include);
 - ``mic_to_server``: a mic chunk sent by the browser -> its last byte handed to the WebSocket by
   the session (matched on cumulative byte counts: the session may split or merge chunks);
 - ``delta_to_playback``: an item's first output audio delta received -> its first sample played.
@@ -22,6 +24,8 @@ class Timings:
 
     #: mic chunk sent by the browser -> received by the kernel
     mic_to_kernel: list[float] = field(default_factory=list)
+    #: mic chunk posted by the AudioWorklet -> sent by the page's main thread
+    mic_relay: list[float] = field(default_factory=list)
     #: mic chunk sent by the browser -> its last byte sent to the server by the session
     mic_to_server: list[float] = field(default_factory=list)
     #: first audio delta of an item received by the session -> its first sample played
@@ -41,10 +45,15 @@ class LatencyBook:
         self._sent_bytes = 0  # bytes the session sent (its input_audio_buffer.append events)
         self._first_delta_ms: dict[str, float] = {}
 
-    def mic_received(self, browser_t_ms: float, now_ms: float) -> float:
-        """A chunk the browser sent at ``browser_t_ms`` arrived; returns how late it is."""
+    def mic_received(
+        self, browser_t_ms: float, now_ms: float, posted_t_ms: float | None = None
+    ) -> float:
+        """A chunk the browser sent at ``browser_t_ms`` (its worklet posted it at
+        ``posted_t_ms``, when known) arrived; returns how late it is."""
         late = now_ms - browser_t_ms
         self.timings.mic_to_kernel.append(late)
+        if posted_t_ms is not None:
+            self.timings.mic_relay.append(browser_t_ms - posted_t_ms)
         return late
 
     def mic_forwarded(self, nbytes: int, browser_t_ms: float | None) -> None:

@@ -21,6 +21,7 @@ from typing import Any, Final
 
 from ..core._redact import needs_redaction, redact_obj
 from ..core.events import Event
+from ..core.metrics import compute as compute_metrics
 from ..core.protocol import Source, canonical_type
 from ..core.reducer import ConversationState, Item
 
@@ -33,6 +34,8 @@ __all__ = [
     "item_view",
     "items_touched",
     "stats_view",
+    "transcribing",
+    "transcript_pending",
 ]
 
 JSON = dict[str, Any]
@@ -53,14 +56,46 @@ def _num(v: object) -> float | None:
     return round(f, 1) if math.isfinite(f) else None
 
 
-def item_view(item: Item) -> JSON:
+def transcribing(state: ConversationState) -> bool:
+    """Whether the session transcribes the user's audio (GA ``audio.input.transcription``, beta
+    ``input_audio_transcription``), as the server confirmed it or, before that, as asked."""
+    for sess in (state.session, state.requested_session):
+        audio = sess.get("audio")
+        audio_in = audio.get("input") if isinstance(audio, Mapping) else None
+        if isinstance(audio_in, Mapping) and "transcription" in audio_in:
+            return bool(audio_in["transcription"])
+        if "input_audio_transcription" in sess:
+            return bool(sess["input_audio_transcription"])
+    return False
+
+
+def transcript_pending(item: Item, transcribing: bool = False) -> bool:
+    """Whether the item's words are still to come: an assistant message being spoken, or the
+    user's audio while its transcript (asked for with ``transcribing``) has not arrived."""
+    if item.type != "message":
+        return False
+    if item.role == "assistant":
+        return item.status == "in_progress"
+    part = item.audio_part()
+    return (
+        item.role == "user"
+        and transcribing
+        and part is not None
+        and part.type == "input_audio"
+        and item.transcription_status not in ("completed", "failed")
+    )
+
+
+def item_view(item: Item, transcribing: bool = False) -> JSON:
     """The JSON the front end renders for one conversation item, secrets redacted.
 
     ``id`` and the plain fields (``type``, ``role``, ``status``, ``text``, and a tool call's
     ``name``, ``call_id``, ``arguments``, ``output``); ``truncated`` and, when known,
-    ``truncated_ms``, ``truncate_requested_ms`` and ``played_ms``; ``has_audio``. A cut item
-    (truncated, or a truncation requested and not yet confirmed) also carries ``heard_text``:
-    what the listener heard of its text, for the view to mark the rest as never heard.
+    ``truncated_ms``, ``truncate_requested_ms`` and ``played_ms``; ``has_audio``; ``pending``
+    while its words are still to come (:func:`transcript_pending`; ``transcribing``: the session
+    transcribes the user's audio). A cut item (truncated, or a truncation requested and not yet
+    confirmed) also carries ``heard_text``: what the listener heard of its text, for the view to
+    mark the rest as never heard.
     """
     out: JSON = {"id": _redacted(item.id)}
     for name in _PLAIN_FIELDS:
@@ -77,6 +112,7 @@ def item_view(item: Item) -> JSON:
         # An estimate: the API does not say where it cut the transcript (Item.heard_text).
         out["heard_text"] = _redacted(item.heard_text())
     out["has_audio"] = item.audio_part() is not None
+    out["pending"] = transcript_pending(item, transcribing)
     return out
 
 
@@ -92,13 +128,15 @@ def stats_view(state: ConversationState, cost: float) -> JSON:
     """The summary line and turns table: ``{cost, tokens, turns}``.
 
     ``cost`` is the session's priced cost in USD (pricing is the session's, not the state's);
-    a non-finite one shows as 0. Each turn is ``{index (from 1), latency_ms (or None)}``.
+    a non-finite one shows as 0. Each turn is ``{index (from 1), latency_ms (or None)}``, the
+    latency of :mod:`realtime_nb.core.metrics` (the one every other view shows).
     """
     usage = state.usage
+    turns = compute_metrics(state).turns
     return {
         "cost": cost if math.isfinite(cost) else 0.0,
         "tokens": {k: int(getattr(usage, k)) for k in _TOKEN_FIELDS},
-        "turns": [{"index": t.index + 1, "latency_ms": _num(t.latency_ms)} for t in state.turns],
+        "turns": [{"index": t.index + 1, "latency_ms": _num(t.latency_ms)} for t in turns],
     }
 
 
@@ -189,9 +227,10 @@ def conversation_view(
     reuse = previous.items if previous is not None and touched is not None else {}
     again = touched if touched is not None else ()
     items: dict[str, JSON] = {}
+    asr = transcribing(state)
     for it in state.items:
         old = reuse.get(it.id)
-        items[it.id] = old if old is not None and it.id not in again else item_view(it)
+        items[it.id] = old if old is not None and it.id not in again else item_view(it, asr)
     return ConversationView(
         version=state.event_count,
         order=tuple(items),

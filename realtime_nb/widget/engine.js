@@ -4,6 +4,8 @@
 // audio.js inlined, loaded from a Blob URL: a worklet cannot import modules, and JupyterLab serves
 // no route for package files).
 
+import { canChooseOutput, micConstraints } from "./devices.js";
+
 /** @typedef {import("./types.js").Model} Model */
 
 /**
@@ -117,14 +119,13 @@ export class AudioEngine {
   /**
    * Open the microphone (once) and connect it to the capture processor, gate closed.
    * @param {Record<string, boolean>} options echoCancellation, noiseSuppression, autoGainControl
+   * @param {string} [deviceId] the microphone ("" for the system default)
    */
-  async openMic(options) {
+  async openMic(options, deviceId = "") {
     const ctx = await this.context();
     await this.resume();
     if (this.stream) return;
-    const stream = await navigator.mediaDevices.getUserMedia({
-      audio: { channelCount: 1, ...options },
-    });
+    const stream = await navigator.mediaDevices.getUserMedia({ audio: micConstraints(options, deviceId) });
     this.stream = stream;
     this.source = ctx.createMediaStreamSource(stream);
     const cap = new AudioWorkletNode(ctx, "rtnb-capture", {
@@ -151,6 +152,39 @@ export class AudioEngine {
   async applyMicOptions(options) {
     const track = this.stream && this.stream.getAudioTracks()[0];
     if (track) await track.applyConstraints({ channelCount: 1, ...options });
+  }
+
+  /**
+   * Move an open microphone to another device: the new stream replaces the old one at the
+   * capture node's input, so the gate, the chunk sequence and a push-to-talk press go on
+   * unbroken. If the new device cannot be opened the old one stays.
+   * @param {string} deviceId "" for the system default
+   * @param {Record<string, boolean>} options
+   * @returns {Promise<boolean>} false when no microphone is open (the next openMic uses it)
+   */
+  async switchMic(deviceId, options) {
+    const ctx = this.ctx;
+    if (!this.stream || !this.capNode || !ctx) return false;
+    const stream = await navigator.mediaDevices.getUserMedia({ audio: micConstraints(options, deviceId) });
+    const source = ctx.createMediaStreamSource(stream);
+    const old = { stream: this.stream, source: this.source };
+    source.connect(this.capNode);
+    old.source?.disconnect();
+    for (const t of old.stream.getTracks()) t.stop();
+    this.stream = stream;
+    this.source = source;
+    return true;
+  }
+
+  /**
+   * Play on another output device.
+   * @param {string} sinkId "" for the system default
+   * @throws {Error} the browser cannot choose the output (no AudioContext.setSinkId), or refused
+   */
+  async setOutput(sinkId) {
+    const ctx = await this.context();
+    if (!canChooseOutput(ctx)) throw new Error("this browser cannot choose the output device");
+    await /** @type {any} */ (ctx).setSinkId(sinkId);
   }
 
   startCapture() {

@@ -18,24 +18,49 @@ export class EventLogView {
    * @param {HTMLElement} count where "n events" goes
    * @param {() => {type: string, source: string}} filters the filter inputs' current values
    * @param {number} [max] events kept
+   * @param {() => boolean} [shown] whether the rows can be seen (their tab is open)
    */
-  constructor(list, count, filters, max) {
+  constructor(list, count, filters, max, shown = () => true) {
     this.list = list;
     this.count = count;
     this.filters = filters;
+    this.shown = shown;
     this.log = new EventLog(max);
     /** @type {WeakMap<EventGroup, {row: HTMLElement, detail: HTMLElement | null}>} */
     this._dom = new WeakMap();
+    // Changes the DOM has not caught up with yet. The log itself is always current (it is
+    // cheap); its rows are drawn at most once per frame, and not at all while the tab is closed:
+    // the page's main thread also relays the mic's chunks, which must not wait behind rows
+    // nobody sees. Both are bounded by the log's size.
+    /** @type {Set<EventGroup>} groups without a row yet, in arrival order */
+    this._toAdd = new Set();
+    /** @type {Set<EventGroup>} groups whose row must be redrawn */
+    this._toDraw = new Set();
+    this._frame = false;
   }
 
   /** @param {LogEvent[]} events */
   add(events) {
-    const l = this.list;
-    const stick = l.scrollHeight - l.scrollTop - l.clientHeight < 40;
     const { added, updated, removed } = this.log.add(events);
     for (const g of removed) this._remove(g);
-    for (const g of updated) this._draw(g);
-    for (const g of added) {
+    for (const g of updated) if (!this._toAdd.has(g)) this._toDraw.add(g);
+    for (const g of added) this._toAdd.add(g);
+    if (!this.shown() || this._frame) return;
+    this._frame = true;
+    requestAnimationFrame(() => {
+      this._frame = false;
+      if (this.shown()) this.flush();
+    });
+  }
+
+  /** Draw what changed since the last call (the tab was opened, or a frame is due). */
+  flush() {
+    const l = this.list;
+    const stick = l.scrollHeight - l.scrollTop - l.clientHeight < 40;
+    for (const g of this._toDraw) this._draw(g);
+    this._toDraw.clear();
+    const rows = [];
+    for (const g of this._toAdd) {
       const row = h("div", { class: "rtnb-event" });
       const dom = { row, detail: /** @type {HTMLElement | null} */ (null) };
       this._dom.set(g, dom);
@@ -50,8 +75,10 @@ export class EventLogView {
       });
       this._draw(g);
       row.hidden = !this._visible(g);
-      l.append(row);
+      rows.push(row);
     }
+    this._toAdd.clear();
+    l.append(...rows);
     this.count.textContent = `${this.log.total} events`;
     if (stick) l.scrollTop = l.scrollHeight;
   }
@@ -59,6 +86,8 @@ export class EventLogView {
   /** Drop every row (a snapshot follows). */
   clear() {
     for (const g of this.log.clear()) this._remove(g);
+    this._toAdd.clear();
+    this._toDraw.clear();
   }
 
   /** Apply the filters again (they changed). */
@@ -94,6 +123,8 @@ export class EventLogView {
 
   /** @param {EventGroup} g */
   _remove(g) {
+    this._toAdd.delete(g);
+    this._toDraw.delete(g);
     const dom = this._dom.get(g);
     if (!dom) return;
     dom.row.remove();

@@ -9,6 +9,44 @@ import { h, toolCallNode, toolOutput } from "./ui.js";
 /** @typedef {import("./types.js").Item} Item */
 /** @typedef {{played_ms: number, reason: string}} Played */
 
+/** Shown while an item's words are still to come (its speech is going on or being transcribed). */
+export const SPEAKING = "(speaking…)";
+
+/**
+ * What a message's line says, pure: the words `heard`, the words `unheard` (cut off before the
+ * listener heard them: what the model was told was not heard), where the cut was (`cutMs`, null
+ * when not cut or not known), and a `placeholder` while there are no words (yet).
+ *
+ * The heard part is the kernel's estimate (`heard_text`, by the fraction of audio played) moved
+ * back to the start of the word it falls in: a word cut in the middle was not understood.
+ * @param {Item} it
+ * @param {Played} [played] what this view reported of the item's playback
+ * @returns {{heard: string, unheard: string, cut: boolean, cutMs: number | null, pending: boolean,
+ *   placeholder: string | null}}
+ */
+export function lineText(it, played) {
+  const text = it.text || "";
+  // Cut once the session asked the server to truncate (confirmed or not yet).
+  const cutMs = (it.truncated ? it.truncated_ms : it.truncate_requested_ms) ?? null;
+  const cut = cutMs != null || !!it.truncated;
+  const pending = !!it.pending;
+  let placeholder = null;
+  if (!text) {
+    placeholder = pending ? SPEAKING : it.status === "in_progress" ? "…" : it.has_audio ? "(audio)" : it.type || "message";
+  }
+  let heard = text;
+  let unheard = "";
+  if (cut && typeof it.heard_text === "string" && text.startsWith(it.heard_text)) {
+    let at = it.heard_text.length;
+    if (at < text.length && /\S/.test(text[at]) && at > 0 && /\S/.test(text[at - 1])) {
+      while (at > 0 && /\S/.test(text[at - 1])) at--;
+    }
+    heard = text.slice(0, at);
+    unheard = text.slice(at);
+  }
+  return { heard, unheard, cut, cutMs: cut ? (cutMs ?? played?.played_ms ?? null) : null, pending, placeholder };
+}
+
 /**
  * One transcript line, or null for an item that is not a line of its own (a function call's
  * output shows on the call's line).
@@ -22,31 +60,29 @@ export function itemNode(it, items, played) {
   if (kind === "function_call_output") return null;
   if (kind === "function_call") return toolCallNode(it, items);
   const role = it.role || "system";
-  const text = it.text || "";
-  // Cut once the session asked the server to truncate (confirmed or not yet).
-  const cutMs = it.truncated ? it.truncated_ms : it.truncate_requested_ms;
-  const isCut = cutMs != null || !!it.truncated;
+  const line = lineText(it, played);
+  const isCut = line.cut;
   /** @type {(Node | string)[]} */
   let body;
-  if (!text) {
-    body = [h("em", {}, it.status === "in_progress" ? "…" : it.has_audio ? "(audio)" : kind)];
-  } else if (isCut && typeof it.heard_text === "string" && text.startsWith(it.heard_text)) {
-    body = [it.heard_text,
-      h("span", { class: "rtnb-unheard", title: "Never heard: playback was cut here" }, text.slice(it.heard_text.length))];
+  if (line.placeholder !== null) {
+    body = [h("em", { class: line.pending ? "rtnb-speaking" : undefined }, line.placeholder)];
   } else {
-    body = [text];
+    body = [h("span", { class: line.unheard ? "rtnb-heard" : undefined }, line.heard),
+      line.unheard ? h("span", { class: "rtnb-unheard", title: "Never heard: playback was cut here" }, line.unheard) : null,
+    ].filter((n) => n !== null);
   }
   return h("div", {
-    class: `rtnb-item rtnb-${role}${isCut ? " rtnb-truncated" : ""}`,
+    class: `rtnb-item rtnb-${role}${isCut ? " rtnb-truncated" : ""}${line.pending ? " rtnb-pending-item" : ""}`,
     "data-item": it.id,
     "data-played": played ? String(played.played_ms) : undefined,
     "data-played-reason": played ? played.reason : undefined,
   },
     h("span", { class: "rtnb-role" }, role),
     h("span", { class: "rtnb-text" }, ...body),
+    line.pending && line.placeholder === null ? h("span", { class: "rtnb-speaking", title: "still speaking" }, " …") : null,
     isCut
       ? h("span", { class: "rtnb-cut", title: "Interrupted: the model was told only this much was heard" },
-        `✂ cut at ${fmtSeconds(cutMs ?? played?.played_ms ?? 0)}`)
+        line.cutMs == null ? "✂ cut" : `✂ cut at ${fmtSeconds(line.cutMs)}`)
       : null);
 }
 
@@ -76,6 +112,8 @@ export class Transcript {
     /** @type {string[]} */
     this.order = [];
     this._scrollQueued = false;
+    /** @type {HTMLElement[]} the nodes in the container, in order, as last painted */
+    this._painted = [];
   }
 
   /**
@@ -126,12 +164,25 @@ export class Transcript {
   paint() {
     const c = this.container;
     const stick = this.options.scroll === "stick" && c.scrollHeight - c.scrollTop - c.clientHeight < 40;
-    const frag = document.createDocumentFragment();
+    /** @type {HTMLElement[]} */
+    const want = [];
     for (const id of this.order) {
       const n = this.nodes.get(id);
-      if (n) frag.append(n);
+      if (n) want.push(n);
     }
-    c.replaceChildren(frag);
+    // A delta redraws one item: swap that node in place rather than re-inserting every item,
+    // which would make the browser lay the whole transcript out again for each update.
+    const have = this._painted;
+    const inPlace = have.length === want.length && c.childElementCount === have.length
+      && have.every((n, i) => n === want[i] || (n.parentNode === c && want[i].parentNode !== c));
+    if (inPlace) {
+      want.forEach((n, i) => {
+        if (have[i] !== n) have[i].replaceWith(n);
+      });
+    } else {
+      c.replaceChildren(...want);
+    }
+    this._painted = want;
     this.empty.hidden = this.order.length > 0;
     if (stick) c.scrollTop = c.scrollHeight;
     if (this.options.scroll === "follow" && !this._scrollQueued) {

@@ -1,8 +1,11 @@
 // @ts-check
 // The replay view's audio: windows of both tracks fetched from the kernel and cached, scheduled
 // on one AudioContext so that they line up with the playhead clock (timeline.js does the
-// arithmetic). replay.js moves the playhead; this plays what lies under it.
+// arithmetic). replay.js moves the playhead; this plays what lies under it. At speeds other
+// than 1x each window is time-stretched (stretch.js) so that voices keep their pitch.
 
+import { browserStore, canChooseOutput, loadChoice } from "./devices.js";
+import { stretch } from "./stretch.js";
 import { MAX_CACHED_WINDOWS, PREFETCH_WINDOWS, scheduleWindow, windowIndex, windowsFor, windowsToEvict } from "./timeline.js";
 
 /** @typedef {{user: Float32Array, assistant: Float32Array}} AudioWindow */
@@ -31,6 +34,8 @@ export class ReplayPlayer {
     this.scheduled = new Map();
     this.playing = false;
     this.speed = 1;
+    /** @type {Map<number, AudioWindow>} window index -> its audio stretched for `speed` */
+    this.stretched = new Map();
     /** timeline s at context time `startCtx` */
     this.origin = 0;
     this.startCtx = 0;
@@ -61,6 +66,7 @@ export class ReplayPlayer {
     const here = windowIndex(position, this.windowS);
     for (const k of windowsToEvict(this.windows.keys(), here, (w) => this.scheduled.has(w), MAX_CACHED_WINDOWS)) {
       this.windows.delete(k);
+      this.stretched.delete(k);
     }
   }
 
@@ -69,6 +75,9 @@ export class ReplayPlayer {
     if (this.ctx) return this.ctx;
     const ctx = new AudioContext({ latencyHint: "playback" });
     this.ctx = ctx;
+    // The speakers chosen in the live widget, in this browser (an unplugged one: the default).
+    const out = loadChoice(browserStore(), "audiooutput");
+    if (out && out.id && canChooseOutput(ctx)) /** @type {any} */ (ctx).setSinkId(out.id).catch(() => {});
     this.gains = { user: ctx.createGain(), assistant: ctx.createGain() };
     this.gains.user.connect(ctx.destination);
     this.gains.assistant.connect(ctx.destination);
@@ -84,15 +93,53 @@ export class ReplayPlayer {
     this.gains.assistant.gain.value = tracks.assistant ? 1 : 0;
   }
 
+  /** Play at another speed (call while paused). @param {number} speed */
+  setSpeed(speed) {
+    if (speed !== this.speed) this.stretched.clear();
+    this.speed = speed;
+  }
+
+  /**
+   * Window k as it sounds at the current speed (stretched once, then cached).
+   * @param {number} k @param {AudioWindow} w
+   * @returns {AudioWindow}
+   */
+  audioAtSpeed(k, w) {
+    if (this.speed === 1) return w;
+    const done = this.stretched.get(k);
+    if (done) return done;
+    const next = this.windows.get(k + 1);
+    const s = {
+      user: stretch(w.user, this.rate, this.speed, next ? next.user : null),
+      assistant: stretch(w.assistant, this.rate, this.speed, next ? next.assistant : null),
+    };
+    this.stretched.set(k, s);
+    return s;
+  }
+
   /** Where the playhead is now, by the audio clock (`paused` when not playing). @param {number} paused */
   position(paused) {
     if (!this.playing || !this.ctx) return paused;
     return Math.min(this.duration, this.origin + (this.ctx.currentTime - this.startCtx) * this.speed);
   }
 
+  /**
+   * Stretch the windows the playhead starts in, before the clock starts: stretching takes tens of
+   * milliseconds, and done after, the clock would already have run past their start.
+   * @param {number} position
+   */
+  prepare(position) {
+    if (this.speed === 1) return;
+    for (const k of windowsFor(position, this.windowS, this.duration, 1)) {
+      const w = this.windows.get(k);
+      if (w) this.audioAtSpeed(k, w);
+    }
+  }
+
   /** Start the clock at `position` (after resuming the context). @param {number} position */
   start(position) {
     const c = this.context();
+    this.prepare(position);
     this.playing = true;
     this.origin = position;
     this.startCtx = c.currentTime + 0.05;
@@ -102,6 +149,7 @@ export class ReplayPlayer {
   /** Move the clock to `position` while playing (a seek). @param {number} position */
   restart(position) {
     this.stopSources();
+    this.prepare(position);
     this.origin = position;
     this.startCtx = (this.ctx ? this.ctx.currentTime : 0) + 0.05;
     this.schedule(position);
@@ -144,14 +192,16 @@ export class ReplayPlayer {
         c.currentTime + 0.01);
       if (!slot) continue;
       const sources = [];
-      for (const [name, data] of /** @type {[Track, Float32Array][]} */ ([["user", w.user], ["assistant", w.assistant]])) {
+      // Stretched, the buffer already lasts windowLen / speed: it plays at its own rate, from
+      // the timeline offset scaled the same way.
+      const a = this.audioAtSpeed(k, w);
+      for (const [name, data] of /** @type {[Track, Float32Array][]} */ ([["user", a.user], ["assistant", a.assistant]])) {
         const buf = c.createBuffer(1, Math.max(1, data.length), this.rate);
         buf.copyToChannel(/** @type {Float32Array<ArrayBuffer>} */ (data), 0);
         const src = c.createBufferSource();
         src.buffer = buf;
-        src.playbackRate.value = this.speed;
         src.connect(g[name]);
-        src.start(slot.when, slot.offset);
+        src.start(slot.when, slot.offset / this.speed);
         sources.push(src);
       }
       this.scheduled.set(k, sources);

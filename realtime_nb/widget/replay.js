@@ -2,7 +2,7 @@
 // The replay view (ReplayWidget's `_main`; loader.js imports it): wiring only.
 //
 // The kernel half (replay.py) documents the message catalogue. The browser holds the overview
-// (peaks of both tracks, VAD segments, truncations) and asks for what the playhead needs: the
+// (peaks of both tracks, VAD segments, truncations, labelled markers) and asks for what the playhead needs: the
 // conversation state at t, the event-list window around t, and audio windows of `window_s` seconds
 // (the one under the playhead and the next, prefetched while playing), never the whole session.
 // The arithmetic is in timeline.js, the audio in player.js, the picture in waveform.js, the
@@ -11,21 +11,33 @@
 import { bytesToPcm16, pcm16ToFloat } from "./audio.js";
 import { EventWindowView } from "./eventview.js";
 import { clock } from "./format.js";
-import { Transcript } from "./items.js";
+import { SPEAKING, Transcript } from "./items.js";
 import { ReplayPlayer } from "./player.js";
-import { eventsCover, timeAtX, windowIndex, windowsFor } from "./timeline.js";
+import { MARKER_ROWS, eventsCover, layoutMarkers, timeAtX, windowIndex, windowsFor } from "./timeline.js";
 import { el, h, makeTabs, noticeLine } from "./ui.js";
 import { drawPlayhead, drawWaveform } from "./waveform.js";
 
 /** @typedef {import("./types.js").RenderContext} RenderContext */
 /** @typedef {import("./types.js").Item} Item */
 /** @typedef {import("./waveform.js").Overview} Overview */
+/** @typedef {import("./timeline.js").Marker} Marker */
 
 /** While playing, the transcript follows the playhead at this interval (ms). */
 const STATE_EVERY_MS = 200;
 /** The scheduler's tick (ms): schedules windows, prefetches, moves the playhead. */
 const TICK_MS = 50;
-const SPEEDS = [1, 2];
+/** Playback speeds (the kernel's SPEEDS); the audio is time-stretched, so pitch is kept. */
+const SPEEDS = [0.5, 1, 1.5, 2];
+/** Height of one row of marker labels under the timeline (px). */
+const MARKER_ROW_PX = 15;
+/** What each kind of marker is, for its tooltip. */
+const MARKER_TITLES = /** @type {Record<string, string>} */ ({
+  user: "the user starts speaking",
+  assistant: "the assistant starts speaking",
+  tool: "tool call",
+  response: "response created",
+  truncation: "playback cut: the listener heard this much of the answer",
+});
 const TABS = ["Transcript", "Events"];
 
 /** PCM16 LE bytes (a comm buffer) as float samples. @param {DataView} b */
@@ -63,7 +75,8 @@ async function render({ model, el: host }) {
     h("label", { class: "rtnb-trackopt" }, asstCb, "assistant"));
 
   const canvas = el("canvas", { class: "rtnb-canvas", title: "Click to seek" });
-  const timeline = h("div", { class: "rtnb-timeline" }, canvas);
+  const markerStrip = h("div", { class: "rtnb-markers", style: `height: ${MARKER_ROWS * MARKER_ROW_PX + 2}px` });
+  const timeline = h("div", { class: "rtnb-timeline" }, canvas, markerStrip);
   const legend = h("div", { class: "rtnb-timeline-legend" },
     h("span", {}, h("span", { class: "rtnb-swatch", style: "background: var(--rtnb-accent)" }), "user"),
     h("span", {}, h("span", { class: "rtnb-swatch", style: "background: var(--rtnb-ok)" }), "assistant (as heard)"),
@@ -77,7 +90,10 @@ async function render({ model, el: host }) {
   });
   const transcriptEl = h("div", { class: "rtnb-transcript" });
   const emptyTranscript = h("div", { class: "rtnb-empty" }, "Nothing said yet at this point.");
-  panes.Transcript.append(emptyTranscript, transcriptEl);
+  // The user is speaking at the playhead and the item for it is not there yet.
+  const speakingEl = h("div", { class: "rtnb-item rtnb-user rtnb-pending-item", hidden: true },
+    h("span", { class: "rtnb-role" }, "user"), h("em", { class: "rtnb-speaking" }, SPEAKING));
+  panes.Transcript.append(emptyTranscript, transcriptEl, speakingEl);
   const filterInput = el("input", { class: "rtnb-filter", type: "search", placeholder: "Filter by type (e.g. response.)" });
   const eventCount = h("span", { class: "rtnb-count" });
   const eventList = h("div", { class: "rtnb-events" });
@@ -125,7 +141,7 @@ async function render({ model, el: host }) {
       return req;
     },
   });
-  player.speed = SPEEDS.includes(model.get("speed")) ? model.get("speed") : 1;
+  player.setSpeed(SPEEDS.includes(model.get("speed")) ? model.get("speed") : 1);
   show("Transcript");
 
   // --- timeline -------------------------------------------------------------------------------
@@ -141,7 +157,25 @@ async function render({ model, el: host }) {
     picture = drawWaveform(overview, duration, canvasWidth(), window.devicePixelRatio || 1, cssVar);
     canvas.width = picture.width;
     canvas.height = picture.height;
+    drawMarkers();
     playhead();
+  }
+  /** The labelled markers under the waveform: click one to go there. */
+  function drawMarkers() {
+    const markers = /** @type {Marker[]} */ (overview ? overview.markers : []);
+    const width = canvasWidth();
+    const places = layoutMarkers(markers, width, duration);
+    markerStrip.replaceChildren(...markers.map(([t, kind, label, itemId], i) => {
+      const { x, row, flip } = places[i];
+      return h("div", {
+        class: `rtnb-marker rtnb-mk-${kind}${flip ? " rtnb-flip" : ""}`,
+        style: `left: ${((x / width) * 100).toFixed(3)}%; top: ${Math.max(0, row) * MARKER_ROW_PX}px`,
+        title: `${label} at ${clock(t)}: ${MARKER_TITLES[kind] || kind}${itemId ? ` (${itemId})` : ""}`,
+        "data-kind": kind,
+        "data-t": t,
+        onclick: () => seek(t),
+      }, row >= 0 ? h("span", { class: "rtnb-marker-label" }, label) : null);
+    }));
   }
   function playhead() {
     drawPlayhead(canvas, picture, position, duration, cssVar("--rtnb-fg"));
@@ -155,6 +189,7 @@ async function render({ model, el: host }) {
   function applyState(msg) {
     transcript.apply(/** @type {Item[]} */ (msg.items), msg.order, !!msg.full);
     const u = msg.usage || {};
+    speakingEl.hidden = !msg.speaking;
     statsEl.textContent = `${msg.order.length} items · ${msg.turns} turns${u.total_tokens ? ` · ${u.total_tokens.toLocaleString()} tokens` : ""} at ${clock(msg.t)}`;
     ds.stateT = String(msg.t);
     ds.stateReq = String(msg.req);
@@ -265,7 +300,7 @@ async function render({ model, el: host }) {
   function setSpeed(s) {
     const wasPlaying = player.playing;
     if (wasPlaying) pause();
-    player.speed = s;
+    player.setSpeed(s);
     for (const b of speedBtns) b.classList.toggle("rtnb-active", Number(b.dataset.speed) === s);
     ds.speed = String(s);
     savePosition();
@@ -310,6 +345,7 @@ async function render({ model, el: host }) {
           vad: msg.vad,
           truncations: msg.truncations,
           items: msg.items,
+          markers: msg.markers || [],
         };
         const m = msg.meta || {};
         metaEl.textContent = ` · ${[m.model, m.started_at, `${(m.events || 0).toLocaleString()} events`].filter(Boolean).join(" · ")}`;

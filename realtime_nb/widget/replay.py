@@ -35,16 +35,19 @@ Browser -> kernel
 
 Kernel -> browser
 -----------------
-``overview`` ``{view, duration_s, bins, vad, truncations, items, meta}`` + ``[user_min, user_max,
-assistant_min, assistant_max]``
+``overview`` ``{view, duration_s, bins, vad, truncations, items, markers, meta}`` +
+``[user_min, user_max, assistant_min, assistant_max]``
     Float32 LE peaks per bin of each track (``bins`` values each, in [-1, 1]); ``vad``:
     ``[[start_s, end_s | null]]``; ``truncations``: ``[[t_s | null, item_id, audio_end_ms]]``;
-    ``items``: ``[[start_s, item_id]]`` where each assistant item starts playing; ``meta``:
-    model, start time and the number of events.
-``state`` ``{view, req, t, order, items, full, turns, usage, events?}``
+    ``items``: ``[[start_s, item_id]]`` where each assistant item starts playing; ``markers``:
+    ``[[t_s, kind, label, item_id | null]]``, the timeline's labelled marks (:func:`markers`);
+    ``meta``: model, start time and the number of events.
+``state`` ``{view, req, t, order, items, full, turns, usage, speaking, events?}``
     Items (the live widget's item JSON) changed since the view's last ``state`` (all of them when
-    ``full``) and the order of ids at ``t``. ``events`` (when asked): ``{from_s, to_s, rows}``,
-    rows ``[seq, t_s, source, type, item_id]`` of the non-audio events around ``t``.
+    ``full``) and the order of ids at ``t``; ``speaking``: the user is speaking at ``t`` (a VAD
+    segment holds it) and the item for it is not in the conversation yet. ``events`` (when
+    asked): ``{from_s, to_s, rows}``, rows ``[seq, t_s, source, type, item_id]`` of the
+    non-audio events around ``t``.
 ``audio`` ``{view, req, start_s, duration_s, rate}`` + ``[user_pcm, assistant_pcm]``
     PCM16 LE mono at ``rate`` Hz, timeline-aligned (silence where nothing plays); the assistant
     track as it was heard (cut where it was truncated).
@@ -72,7 +75,7 @@ import traitlets
 
 from ..core._redact import redact_obj
 from ._sources import ENTRY, module_sources, ship, text
-from ._viewmodel import item_view
+from ._viewmodel import item_view, transcribing
 
 if TYPE_CHECKING:
     from ..debugging.replay import ReplayData
@@ -102,11 +105,17 @@ EVENT_WINDOW_ROWS: Final = 200
 MAX_OVERVIEW_BINS: Final = 8000
 #: Requests waiting for the recording to be read; more means the front end is misbehaving.
 MAX_QUEUED_REQUESTS: Final = 1000
+#: Playback speeds the view offers: slower to follow a fast talker or check a cut, faster to skim.
+#: The front end time-stretches the audio, so every speed keeps the voices' pitch.
+SPEEDS: Final = (0.5, 1.0, 1.5, 2.0)
+#: Marker kinds on the timeline, in the order the legend lists them.
+MARKER_KINDS: Final = ("user", "assistant", "tool", "response", "truncation")
 
 
 class ReplayWidget(anywidget.AnyWidget):
-    """Replay a recording: a timeline of both audio tracks (VAD segments and truncations marked),
-    the transcript and event log at the playhead, click to seek, play/pause at 1x or 2x.
+    """Replay a recording: a timeline of both audio tracks with labelled markers (items, tool
+    calls, responses, truncations) and VAD segments, the transcript and event log at the playhead,
+    click to seek, play/pause at 0.5x, 1x, 1.5x or 2x (pitch kept).
 
     ``ReplayWidget(recording)`` takes a :class:`~realtime_nb.storage.recording.Recording`, a path to one,
     or a :class:`~realtime_nb.debugging.replay.ReplayData`. The recording is read on a worker thread, so the
@@ -129,8 +138,16 @@ class ReplayWidget(anywidget.AnyWidget):
     #: The playhead (seconds), written by the front end when it seeks or pauses, so a re-render
     #: (or a second view) starts where the user left off.
     position_s = traitlets.Float(0.0).tag(sync=True)
-    #: 1.0 or 2.0, written by the front end.
+    #: One of :data:`SPEEDS`, written by the front end.
     speed = traitlets.Float(1.0).tag(sync=True)
+
+    @traitlets.validate("speed")
+    def _check_speed(self, proposal: Mapping[str, Any]) -> float:
+        value = float(proposal["value"])
+        if value not in SPEEDS:
+            accepted = ", ".join(f"{s:g}" for s in SPEEDS)
+            raise traitlets.TraitError(f"speed must be one of {accepted}, got {value:g}")
+        return value
 
     def __init__(self, recording: Recording | ReplayData | str | Path, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -140,6 +157,7 @@ class ReplayWidget(anywidget.AnyWidget):
         self._rows_t = np.zeros(0, np.float64)
         self._rows: list[list[Any]] = []
         self._seq_rows = np.zeros(0, np.int64)
+        self._vad: list[tuple[float, float, str | None]] = []  # start_s, end_s, item_id
         self._sent: dict[str, dict[str, dict[str, Any]]] = {}  # view -> item id -> item JSON
         self._requests: queue.Queue[tuple[str, dict[str, Any]] | None] = queue.Queue()
         self._latest_state_req: dict[str, int] = {}
@@ -251,6 +269,10 @@ class ReplayWidget(anywidget.AnyWidget):
             self._seq_rows = np.concatenate(
                 [c.to_numpy() for c in seqs.chunks] or [np.zeros(0, np.int64)]
             ).astype(np.int64)
+            self._vad = [
+                (s.start_s, float(data.duration_s) if s.end_s is None else s.end_s, s.item_id)
+                for s in data.vad_segments()
+            ]
         except Exception as exc:
             logger.warning("realtime_nb replay: reading the recording failed: %s", exc)
             self.status_text = f"The recording could not be read: {exc}"
@@ -308,6 +330,7 @@ class ReplayWidget(anywidget.AnyWidget):
             ],
             # Where each assistant item starts on the timeline.
             "items": sorted([_r(s), i] for i, s in data.item_starts_s().items()),
+            "markers": markers(data),
             "meta": redact_obj(_meta_summary(meta, len(data.recording.table))),
         }
         buffers = [
@@ -329,8 +352,9 @@ class ReplayWidget(anywidget.AnyWidget):
             st = data.state_at(t)
             order: list[str] = []
             items: dict[str, dict[str, Any]] = {}
+            asr = transcribing(st)
             for it in st.items:
-                d = item_view(it)
+                d = item_view(it, asr)
                 order.append(d["id"])
                 items[d["id"]] = d
         finally:
@@ -354,6 +378,9 @@ class ReplayWidget(anywidget.AnyWidget):
             "items": changed,
             "full": full,
             "turns": len(st.turns),
+            "speaking": any(
+                a <= t < b and (item is None or item not in items) for a, b, item in self._vad
+            ),
             "usage": {
                 k: int(getattr(usage, k, 0) or 0)
                 for k in ("input_tokens", "output_tokens", "total_tokens")
@@ -413,6 +440,42 @@ class ReplayWidget(anywidget.AnyWidget):
                 "data": redact_obj(body),
             }
         )
+
+
+def markers(data: ReplayData) -> list[list[Any]]:
+    """The timeline's labelled marks, in time order: ``[t_s, kind, label, item_id | None]``.
+
+    ``kind`` is one of :data:`MARKER_KINDS`: each user and assistant message (where the speech
+    starts: the VAD segment of a user item, the first audio of an assistant one, else when the
+    item was added), each tool call (``name()``), each response (when created), each
+    truncation (where the listener stopped hearing, with how much was heard).
+    """
+    st = data.state
+    starts = data.item_starts_s()
+    speech = {s.item_id: s.start_s for s in data.vad_segments() if s.item_id}
+    out: list[list[Any]] = []
+    counts = {"user": 0, "assistant": 0}
+    for it in st.items:
+        added = None if it.added_t_ns is None else it.added_t_ns / 1e9
+        if it.type == "function_call":
+            if added is not None:
+                out.append([_r(added), "tool", f"{it.name or '?'}()", it.id])
+            continue
+        if it.type != "message" or it.role not in counts:
+            continue
+        t = speech.get(it.id) if it.role == "user" else starts.get(it.id)
+        t = added if t is None else t
+        if t is None:
+            continue
+        counts[it.role] += 1
+        out.append([_r(t), it.role, f"{it.role} {counts[it.role]}", it.id])
+    created = sorted(r.created_t_ns for r in st.responses.values() if r.created_t_ns is not None)
+    out += [[_r(t / 1e9), "response", f"response {n}", None] for n, t in enumerate(created, 1)]
+    for m in data.truncations():
+        t = m.event_s if m.t_s is None else m.t_s
+        out.append([_r(t), "truncation", f"✂ {m.audio_end_ms / 1000:.2f} s", m.item_id])
+    out.sort(key=lambda m: (m[0], MARKER_KINDS.index(m[1])))
+    return out
 
 
 def _meta_summary(meta: Any, n_events: int) -> dict[str, Any]:

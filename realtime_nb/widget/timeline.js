@@ -98,3 +98,53 @@ export function eventsCover(from, to, t, duration) {
   const hi = to >= duration ? to : to - EVENT_MARGIN_S;
   return t >= lo && t <= hi;
 }
+
+/** Rows of labels under the timeline: enough for a tool call, its response and the answer that
+ *  start within a few pixels of each other, few enough to keep the strip short. */
+export const MARKER_ROWS = 3;
+/** Pixels a label takes per character (the strip's 10-11 px font) and around it. */
+const CHAR_PX = 6.5;
+const LABEL_PAD_PX = 12;
+
+/**
+ * A marker of the replay timeline as the kernel sends it: [t_s, kind, label, item_id].
+ * @typedef {[number, string, string, string | null]} Marker
+ */
+
+/** Which labels stay when there is no room for all: the speakers, then tool calls and cuts, then
+ *  responses (which start a few ms before the answer they make anyway). */
+const MARKER_PRIORITY = ["user", "assistant", "tool", "truncation", "response"];
+
+/**
+ * Where each marker's label goes in a strip `width` px wide: its x, a row (the first where it
+ * overlaps no label already placed), or no label (`row` -1: the tick and its tooltip only) when
+ * every row is taken there. Labels are placed by kind (MARKER_PRIORITY), then in time order, so
+ * a crowded moment keeps the speakers' and the tool calls' labels. `flip`: the label is drawn
+ * leftwards from its tick (near the right edge).
+ * @param {Marker[]} markers in time order
+ * @param {number} width px @param {number} duration s @param {number} [rows]
+ * @returns {{x: number, row: number, flip: boolean}[]}
+ */
+export function layoutMarkers(markers, width, duration, rows = MARKER_ROWS) {
+  /** @type {[number, number][][]} per row, the spans taken */
+  const taken = Array.from({ length: rows }, () => []);
+  const rank = (/** @type {string} */ kind) => {
+    const r = MARKER_PRIORITY.indexOf(kind);
+    return r < 0 ? MARKER_PRIORITY.length : r;
+  };
+  const order = markers.map((_, i) => i).sort((a, b) => rank(markers[a][1]) - rank(markers[b][1]) || a - b);
+  /** @type {{x: number, row: number, flip: boolean}[]} */
+  const out = new Array(markers.length);
+  for (const i of order) {
+    const [t, , label] = markers[i];
+    const x = duration > 0 ? Math.min(width, Math.max(0, (t / duration) * width)) : 0;
+    const w = label.length * CHAR_PX + LABEL_PAD_PX;
+    // A label near the right edge is drawn leftwards from its tick.
+    const start = x + w > width ? x - w : x;
+    const end = start + w;
+    const row = taken.findIndex((spans) => spans.every(([a, b]) => b <= start || end <= a));
+    if (row >= 0) taken[row].push([start, end]);
+    out[i] = { x, row, flip: start < x };
+  }
+  return out;
+}

@@ -13,7 +13,7 @@
  * A conversation item as the kernel sends it (live `items` / `snapshot`, replay `state`).
  * @typedef {{id: string, type?: string, role?: string, status?: string, text?: string | null,
  *   truncated?: boolean, truncated_ms?: number, truncate_requested_ms?: number, heard_text?: string,
- *   played_ms?: number, has_audio?: boolean, name?: string, call_id?: string,
+ *   played_ms?: number, has_audio?: boolean, pending?: boolean, name?: string, call_id?: string,
  *   arguments?: string, output?: any}} Item
  */
 

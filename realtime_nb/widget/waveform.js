@@ -7,7 +7,8 @@ import { clock } from "./format.js";
 /**
  * What the kernel's `overview` message says of the whole recording.
  * @typedef {{bins: number, peaks: Float32Array[], vad: [number, number | null][],
- *   truncations: [number | null, ...any[]][], items: any[]}} Overview
+ *   truncations: [number | null, ...any[]][], items: any[],
+ *   markers: import("./timeline.js").Marker[]}} Overview
  */
 
 /** Vertical layout in CSS pixels (the canvas is 96 px high). */

@@ -8,6 +8,8 @@
 
 import { meterPosition } from "./audio.js";
 import { PlayedReports } from "./cuts.js";
+import { DevicePicker } from "./deviceview.js";
+import { canChooseOutput } from "./devices.js";
 import { AudioEngine, captureProblem } from "./engine.js";
 import { EventLogView } from "./eventview.js";
 import { fmtSeconds } from "./format.js";
@@ -40,8 +42,9 @@ async function render({ model, el: host }) {
   const dot = h("span", { class: "rtnb-dot" });
   const statusText = h("span", { class: "rtnb-status-text" });
   const backend = h("span", { class: "rtnb-backend" });
+  const recordingEl = h("span", { class: "rtnb-recording", hidden: true });
   const statsEl = h("span", { class: "rtnb-stats" });
-  const header = h("div", { class: "rtnb-header" }, dot, statusText, backend, statsEl);
+  const header = h("div", { class: "rtnb-header" }, dot, statusText, backend, recordingEl, statsEl);
 
   const micBtn = el("button", { class: "rtnb-btn rtnb-mic", type: "button" });
   const muteBtn = h("button", { class: "rtnb-btn rtnb-mute", type: "button", title: "Mute the mic" });
@@ -54,8 +57,15 @@ async function render({ model, el: host }) {
   const playing = h("span", { class: "rtnb-playing" });
   const controls = h("div", { class: "rtnb-controls" }, micBtn, muteBtn, stopBtn, modeSel, meter, playing);
   const notices = noticeLine();
+  const devices = new DevicePicker({ input: onInputDevice, output: onOutputDevice }, {
+    outputSupported: canChooseOutput(typeof AudioContext === "undefined" ? null : AudioContext.prototype),
+    micProblem: captureProblem(),
+  });
 
-  const { tabs, panes, show } = makeTabs(TABS);
+  // The event log draws its rows only while its tab is open; opening it brings them up to date.
+  const { tabs, panes, show } = makeTabs(TABS, (name) => {
+    if (name === "Events") events.flush();
+  });
   const transcriptEl = h("div", { class: "rtnb-transcript" });
   const emptyTranscript = h("div", { class: "rtnb-empty" }, "Nothing said yet. Press the mic or type below.");
   panes.Transcript.append(emptyTranscript, transcriptEl);
@@ -80,7 +90,7 @@ async function render({ model, el: host }) {
   const sendBtn = h("button", { class: "rtnb-btn rtnb-send", type: "button" }, iconLabel("send", "Send"));
   const textRow = h("div", { class: "rtnb-textrow" }, textInput, sendBtn);
 
-  const root = h("div", { class: "rtnb-root", tabindex: 0 }, header, controls, notices.el, tabs,
+  const root = h("div", { class: "rtnb-root", tabindex: 0 }, header, controls, devices.el, notices.el, tabs,
     ...TABS.map((n) => panes[n]), textRow);
   host.append(root);
   show("Transcript");
@@ -95,7 +105,8 @@ async function render({ model, el: host }) {
     played: (id) => reports.played.get(id),
     onPaint: () => toolList.replaceChildren(...toolCards(transcript.calls(), transcript.items.values())),
   });
-  const events = new EventLogView(eventList, eventCount, () => ({ type: filterInput.value, source: sourceSel.value }));
+  const events = new EventLogView(eventList, eventCount, () => ({ type: filterInput.value, source: sourceSel.value }),
+    undefined, () => !panes.Events.hidden);
   let micSeq = 0;
   let levelShown = 0;
   /** The notice that stays (a mic or audio problem) once a passing one has been read. @type {string | null} */
@@ -111,7 +122,20 @@ async function render({ model, el: host }) {
     const status = model.get("status");
     dot.className = `rtnb-dot rtnb-${status}`;
     statusText.textContent = model.get("status_text") || status;
-    backend.textContent = model.get("backend") ? `· ${model.get("backend")}` : "";
+    const label = String(model.get("backend") || "");
+    // The offline backend is information worth seeing (its replies are stand-ins), not an error.
+    const offline = /\blocal\b/i.test(label);
+    if (offline) backend.replaceChildren(iconLabel("info", label));
+    else backend.textContent = label ? `· ${label}` : "";
+    backend.classList.toggle("rtnb-offline", offline);
+    backend.title = offline ? "Offline: the local backend's voice, turn detection and replies are stand-ins for a real model" : label;
+    const file = String(model.get("recording") || "");
+    recordingEl.hidden = !file;
+    const name = file.split(/[\\/]/).pop() || file;
+    const live = status !== "closed";
+    recordingEl.textContent = live ? `● recording to ${name}` : `● recorded to ${name}`;
+    recordingEl.classList.toggle("rtnb-rec-live", live);
+    recordingEl.title = file;
   }
   function renderMode() {
     const mode = model.get("mode");
@@ -158,9 +182,10 @@ async function render({ model, el: host }) {
   function onWorklet(m) {
     switch (m.type) {
       case "chunk": {
-        setLevel(m.rms);
+        // Sent before anything touches the DOM: the chunk is what the kernel waits for.
         const pcm = model.get("muted") ? new ArrayBuffer(m.pcm.byteLength) : m.pcm;
-        send({ type: "mic", seq: micSeq++, t: epochMs() }, [pcm]);
+        send({ type: "mic", seq: micSeq++, t: epochMs(), tw: m.at }, [pcm]);
+        setLevel(m.rms);
         break;
       }
       case "level":
@@ -222,7 +247,7 @@ async function render({ model, el: host }) {
     mic.opening();
     renderMic();
     try {
-      await engine.openMic(model.get("mic_options") || {});
+      await engine.openMic(model.get("mic_options") || {}, devices.inputId);
     } catch (err) {
       const { state, why } = micError(err);
       stickyNotice = `Microphone unavailable: ${why}. Text input still works.`;
@@ -233,9 +258,36 @@ async function render({ model, el: host }) {
       return false;
     }
     mic.opened();
+    root.dataset.micDevice = devices.inputId;
     send({ type: "mic_state", state: "on", reason: "" });
     renderMic();
+    devices.refresh().catch((err) => report("warning", `listing devices: ${err}`)); // labels now show
     return true;
+  }
+
+  /** The user chose another microphone: an open one moves to it at once. @param {string} id */
+  async function onInputDevice(id) {
+    try {
+      if (await engine.switchMic(id, model.get("mic_options") || {})) {
+        root.dataset.micDevice = id; // which device is open, for tests
+        notice(`Microphone: ${devices.label("audioinput", id) || "system default"}.`, "info");
+      }
+    } catch (err) {
+      const { why } = micError(err);
+      notice(`That microphone could not be opened (${why}); the previous one is still in use.`, "warning");
+      report("warning", `switching the microphone: ${err}`);
+    }
+  }
+
+  /** The user chose another output device. @param {string} id */
+  async function onOutputDevice(id) {
+    try {
+      await engine.setOutput(id);
+      root.dataset.sinkId = id; // where the audio goes, for tests
+    } catch (err) {
+      notice(`The output could not be switched: ${err}.`, "warning");
+      report("warning", `switching the output: ${err}`);
+    }
   }
 
   async function micOff() {
@@ -402,6 +454,7 @@ async function render({ model, el: host }) {
     ["change:status", renderStatus],
     ["change:status_text", renderStatus],
     ["change:backend", renderStatus],
+    ["change:recording", renderStatus],
     ["change:mode", renderMode],
     ["change:muted", renderMic],
     ["change:settings", renderSettings],
@@ -415,6 +468,19 @@ async function render({ model, el: host }) {
   renderStats({ cost: 0, tokens: {}, turns: [] });
 
   // Playback needs no gesture when the page allows autoplay; otherwise the first click resumes it.
+  // The remembered output applies once the devices are listed (an unplugged one means the default).
+  const listed = devices.refresh().then(() => true, (err) => {
+    report("warning", `listing the audio devices: ${err}`);
+    return false;
+  });
+  Promise.all([engine.context(), listed]).then(([, ok]) => {
+    const out = devices.outputId;
+    if (ok && out && devices.can.outputSupported) {
+      engine.setOutput(out).then(() => {
+        root.dataset.sinkId = out;
+      }, (err) => report("warning", `choosing the remembered output: ${err}`));
+    }
+  }, () => {}); // an AudioContext that failed is reported just below
   engine.context().catch((err) => {
     const why = err && err.message ? err.message : String(err);
     // Keep what the mic notice says (often the same cause): both matter to the user.
@@ -430,6 +496,7 @@ async function render({ model, el: host }) {
     model.off("msg:custom", onCustom);
     for (const [name, f] of listeners) model.off(name, f);
     if (mic.power === "on") send({ type: "mic_state", state: "off", reason: "view removed" });
+    devices.destroy();
     engine.destroy();
   };
 }

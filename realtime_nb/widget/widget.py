@@ -24,11 +24,12 @@ Browser -> kernel
 -----------------
 ``ready`` ``{view}``
     A view has rendered. The first one releases what was queued; every one gets a ``snapshot``.
-``mic`` ``{view, seq, t}`` + ``[pcm]``
+``mic`` ``{view, seq, t, tw}`` + ``[pcm]``
     ~50 ms of PCM16 LE mono at ``input_rate``; ``seq`` counts from 0 per view, ``t`` is the
-    browser's epoch ms at send. Late chunks (a blocked kernel) are fine; chunks that overtake an
-    earlier one wait for it in a reorder buffer; a ``seq`` already seen is dropped as a
-    duplicate; a chunk still missing after ``MAX_REORDER_CHUNKS`` later ones (or at the end of
+    browser's epoch ms at send, ``tw`` the epoch ms at which the AudioWorklet posted the chunk
+    (``t - tw`` is how long it waited for the page's main thread). Late chunks (a blocked
+    kernel) are fine; chunks that overtake an earlier one wait for it in a reorder buffer; a
+    ``seq`` already seen is dropped as a duplicate; a chunk still missing after ``MAX_REORDER_CHUNKS`` later ones (or at the end of
     the press) is a gap (see :attr:`RealtimeWidget.mic_stats`).
 ``mic_state`` ``{view, state, reason}``
     ``state``: ``"on"`` | ``"off"`` | ``"unavailable"`` | ``"denied"`` | ``"error"``.
@@ -58,8 +59,10 @@ Kernel -> browser
 ``snapshot`` ``{order, items, events, stats}``
     Everything a fresh view shows: conversation items, the recent event log, cost and turns.
 ``audio`` ``{view, item_id, response_id}`` + ``[pcm]``
-    Output audio, PCM16 LE mono at ``output_rate``, coalesced (at most one message per item
-    every ``AUDIO_BATCH_S``); only view ``view`` (the last one the user used) plays it.
+    Output audio, PCM16 LE mono at ``output_rate``, in messages of at most
+    ``MAX_AUDIO_MESSAGE_MS``, each item at most ``MAX_LEAD_MS`` ahead of real time since its
+    first message (:mod:`._pacing`), so that no message on the comm is large; only view ``view``
+    (the last one the user used) plays it.
 ``audio_done`` ``{view, item_id}``
     No more audio for this item (``response.output_audio.done``).
 ``flush`` ``{view, reason}``
@@ -104,6 +107,7 @@ from ..core.audio import (
 )
 from ..core.events import Event
 from ..core.protocol import canonical_type
+from ._pacing import AudioPacer
 from ._ptt import PushToTalk
 from ._sources import ENTRY, module_sources, ship, text, worklet_source
 from ._timings import LatencyBook, Timings
@@ -118,10 +122,18 @@ logger = logging.getLogger(__name__)
 
 _HERE: Final = Path(__file__).parent
 
-#: Coalescing period for everything sent to the browser. 50 ms keeps the message rate at most
+#: Coalescing period for what is sent to the browser (the view's updates wait longer, see
+#: :data:`UI_UPDATE_S`). 50 ms keeps the message rate at most
 #: ~4 kinds x 20/s = 80/s, far under the kernel's IOPub limit of 1000 messages/s (past which
 #: messages are dropped silently), while adding at most 50 ms to the start of playback.
 AUDIO_BATCH_S: Final = 0.05
+#: Least time between two updates of what the browser draws (``events``, ``items``, ``stats``):
+#: each comm message costs the page's main thread JupyterLab's message handling plus a
+#: style/layout/paint pass, and a mic chunk waits behind that work before it can be sent. At
+#: 200 ms the transcript still reads as live (5 updates/s) while a reply's bursts of events, and
+#: the log's 20 mic appends/s, go in one message each instead of one per 50 ms batch window.
+#: Audio, ``flush`` and notices are not held back by it.
+UI_UPDATE_S: Final = 0.2
 #: Events kept for the log of a view that renders late (a snapshot), and shown by the front end.
 EVENT_LOG_SIZE: Final = 2000
 #: Output audio queued before any view is ready. Older audio is dropped: hearing a reply that
@@ -221,6 +233,8 @@ class RealtimeWidget(anywidget.AnyWidget):
     status = traitlets.Unicode("connecting").tag(sync=True)
     status_text = traitlets.Unicode("").tag(sync=True)
     backend = traitlets.Unicode("").tag(sync=True)
+    #: The session's recording file ("" when not recorded): the header says "recording to" it.
+    recording = traitlets.Unicode("").tag(sync=True)
     input_rate = traitlets.Int(24_000).tag(sync=True)
     output_rate = traitlets.Int(24_000).tag(sync=True)
     chunk_ms = traitlets.Int(MIC_CHUNK_MS).tag(sync=True)
@@ -252,6 +266,8 @@ class RealtimeWidget(anywidget.AnyWidget):
         self.input_rate = int(self._in_fmt.rate)
         self.output_rate = int(self._out_fmt.rate)
         self.backend = str(session.backend)
+        rec_path = session.recording_path
+        self.recording = "" if rec_path is None else str(rec_path)
 
         # Everything below is touched by the session thread, the comm (shell) thread and the
         # flusher thread: guarded by one lock, sends happen only in the flusher thread.
@@ -259,14 +275,14 @@ class RealtimeWidget(anywidget.AnyWidget):
         self._ready = False
         self._audio_view = ""  # the view that plays audio: the last one the user acted in
         self._snapshot_due = False
-        self._pending_audio: list[tuple[str, str, bytearray]] = []  # (item, response, pcm16)
-        self._queued_audio_bytes = 0
-        self._audio_done: list[str] = []
+        # Output audio (PCM16) and ends of items not yet sent, cut and paced for the view.
+        self._pacer = AudioPacer(self.output_rate)
         self._flush_reason: str | None = None
         self._dropped_items: set[str] = set()
         self._audio_items: set[str] = set()
         self._event_log: deque[dict[str, Any]] = deque(maxlen=EVENT_LOG_SIZE)
         self._new_events: list[dict[str, Any]] = []
+        self._ui_sent_at = 0.0  # monotonic time of the last events/items/stats update sent
         self._notices: list[dict[str, str]] = []
         # The session's automatic reconnection: (attempt, attempts) under way, and whether the
         # connection in use is a reconnection (both from local.connection.* events).
@@ -304,6 +320,25 @@ class RealtimeWidget(anywidget.AnyWidget):
             target=self._flush_loop, name="realtime_nb-widget-flusher", daemon=True
         )
         self._flusher.start()
+
+    @property
+    def pace_audio(self) -> bool:
+        """Whether output audio goes to the browser cut and paced (the default). ``False`` sends
+        it as it arrives, each batch in one message (the behaviour before pacing, kept as the
+        widget benchmark's baseline)."""
+        return self._pacer.paced
+
+    @pace_audio.setter
+    def pace_audio(self, value: bool) -> None:
+        with self._lock:
+            self._pacer.paced = bool(value)
+            self._lock.notify_all()
+
+    @property
+    def max_audio_message_bytes(self) -> int:
+        """The largest output audio message sent to the browser so far (for the benchmark)."""
+        with self._lock:
+            return self._pacer.max_message_bytes
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -405,10 +440,12 @@ class RealtimeWidget(anywidget.AnyWidget):
                 return
             self._audio_items.add(item)
             self._latency.first_delta(item, now * 1000)
-            self._queue_audio(item, ev.response_id or "", self._to_pcm16(ev.audio))
+            self._pacer.push(item, ev.response_id or "", self._to_pcm16(ev.audio))
+            if not self._ready:
+                self._pacer.trim(int(MAX_QUEUED_AUDIO_S * self.output_rate * 2))
         elif etype == _AUDIO_DONE and ev.item_id:
             if ev.item_id not in self._dropped_items:
-                self._audio_done.append(ev.item_id)
+                self._pacer.end(ev.item_id)
         elif etype == "input_audio_buffer.speech_started":
             self._request_flush("speech_started")
         elif etype == "error":
@@ -422,23 +459,10 @@ class RealtimeWidget(anywidget.AnyWidget):
         elif etype in ("local.connection.closed", "local.connection.failed"):
             self._reconnect = None  # the next attempt, if any, says so again
 
-    def _queue_audio(self, item: str, response: str, pcm: bytes) -> None:
-        if self._pending_audio and self._pending_audio[-1][0] == item:
-            self._pending_audio[-1][2].extend(pcm)
-        else:
-            self._pending_audio.append((item, response, bytearray(pcm)))
-        self._queued_audio_bytes += len(pcm)
-        if not self._ready:
-            limit = int(MAX_QUEUED_AUDIO_S * self.output_rate * 2)
-            while self._queued_audio_bytes > limit and self._pending_audio:
-                self._queued_audio_bytes -= len(self._pending_audio.pop(0)[2])
-
     def _request_flush(self, reason: str) -> None:
         """Drop output audio not yet sent, and all later audio of the items heard so far."""
         self._flush_reason = reason
-        self._pending_audio.clear()
-        self._queued_audio_bytes = 0
-        self._audio_done.clear()
+        self._pacer.drop()
         self._dropped_items |= self._audio_items
 
     def _to_pcm16(self, audio: bytes) -> bytes:
@@ -456,12 +480,25 @@ class RealtimeWidget(anywidget.AnyWidget):
         return bool(
             self._snapshot_due
             or self._flush_reason is not None
-            or self._pending_audio
-            or self._audio_done
-            or self._new_events
+            or self._pacer.can_send(time.monotonic())
             or self._notices
-            or self._conv_dirty
+            or (self._ui_pending() and self._ui_wait(time.monotonic()) <= 0)
         )
+
+    def _ui_pending(self) -> bool:
+        return bool(self._new_events or self._conv_dirty)
+
+    def _ui_wait(self, now: float) -> float:
+        """Seconds until the next events/items/stats update may go (0 or less: now)."""
+        return self._ui_sent_at + UI_UPDATE_S - now
+
+    def _wait_timeout(self) -> float:
+        """How long the flusher may sleep with nothing to send: paced audio and a held-back
+        update of the view become due with time alone."""
+        timeout = AUDIO_BATCH_S if self._pacer.has_pending else 0.5
+        if self._ready and self._ui_pending():
+            timeout = min(timeout, max(0.0, self._ui_wait(time.monotonic())))
+        return timeout
 
     def _flush_loop(self) -> None:
         last = 0.0
@@ -469,7 +506,8 @@ class RealtimeWidget(anywidget.AnyWidget):
         while not closed():
             with self._lock:
                 while not closed() and not self._has_work():
-                    self._lock.wait(timeout=0.5)
+                    # Paced audio becomes due with time alone: look again each batch window.
+                    self._lock.wait(timeout=self._wait_timeout())
                 # Batch window: let more deltas accumulate, but never hold back an interruption.
                 deadline = last + AUDIO_BATCH_S
                 while not closed() and self._flush_reason is None:
@@ -505,21 +543,26 @@ class RealtimeWidget(anywidget.AnyWidget):
                 if self._flush_reason is not None:
                     out.append(({"type": "flush", "view": view, "reason": self._flush_reason}, []))
                     self._flush_reason = None
-                for item, response, pcm in self._pending_audio:
-                    msg = {"type": "audio", "view": view, "item_id": item, "response_id": response}
-                    out.append((msg, [bytes(pcm)]))
-                self._pending_audio = []
-                self._queued_audio_bytes = 0
-                for item in self._audio_done:
-                    out.append(({"type": "audio_done", "view": view, "item_id": item}, []))
-                self._audio_done = []
-                if self._new_events:
+                for a in self._pacer.take(time.monotonic()):
+                    if a.kind == "audio":
+                        msg = {"type": "audio", "view": view, "item_id": a.item_id,
+                               "response_id": a.response_id}  # fmt: skip
+                        out.append((msg, [a.pcm]))
+                    else:
+                        out.append(({"type": "audio_done", "view": view, "item_id": a.item_id}, []))
+                now = time.monotonic()
+                ui_due = snapshot_events is not None or self._ui_wait(now) <= 0
+                if ui_due and self._ui_pending():
+                    self._ui_sent_at = now
+                if ui_due and self._new_events:
                     out.append(({"type": "events", "events": self._new_events}, []))
                     self._new_events = []
                 for notice in self._notices:
                     out.append(({"type": "notice", **notice}, []))
                 self._notices = []
-                conv_dirty, self._conv_dirty = self._conv_dirty, False
+                conv_dirty = ui_due and self._conv_dirty
+                if ui_due:
+                    self._conv_dirty = False
             conv = self._view
         if state_dirty:
             self._sync_state()
@@ -574,10 +617,14 @@ class RealtimeWidget(anywidget.AnyWidget):
         if mtype == "ready":
             with self._lock:
                 self._ready = True
+                if view != self._audio_view:
+                    self._pacer.restart()
                 self._audio_view = view
                 self._snapshot_due = True
                 self._state_dirty = True
                 self._lock.notify_all()
+            # Session.wait_until_heard() waits for this player's playback from now on.
+            s.log_local("local.player.ready", {"view": view})
         elif mtype == "mic":
             self._on_mic(view, content, buffers or [])
         elif mtype == "mic_state":
@@ -622,14 +669,15 @@ class RealtimeWidget(anywidget.AnyWidget):
     def _claim_audio(self, view: str) -> None:
         if view:
             with self._lock:
+                if view != self._audio_view:
+                    self._pacer.restart()
                 self._audio_view = view
 
     def _cancel_if_active(self) -> None:
         """Cancel the answer in progress (the session ignores this when there is none)."""
         with self._lock:
             # Audio still on its way belongs to the answer being cancelled.
-            self._pending_audio = []
-            self._queued_audio_bytes = 0
+            self._pacer.drop()
             self._dropped_items |= self._audio_items
         self._session.cancel()
 
@@ -686,8 +734,8 @@ class RealtimeWidget(anywidget.AnyWidget):
         stats.chunks += 1
         stats.bytes += len(pcm)
         self._ptt.add(len(pcm))
-        t = content.get("t")
-        sent_at = float(t) if isinstance(t, (int, float)) and not isinstance(t, bool) else None
+        sent_at = _num(content.get("t"))
+        posted_at = _num(content.get("tw"))
         if self._in_fmt.type == "audio/pcm":
             payload = pcm
         else:
@@ -695,7 +743,7 @@ class RealtimeWidget(anywidget.AnyWidget):
         with self._lock:
             if (
                 sent_at is not None
-                and self._latency.mic_received(sent_at, time.time() * 1000) > 1000
+                and self._latency.mic_received(sent_at, time.time() * 1000, posted_at) > 1000
             ):
                 stats.late += 1
             self._latency.mic_forwarded(len(payload), sent_at)
@@ -730,6 +778,9 @@ class RealtimeWidget(anywidget.AnyWidget):
         if not item or played is None or reason not in _PLAYED_REASONS:
             self._log_frontend("warning", f"bad played message: {dict(content)!r:.200}")
             return
+        with self._lock:
+            self._pacer.finished(item)
+            self._lock.notify_all()
         # The session acts on this event itself: for an interrupted or stopped item it sends
         # conversation.item.truncate, clamped to the audio received, unless everything received
         # was heard (or the user chose Session(auto_truncate=False)). Calling truncate() here

@@ -23,7 +23,7 @@ const PROGRESS_EVERY = 37;
  *
  * processorOptions: {inputRate: number, chunkMs: number}. Port in: {cmd: "start"} opens the gate,
  * {cmd: "stop"} closes it, emits the partial last chunk, then {type: "stopped"}. Port out:
- * {type: "chunk", pcm: ArrayBuffer, rms, peak} (the buffer is transferred) and, while the gate is
+ * {type: "chunk", pcm: ArrayBuffer, rms, peak, at} (the buffer is transferred; `at`: epoch ms) and, while the gate is
  * closed, {type: "level", rms, peak} so the meter still shows that the mic is live.
  */
 class CaptureProcessor extends AudioWorkletProcessor {
@@ -58,7 +58,9 @@ class CaptureProcessor extends AudioWorkletProcessor {
   /** @param {Int16Array} pcm */
   post(pcm) {
     const { rms, peak } = levels(pcm);
-    this.port.postMessage({ type: "chunk", pcm: pcm.buffer, rms, peak }, [pcm.buffer]);
+    // Date.now() is the one wall clock a worklet has: it stamps when the chunk left the audio
+    // thread, so the page can tell a wait for its main thread apart from the comm's.
+    this.port.postMessage({ type: "chunk", pcm: pcm.buffer, rms, peak, at: Date.now() }, [pcm.buffer]);
   }
 
   /** @param {Float32Array[][]} inputs */

@@ -85,3 +85,12 @@ def session(
     out, err = capsys.readouterr()
     assert KEY not in out
     assert KEY not in err
+
+
+@pytest.fixture
+def priced_local(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The local backend's model label priced like ``gpt-realtime`` (it is free), so that a test
+    checks a cost that is not zero."""
+    from realtime_nb.core.pricing import LOCAL_MODEL, PRICES
+
+    monkeypatch.setitem(PRICES, LOCAL_MODEL, PRICES["gpt-realtime"])

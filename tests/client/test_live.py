@@ -89,6 +89,7 @@ def test_push_to_talk(local_server: Callable[..., Any], session: Callable[..., A
     assert all(r.status == "completed" for r in rec.state.responses.values())
 
 
+@pytest.mark.usefixtures("priced_local")
 def test_text_turns_queue_response_requests(
     local_server: Callable[..., Any], session: Callable[..., Any]
 ) -> None:
@@ -495,3 +496,38 @@ def test_recording_of_a_live_session_is_the_same_view_as_a_saved_one(
     unrecorded = session(srv, record=False)
     with pytest.raises(ValueError, match="not recorded"):
         unrecorded.recording()
+
+
+def test_wait_until_heard_waits_for_a_ready_player_and_not_without_one(
+    local_server: Callable[..., Any], session: Callable[..., Any]
+) -> None:
+    srv = local_server()
+    s = session(srv, output_modalities="audio")
+    # No player: heard as soon as idle.
+    s.send_text("hello")
+    s.wait_until_heard(TIMEOUT)
+    assert s.idle
+    # A player (what the widget logs when its view is ready) that plays the next answer.
+    s.log_local("local.player.ready", {"view": "v1"})
+    s.wait_for("local.player.ready", TIMEOUT)
+    s.send_text("again")
+    first = s.wait_for("response.output_audio.delta", TIMEOUT)
+    s.log_local("local.playback.started", {"item_id": first.item_id})
+    s.wait_for("local.playback.started", TIMEOUT)
+    done = threading.Event()
+    waiter = threading.Thread(target=lambda: (s.wait_until_heard(TIMEOUT), done.set()))
+    waiter.start()
+    s.wait_until_idle(TIMEOUT)
+    assert not done.wait(0.5), "returned while the player was still playing"
+    s.log_local(
+        "local.playback.played", {"item_id": first.item_id, "played_ms": 500, "reason": "ended"}
+    )
+    assert done.wait(TIMEOUT)
+    waiter.join()
+    s.send_text("once more")
+    item = s.wait_for("response.output_audio.delta", TIMEOUT).item_id
+    s.log_local("local.playback.started", {"item_id": item})
+    s.wait_for("local.playback.started", TIMEOUT, where=lambda ev: ev.data["item_id"] == item)
+    s.wait_until_idle(TIMEOUT)
+    with pytest.raises(TimeoutError, match=f"still playing {item}"):
+        s.wait_until_heard(0.5)

@@ -18,6 +18,9 @@ from realtime_nb.storage.recording import Recording
 
 from .session_constants import KEY
 
+# The local backend is free; priced here so that parity is checked on a cost that is not zero.
+pytestmark = pytest.mark.usefixtures("priced_local")
+
 TIMEOUT = 20.0
 RULES = [
     {

@@ -274,6 +274,48 @@ def test_interruption_without_a_player_truncates_to_the_time_since_the_first_del
     assert [(s["type"], s["audio_end_ms"]) for s in sent] == [("conversation.item.truncate", 300)]
 
 
+def _with_player(d: Driver) -> Driver:
+    d.feed(d.event(Source.LOCAL, {"type": "local.player.ready", "view": "v1"}, 0))
+    return d
+
+
+def test_without_a_player_no_answer_is_waited_for() -> None:
+    d, _, t = _audio_turn()
+    assert d.proto.heard_pending(t, 2 * 10**9) == []
+
+
+def test_a_ready_player_is_waited_for_until_it_has_played_each_answer() -> None:
+    d = _with_player(_connected(tools={"get_weather": get_weather}))
+    events = _server_events(DEMO)
+    for ev in events:
+        d.feed(ev)
+    spoken = [i.id for i in d.proto.state.items if i.role == "assistant" and i.audio_part()]
+    assert spoken
+    t = events[-1].t_ns
+    # Audio arrived, playback not started yet (the page's first chunk is on its way): waited for.
+    first = min(d.proto.state.item(i).first_audio_t_ns or 0 for i in spoken)
+    assert d.proto.heard_pending(first + 10**8, 2 * 10**9) == spoken
+    for item in spoken:
+        d.feed(d.event(Source.LOCAL, {"type": "local.playback.started", "item_id": item}, t))
+    # Playing: waited for however long it takes.
+    assert d.proto.heard_pending(t + 60 * 10**9, 2 * 10**9) == spoken
+    for item in spoken:
+        played = {"type": "local.playback.played", "item_id": item, "played_ms": 1.0,
+                  "reason": "ended"}  # fmt: skip
+        d.feed(d.event(Source.LOCAL, played, t + 1))
+    assert d.proto.heard_pending(t + 2, 2 * 10**9) == []
+
+
+def test_an_answer_the_player_never_starts_stops_being_waited_for_after_the_grace() -> None:
+    d = _with_player(_connected(tools={"get_weather": get_weather}))
+    for ev in _server_events(DEMO):
+        d.feed(ev)
+    spoken = [i.id for i in d.proto.state.items if i.role == "assistant" and i.audio_part()]
+    last = max(d.proto.state.item(i).first_audio_t_ns or 0 for i in spoken)
+    assert d.proto.heard_pending(last + 10**9, 2 * 10**9) != []
+    assert d.proto.heard_pending(last + 2 * 10**9, 2 * 10**9) == []
+
+
 def test_auto_truncate_off_sends_nothing() -> None:
     d = _connected(auto_truncate=False)
     for ev in _server_events(DEMO):

@@ -5,7 +5,10 @@ from __future__ import annotations
 import os
 import random
 
+import pytest
+
 from realtime_nb.core.events import Event
+from realtime_nb.core.metrics import compute as compute_metrics
 from realtime_nb.core.protocol import Source, canonical_part_type, canonical_type, is_known_type
 from realtime_nb.core.reducer import AudioTimeline, Reducer, reduce
 
@@ -153,7 +156,9 @@ def test_manual_commit_turn_gets_its_audio_and_latency() -> None:
     st = reduce(events)
     (turn,) = st.turns
     assert turn.kind == "commit" and turn.item_id == "u" and turn.response_id == "r"
-    assert turn.latency_ms == 150
+    assert (turn.committed_t_ns, turn.first_audio_t_ns) == (250 * 10**6, 400 * 10**6)
+    # Latency runs from the end of speech (the last chunk sent, at 180 ms) to the first audio.
+    assert compute_metrics(st).turns[0].latency_ms == pytest.approx(220)
     assert st.item_audio("u") == chunk * 10
     assert (st.item("u").audio_start_ms, st.item("u").audio_end_ms) == (0, 200)
 

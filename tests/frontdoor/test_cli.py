@@ -108,6 +108,24 @@ def test_diff_of_a_recording_with_itself(capsys: pytest.CaptureFixture[str]) -> 
     assert out.strip()
 
 
+def test_inspect_and_diff_print_the_latency_of_metrics(capsys: pytest.CaptureFixture[str]) -> None:
+    """One definition: the latency inspect and diff print is the one rec.metrics() computes."""
+    from realtime_nb.debugging.metrics import metrics
+
+    (turn,) = metrics(Recording.open(DEMO_RECORDING)).turns
+    assert turn.latency_ms is not None
+    ms = f"{turn.latency_ms:.0f}"
+    code, out, _ = cli(capsys, "inspect", str(DEMO_RECORDING))
+    assert code == 0
+    assert f"; latency {ms} ms" in out
+    assert f"latency {ms:>6} ms" in out  # the turn's row
+    code, out, _ = cli(capsys, "diff", str(DEMO_RECORDING), str(DEMO_RECORDING))
+    assert code == 0
+    assert f"latency {ms} -> {ms} ms (+0 ms)" in out
+    code, out, _ = cli(capsys, "inspect", "--json", str(DEMO_RECORDING))
+    assert json.loads(out)["turn_latency_ms"] == [round(turn.latency_ms, 1)]
+
+
 def test_diff_exit_status_is_that_of_diff1(capsys: pytest.CaptureFixture[str]) -> None:
     """0 when the conversations are the same, 1 when turns differ (the report is printed
     either way), 2 for trouble."""

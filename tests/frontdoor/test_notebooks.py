@@ -1,4 +1,4 @@
-"""The three notebooks run top to bottom with a real kernel, no API key and no network."""
+"""The notebooks run top to bottom with a real kernel, no API key and no network."""
 
 from __future__ import annotations
 
@@ -12,7 +12,12 @@ from nbclient import NotebookClient
 
 from .conftest import DEMO_RECORDING, KEY_VARIABLES, REPO
 
-NOTEBOOKS = ("quickstart.ipynb", "tools.ipynb", "replay_and_diff.ipynb")
+NOTEBOOKS = (
+    "quickstart.ipynb",
+    "tools.ipynb",
+    "replay_and_diff.ipynb",
+    "regression_testing.ipynb",
+)
 #: Per-cell limit: the slowest cell (a spoken turn on the local backend) takes ~2 s.
 CELL_TIMEOUT_S = 120
 

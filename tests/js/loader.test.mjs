@@ -7,12 +7,13 @@ import { readdirSync, readFileSync } from "node:fs";
 import { importModules, importsOf, loadOrder, renderAndReload, rewriteImports } from "../../realtime_nb/widget/loader.js";
 
 const dir = new URL("../../realtime_nb/widget/", import.meta.url);
-/** What realtime_nb.widget._sources.module_sources() ships: every .js but the entry and the worklet. */
+/** What realtime_nb.widget._sources.module_sources() ships: every .js but the entry, the worklet and clip.js. */
 function shipped() {
   /** @type {Record<string, string>} */
   const out = {};
   for (const name of readdirSync(dir).sort()) {
-    if (name.endsWith(".js") && name !== "loader.js" && name !== "worklet.js") {
+    // As _sources.module_sources: not the entry, the worklet, or a widget's own _esm (clip.js).
+    if (name.endsWith(".js") && !["loader.js", "worklet.js", "clip.js"].includes(name)) {
       out[name] = readFileSync(new URL(name, dir), "utf8");
     }
   }

@@ -76,3 +76,37 @@ test("eventsCover keeps a margin inside the window, none at the recording's ends
   assert.equal(eventsCover(0, 60, 0, 60), true);
   assert.equal(eventsCover(0, 60, 60, 60), true);
 });
+
+test("layoutMarkers: labels in rows without overlap, by priority, the rest as bare ticks", async () => {
+  const { layoutMarkers } = await import("../../realtime_nb/widget/timeline.js");
+  /** @type {[number, string, string, string | null][]} */
+  const markers = [
+    [0.3, "user", "user 1", "u1"],
+    [3.14, "response", "response 1", null],
+    [3.58, "tool", "get_weather()", "c1"],
+    [3.58, "response", "response 2", null],
+    [3.67, "assistant", "assistant 1", "a1"],
+    [9.5, "truncation", "✂ 1.20 s", "a1"],
+  ];
+  const places = layoutMarkers(markers, 800, 10, 3);
+  assert.equal(places.length, markers.length);
+  // The speakers and the tool call keep their labels; the second response, in the crowd, a tick.
+  assert.deepEqual(places.map((p) => p.row), [0, 2, 1, -1, 0, 0]);
+  assert.ok(Math.abs(places[0].x - 24) < 1e-9);
+  // Near the right edge a label goes leftwards from its tick.
+  assert.equal(places[5].flip, true);
+  assert.equal(places[0].flip, false);
+  // Labels that share a row never overlap.
+  const boxes = places.map((p, i) => {
+    const w = markers[i][2].length * 6.5 + 12;
+    const start = p.flip ? p.x - w : p.x;
+    return { row: p.row, start, end: start + w };
+  });
+  for (const a of boxes) {
+    for (const b of boxes) {
+      if (a !== b && a.row >= 0 && a.row === b.row) assert.ok(a.end <= b.start || b.end <= a.start);
+    }
+  }
+  // A zero-length recording puts everything at 0 rather than dividing by zero.
+  assert.deepEqual(layoutMarkers([[0, "user", "user 1", null]], 800, 0).map((p) => p.x), [0]);
+});

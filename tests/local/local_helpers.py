@@ -23,6 +23,29 @@ __all__ = [
 ]  # re-exported for the tests of this folder
 
 JSON = dict[str, Any]
+#: How long a test client waits for the next event: a guard against a hang, not a performance
+#: target. Every turn is recognised afresh (nothing is cached) and PocketSphinx, at ~0.35x real
+#: time alone, runs several times slower when the 2-core machine is shared with other suites.
+EVENT_TIMEOUT_S = 60.0
+
+
+def run_fake_job(state: Any, job: Any, now: float = 0.0, transcript: str = "hello") -> None:
+    """Answer one job of a :class:`~realtime_nb.local._state.RealtimeState` with stand-ins: the
+    echo responder, a fixed ``transcript`` for every turn, silent (empty) speech."""
+    from realtime_nb.local._state import GenerateJob, SpeakJob, StreamJob, TranscribeJob
+    from realtime_nb.local.responders import EchoResponder
+    from realtime_nb.local.tts import Speech
+
+    if isinstance(job, TranscribeJob):
+        state.transcription_done(job.item_id, transcript, now)
+    elif isinstance(job, StreamJob):
+        if job.end and job.item_id is not None:
+            state.transcription_done(job.item_id, transcript, now)
+    elif isinstance(job, GenerateJob):
+        state.generation_done(job.response_id, EchoResponder().respond(job.request), now)
+    elif isinstance(job, SpeakJob):
+        state.speech_done(job.response_id, Speech(job.text, b"", job.fmt), now)
+
 
 #: The tool the scenario tests declare, and the rules responder's rule that calls it.
 WEATHER_TOOLS: list[JSON] = [
@@ -129,12 +152,14 @@ class Client:
                 }
             )
 
-    async def recv(self, timeout: float = 20.0) -> JSON:
+    async def recv(self, timeout: float = EVENT_TIMEOUT_S) -> JSON:
         event: JSON = json.loads(await asyncio.wait_for(self.ws.recv(), timeout))
         self.events.append(event)
         return event
 
-    async def until(self, etype: str | Callable[[JSON], bool], timeout: float = 20.0) -> JSON:
+    async def until(
+        self, etype: str | Callable[[JSON], bool], timeout: float = EVENT_TIMEOUT_S
+    ) -> JSON:
         """Receive until an event of type ``etype`` (or matching the predicate) arrives."""
         match = etype if callable(etype) else (lambda e: e["type"] == etype)
         while True:

@@ -30,12 +30,12 @@ from realtime_nb.core._schema_fields import CLIENT
 from realtime_nb.local import LocalServer
 from realtime_nb.local._config import MAX_STRING_CHARS
 from realtime_nb.local._frames import MAX_EVENT_BYTES, MAX_JSON_DEPTH
-from realtime_nb.local._state import Generated, GenerateJob, RealtimeState, TranscribeJob
-from realtime_nb.local.responders import EchoResponder
+from realtime_nb.local._state import RealtimeState
 
 from .local_helpers import (
     Client,
     connect,
+    run_fake_job,
     validate_beta_server_event,
     validate_server_event,
 )
@@ -237,11 +237,7 @@ def settle(state: RealtimeState, now: float = 0.0) -> list[JSON]:
         if not jobs:
             return out
         for job in jobs:
-            if isinstance(job, TranscribeJob):
-                state.transcription_done(job.item_id, "hello", now)
-            elif isinstance(job, GenerateJob):
-                outputs = EchoResponder().respond(job.request)
-                state.generation_done(job.response_id, [Generated(o) for o in outputs], now)
+            run_fake_job(state, job, now)
 
 
 def fresh_state(beta: bool) -> RealtimeState:

@@ -25,8 +25,7 @@ from openai import AsyncOpenAI
 from realtime_nb.core.protocol import SERVER_EVENT_TYPES
 from realtime_nb.local import LocalServer
 from realtime_nb.local._beta import BETA_SERVER_EVENT_TYPES, BetaDialect
-from realtime_nb.local._state import Generated, GenerateJob, RealtimeState, TranscribeJob
-from realtime_nb.local.responders import EchoResponder
+from realtime_nb.local._state import RealtimeState
 
 from ..conftest import SPEC
 from .local_helpers import (
@@ -34,6 +33,7 @@ from .local_helpers import (
     WEATHER_TOOLS,
     Client,
     connect,
+    run_fake_job,
     silence,
     validate_beta_client_event,
     validate_beta_server_event,
@@ -112,11 +112,7 @@ def drive(state: RealtimeState, *frames: JSON, transcript: str = "hello") -> lis
         if not jobs:
             break
         for job in jobs:
-            if isinstance(job, TranscribeJob):
-                state.transcription_done(job.item_id, transcript, 0.0)
-            elif isinstance(job, GenerateJob):
-                outputs = EchoResponder().respond(job.request)
-                state.generation_done(job.response_id, [Generated(o) for o in outputs], 0.0)
+            run_fake_job(state, job, 0.0, transcript)
     for event in out:
         check_beta_event(event)
     return out

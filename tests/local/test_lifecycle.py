@@ -12,7 +12,7 @@ from websockets.exceptions import ConnectionClosed
 
 from realtime_nb.core.audio import AudioFormat
 from realtime_nb.local import LocalServer
-from realtime_nb.local._state import Generated, GenerateJob, RealtimeState
+from realtime_nb.local._state import GenerateJob, RealtimeState, SpeakJob
 from realtime_nb.local.responders import TextReply
 from realtime_nb.local.tts import Speech
 
@@ -45,8 +45,11 @@ def test_session_expires_at_its_cap_on_a_fake_clock() -> None:
     (job,) = state.jobs_to_run()
     assert isinstance(job, GenerateJob)
     fmt = AudioFormat.from_config({"type": "audio/pcm", "rate": 24000})
-    speech = Speech("You said: hello", bytes(fmt.bytes_for_ms(2000)), fmt)
-    state.generation_done(job.response_id, [Generated(TextReply(speech.text), speech)], 10.5)
+    speech = Speech("hello", bytes(fmt.bytes_for_ms(2000)), fmt)
+    state.generation_done(job.response_id, [TextReply("hello")], 10.5)
+    (speak,) = state.jobs_to_run()
+    assert isinstance(speak, SpeakJob) and speak.fmt == fmt
+    state.speech_done(job.response_id, Speech(speak.text, speech.audio, fmt), 10.5)
     events = state.events_to_send()
     while (deadline := state.next_deadline()) is not None:
         assert deadline <= 11.0

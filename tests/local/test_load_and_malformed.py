@@ -11,6 +11,14 @@ from realtime_nb.local import LocalServer
 from .local_helpers import Client, connect, silence, validate_server_event
 
 SESSIONS = 20
+#: The audio turn: the first second of the weather question, 24 kHz PCM16. Every session's turn
+#: is decoded (nothing is cached), one or two at a time, and PocketSphinx holds the GIL while it
+#: decodes: the whole question twenty times over is ~25 s of decoding on this 2-core machine.
+TURN_BYTES = 24_000 * 2
+#: Guards against a hang, not performance targets (those are in benchmarks/bench_local.py): the
+#: 2-core machine runs other suites at the same time.
+TURN_TIMEOUT_S = 120
+TEST_TIMEOUT_S = 240
 
 
 def test_twenty_concurrent_sessions(fast_server: LocalServer, weather_pcm: bytes) -> None:
@@ -30,16 +38,16 @@ def test_twenty_concurrent_sessions(fast_server: LocalServer, weather_pcm: bytes
             }
         )
         await c.send({"type": "response.create"})
-        await c.until("response.done", timeout=60)
-        await c.append(weather_pcm + silence(700), chunk_ms=200)
-        await c.until("response.done", timeout=60)
+        await c.until("response.done", timeout=TURN_TIMEOUT_S)
+        await c.append(weather_pcm[:TURN_BYTES] + silence(700), chunk_ms=200)
+        await c.until("response.done", timeout=TURN_TIMEOUT_S)
         await ws.close()
         return c
 
     async def main() -> list[Client]:
         return await asyncio.gather(*(one(n) for n in range(SESSIONS)))
 
-    clients = asyncio.run(asyncio.wait_for(main(), 90))
+    clients = asyncio.run(asyncio.wait_for(main(), TEST_TIMEOUT_S))
     for n, c in enumerate(clients):
         assert "error" not in c.types()
         dones = c.of("response.done")

@@ -7,6 +7,7 @@ import base64
 
 from openai import AsyncOpenAI
 
+from realtime_nb.core.pricing import LOCAL_MODEL
 from realtime_nb.local import LocalServer
 
 from .local_helpers import DESCRIPTION_WAV, read_wav, silence, validate_server_event
@@ -14,6 +15,8 @@ from .local_helpers import DESCRIPTION_WAV, read_wav, silence, validate_server_e
 
 def test_openai_client_full_conversation(fast_server: LocalServer) -> None:
     speech = read_wav(DESCRIPTION_WAV)[: 24000 * 2 * 5]  # the first sentence and a half
+
+    models: list[str | None] = []
 
     async def main() -> tuple[list[str], str, bytes, str]:
         client = AsyncOpenAI(api_key="test", websocket_base_url=fast_server.base_url)
@@ -38,6 +41,8 @@ def test_openai_client_full_conversation(fast_server: LocalServer) -> None:
             async for event in conn:
                 validate_server_event(event.model_dump(mode="json", exclude_unset=True))
                 types.append(event.type)
+                if event.type in ("session.created", "session.updated"):
+                    models.append(event.session.model)  # type: ignore[union-attr]  # both sessions have one
                 if event.type == "conversation.item.input_audio_transcription.completed":
                     heard = event.transcript
                 elif event.type == "response.output_audio.delta":
@@ -50,6 +55,8 @@ def test_openai_client_full_conversation(fast_server: LocalServer) -> None:
 
     types, heard, audio, transcript = asyncio.run(asyncio.wait_for(main(), 60))
     assert types[0] == "session.created"
+    # The SDK's models accept the local backend's own label; it is what the session reports.
+    assert models == [LOCAL_MODEL, LOCAL_MODEL]
     assert "input_audio_buffer.speech_started" in types
     assert heard, "pocketsphinx heard nothing"
     assert transcript == f"Sure. You said: {heard}"

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from realtime_nb.core.audio import AudioFormat, decode_to_float, encode_from_float, resample
+from realtime_nb.core.pricing import LOCAL_MODEL
 from realtime_nb.local import LocalServer
 
 from .local_helpers import (
@@ -645,7 +646,8 @@ def test_azure_path_beta_header_and_call_id(fast_server: LocalServer) -> None:
     for e in (created, updated):
         validate_beta_server_event(e)
     validate_server_event(sideband)
-    assert created["session"]["model"] == "my-gpt-realtime"
+    # Whatever deployment the client names, the session says what answers: the local backend.
+    assert created["session"]["model"] == LOCAL_MODEL
     assert updated["type"] == "session.updated"
     assert updated["session"]["modalities"] == ["text"]
     assert updated["session"]["voice"] == "ash"

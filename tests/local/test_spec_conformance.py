@@ -10,7 +10,7 @@
   audio_end_ms is greater than the actual audio duration, the server will respond with an error".
 
 The state machine runs with the real parts (WebRTC VAD, PocketSphinx, eSpeak NG, echo responder)
-through :func:`realtime_nb.local.server.run_job`, without a socket.
+through :class:`realtime_nb.local.server.JobRunner`, without a socket.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import pytest
 from realtime_nb.core.audio import AudioFormat
 from realtime_nb.local._state import GenerateJob, RealtimeState
 from realtime_nb.local.responders import EchoResponder
-from realtime_nb.local.server import run_job
+from realtime_nb.local.server import JobRunner
 from realtime_nb.local.stt import shared_transcriber
 from realtime_nb.local.tts import Synthesizer
 
@@ -48,7 +48,7 @@ class Driver:
         self.state.start()
         self.events: list[JSON] = []
         self.requests: list[GenerateJob] = []
-        self._synth = Synthesizer()
+        self._runner = JobRunner(EchoResponder(), Synthesizer(), shared_transcriber())
 
     def send(self, *frames: JSON) -> list[JSON]:
         for frame in frames:
@@ -71,14 +71,9 @@ class Driver:
             if not jobs:
                 break
             for job in jobs:
-                result = run_job(job, EchoResponder(), self._synth, shared_transcriber())
                 if isinstance(job, GenerateJob):
-                    assert isinstance(result, list)
                     self.requests.append(job)
-                    self.state.generation_done(job.response_id, result, 0.0)
-                else:
-                    assert isinstance(result, str)
-                    self.state.transcription_done(job.item_id, result, 0.0)
+                self._runner.deliver(self.state, job, self._runner.run(job), None, 0.0)
         for event in new:
             validate_server_event(event)
         self.events.extend(new)

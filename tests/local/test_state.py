@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from realtime_nb.local._state import Generated, GenerateJob, RealtimeState, TranscribeJob
+from realtime_nb.local._state import GenerateJob, RealtimeState, SpeakJob
 from realtime_nb.local.responders import (
-    EchoResponder,
     FunctionCall,
     ResponseRequest,
     RulesResponder,
@@ -15,7 +14,7 @@ from realtime_nb.local.responders import (
     instruction_prefix,
 )
 
-from .local_helpers import validate_server_event
+from .local_helpers import run_fake_job, validate_server_event
 
 
 def drive(state: RealtimeState, *frames: dict[str, Any], now: float = 0.0) -> list[dict[str, Any]]:
@@ -29,11 +28,7 @@ def drive(state: RealtimeState, *frames: dict[str, Any], now: float = 0.0) -> li
         if not jobs:
             break
         for job in jobs:
-            if isinstance(job, TranscribeJob):
-                state.transcription_done(job.item_id, "hello", now)
-            elif isinstance(job, GenerateJob):
-                outputs = EchoResponder().respond(job.request)
-                state.generation_done(job.response_id, [Generated(o) for o in outputs], now)
+            run_fake_job(state, job, now)
     for event in out:
         validate_server_event(event)
     return out
@@ -85,15 +80,23 @@ def test_paced_audio_is_released_by_the_clock() -> None:
     state.events_to_send()
     (job,) = state.jobs_to_run()
     assert isinstance(job, GenerateJob)
-    speech = synthesize("You said: hi")
-    state.generation_done(job.response_id, [Generated(TextReply("You said: hi"), speech)], 10.0)
+    state.generation_done(job.response_id, [TextReply("You said: hi")], 10.0)
+    total_ms = 0.0
+    for expected in ("You said: ", "hi"):  # one segment at a time, the next once one is in
+        (speak,) = state.jobs_to_run()
+        assert isinstance(speak, SpeakJob)
+        assert speak.text == expected
+        part = synthesize(speak.text, speak.voice, speak.speed, speak.fmt)
+        total_ms += part.duration_ms
+        state.speech_done(speak.response_id, part, 10.0)
+    assert state.jobs_to_run() == []
     first = [e["type"] for e in state.events_to_send()]
     assert first.count("response.output_audio.delta") == 1
     assert "response.done" not in first
     deadline = state.next_deadline()
     assert deadline is not None
     assert 10.05 < deadline <= 10.2
-    state.poll(10.0 + speech.duration_ms / 1000 + 0.01)
+    state.poll(10.0 + total_ms / 1000 + 0.01)
     rest = [e["type"] for e in state.events_to_send()]
     assert rest[-2:] == ["response.done", "rate_limits.updated"]
     assert state.next_deadline() is None

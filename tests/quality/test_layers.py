@@ -18,8 +18,8 @@ from tests.conftest import REPO
 PKG = REPO / "realtime_nb"
 
 #: Each subpackage's rank: a module may import its own subpackage and any of lower rank. Layers
-#: of the same rank (core and runtime; storage and local; debugging and testing) are independent
-#: of each other.
+#: of the same rank (core and runtime; storage and local; debugging and testing; widget and
+#: corpus) are independent of each other.
 RANKS = {
     "core": 0,
     "runtime": 0,
@@ -29,6 +29,7 @@ RANKS = {
     "debugging": 3,
     "testing": 3,
     "widget": 4,
+    "corpus": 4,
     "frontdoor": 5,
 }
 
@@ -42,6 +43,10 @@ CONVENIENCES = {
     ("storage.recording", "Recording.describe"): "debugging",
     ("storage.recording", "Recording._repr_html_"): "debugging",
     ("storage.recording", "ItemView._repr_html_"): "debugging",
+    # The notebook rendering of a recording or an item: HTML plus a small widget whose players
+    # fetch an item's audio when pressed (the audio is never inlined in the output).
+    ("storage.recording", "Recording._repr_mimebundle_"): "widget",
+    ("storage.recording", "ItemView._repr_mimebundle_"): "widget",
     ("client.session", "Session.widget"): "widget",
 }
 

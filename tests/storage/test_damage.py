@@ -8,7 +8,8 @@ segfault shows as a crash of that child, not of the test run), and the test asse
 silent change (every event returned is byte-identical to the original with the same ``seq``, and
 anything short of the whole original is reported: a warning, ``complete=False`` or a
 ``RecordingFormatError``); every batch the damage did not touch is recovered. The same runs over
-``recordings/demo.arrow``, written before checksums existed: there only the crash and recovery
+``tests/storage/data/demo_before_checksums.arrow`` (the demo recording as realtime_nb wrote it
+before checksums existed, kept as the example of an old file): there only the crash and recovery
 guarantees hold (a flipped audio bit has nothing to be checked against).
 
 Run as a script (``python tests/storage/test_damage.py JOB.json``) this file is the child.
@@ -48,7 +49,8 @@ from realtime_nb.storage.recording import (
 from realtime_nb.testing.synthetic import synthetic_session
 
 REPO = Path(__file__).resolve().parents[2]
-DEMO = REPO / "recordings" / "demo.arrow"
+#: A recording written before checksums existed (the demo as it was then): old files must open.
+DEMO = Path(__file__).parent / "data" / "demo_before_checksums.arrow"
 SEED = 13
 #: Events between forced flushes: ~50 batches for the ~500 events of the recording below.
 EVENTS_PER_BATCH = 10
@@ -353,7 +355,7 @@ def test_fuzzed_damage_never_crashes_or_changes_events_silently(
     old_failures, old_figures = _fuzz(DEMO, tmp_path, checksummed=False)
     with capsys.disabled():
         print(f"\ndamage fuzz ({time.monotonic() - t0:.1f} s), checksummed recording: {figures}")
-        print(f"damage fuzz, recordings/demo.arrow (no checksums): {old_figures}")
+        print(f"damage fuzz, {DEMO.name} (no checksums): {old_figures}")
     assert not failures, "\n".join(failures[:20])
     assert not old_failures, "\n".join(old_failures[:20])
     assert figures["crashes"] == old_figures["crashes"] == 0

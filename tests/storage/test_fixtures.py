@@ -154,7 +154,7 @@ def test_gateway_and_text_turns() -> None:
     rec = _load("test_openai_ws/test_text_in_audio_out_turn.yaml")
     assert _texts(rec)[1] == ("assistant", "Hi there!")
     assert rec.state.turns[0].kind == "text"
-    assert rec.state.turns[0].latency_ms is not None
+    assert rec.metrics().turns[0].latency_ms is not None
 
 
 def test_webrtc_sdp_exchange_is_kept_as_a_local_event() -> None:

@@ -197,3 +197,105 @@ def test_recording_play_returns_the_replay_widget(rec: Recording) -> None:
         assert w.duration_s == pytest.approx(w.data.duration_s)
     finally:
         w.close()
+
+
+# --- timeline markers, speeds, "(speaking...)" ---------------------------------------------------
+
+DEMO = Path(__file__).resolve().parents[2] / "recordings" / "demo.arrow"
+
+
+def test_markers_label_items_tool_calls_responses_and_truncations(rec: Recording) -> None:
+    from realtime_nb.widget.replay import MARKER_KINDS, markers
+
+    demo = Recording.open(DEMO).replay_data()
+    ms = markers(demo)
+    assert [m[0] for m in ms] == sorted(m[0] for m in ms)
+    assert {m[1] for m in ms} <= set(MARKER_KINDS)
+    by_kind = {k: [m for m in ms if m[1] == k] for k in MARKER_KINDS}
+    st = demo.state
+    # Every message of both speakers, numbered per speaker; the user's where the speech starts.
+    users = [it for it in st.items if it.type == "message" and it.role == "user"]
+    assistants = [it for it in st.items if it.type == "message" and it.role == "assistant"]
+    assert [m[3] for m in by_kind["user"]] == [it.id for it in users]
+    assert [m[2] for m in by_kind["user"]] == [f"user {i}" for i in range(1, len(users) + 1)]
+    assert [m[3] for m in by_kind["assistant"]] == [it.id for it in assistants]
+    speech = {s.item_id: s.start_s for s in demo.vad_segments()}
+    assert by_kind["user"][0][0] == pytest.approx(speech[users[0].id], abs=1e-3)
+    starts = demo.item_starts_s()
+    assert by_kind["assistant"][0][0] == pytest.approx(starts[assistants[0].id], abs=1e-3)
+    # The tool call by name, each response once.
+    calls = [it for it in st.items if it.type == "function_call"]
+    assert calls and [m[2] for m in by_kind["tool"]] == [f"{c.name}()" for c in calls]
+    assert len(by_kind["response"]) == len(st.responses) >= 2
+    # Truncations (the synthetic session cuts every second answer 1.2 s in): where and how much.
+    data = rec.replay_data()
+    cuts = [m for m in markers(data) if m[1] == "truncation"]
+    assert len(cuts) == len(data.truncations()) > 0
+    for m, t in zip(cuts, data.truncations(), strict=True):
+        assert m[2] == "✂ 1.20 s" and m[3] == t.item_id
+        assert m[0] == pytest.approx(t.t_s, abs=1e-3)
+
+
+def test_overview_carries_the_markers(rec: Recording) -> None:
+    from realtime_nb.widget.replay import markers
+
+    w, cap = _widget(rec)
+    try:
+        _msg(w, type="ready", bins=300)
+        ((ov, _),) = cap.wait("overview")
+        assert ov["markers"] == markers(w.data)
+    finally:
+        w.close()
+
+
+def test_speeds_are_the_four_offered_and_others_are_refused(rec: Recording) -> None:
+    import traitlets
+
+    from realtime_nb.widget.replay import SPEEDS
+
+    assert SPEEDS == (0.5, 1.0, 1.5, 2.0)
+    w = ReplayWidget(rec)
+    try:
+        for s in SPEEDS:
+            w.speed = s
+            assert w.speed == s
+        with pytest.raises(traitlets.TraitError, match=r"0\.5, 1, 1\.5, 2.*got 3"):
+            w.speed = 3.0
+        assert w.speed == 2.0
+    finally:
+        w.close()
+
+
+def test_state_says_when_the_user_is_speaking_before_the_item_exists(rec: Recording) -> None:
+    w, cap = _widget(rec)
+    try:
+        seg = w.data.vad_segments()[0]
+        assert seg.end_s is not None
+        _msg(w, type="get_state", req=1, t=seg.start_s - 1.0, full=True)
+        _msg(w, type="get_state", req=2, t=seg.start_s + 0.5, full=True)
+        # After the turn is over the item holds the speech: no more "speaking".
+        _msg(w, type="get_state", req=3, t=seg.end_s + 5.0, full=True)
+        states = {m["req"]: m for m, _ in cap.wait("state", 3)}
+        assert [states[r]["speaking"] for r in (1, 2, 3)] == [False, True, False]
+        assert seg.item_id in states[3]["order"]
+    finally:
+        w.close()
+
+
+def test_items_are_pending_while_their_words_are_to_come() -> None:
+    w = ReplayWidget(DEMO)
+    cap = Capture(w)
+    try:
+        data = w.data
+        asst = next(it for it in data.state.items if it.role == "assistant")
+        first_audio = data.item_starts_s()[asst.id]
+        _msg(w, type="get_state", req=1, t=first_audio + 0.05, full=True)
+        _msg(w, type="get_state", req=2, t=data.duration_s, full=True)
+        states = {m["req"]: m for m, _ in cap.wait("state", 2)}
+        during = {d["id"]: d for d in states[1]["items"]}
+        after = {d["id"]: d for d in states[2]["items"]}
+        assert during[asst.id]["pending"] is True
+        assert after[asst.id]["pending"] is False
+        assert all(d["pending"] is False for d in after.values())
+    finally:
+        w.close()

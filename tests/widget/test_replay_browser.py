@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from typing import Any
 
 import pytest
@@ -79,6 +78,14 @@ def _shown(page: Any) -> list[tuple[str, str, bool, bool]]:
     ]
 
 
+def _clocks(page: Any) -> tuple[float, float]:
+    """The page's clock (s) and the playhead, read together."""
+    w, p = page.eval_on_selector(
+        ".rtnb-replay", "e => [performance.now() / 1000, Number(e.dataset.position || 0)]"
+    )
+    return float(w), float(p)
+
+
 def _click_at(page: Any, t: float, duration: float) -> None:
     box = page.locator(".rtnb-replay canvas").bounding_box()
     page.mouse.click(box["x"] + box["width"] * t / duration, box["y"] + box["height"] / 2)
@@ -125,26 +132,28 @@ def _scenario(page: Any, lab: L.Lab, data: Any, out: dict[str, Any]) -> None:
     out["event_detail"] = json.loads(page.inner_text(".rtnb-replay pre.rtnb-json"))
     page.click(".rtnb-replay .rtnb-tab:has-text('Transcript')")
 
-    # Play at 1x, then 2x, then pause.
+    # Play at 1x, then 2x, then pause. Both clocks are read in the page at once: on a loaded
+    # machine the replies to the test take a while, and the test's own clock would count that.
     msgs0 = int(_ds(page, "audioMsgs") or 0)
-    p0 = float(_ds(page, "position") or 0)
+    p_start = float(_ds(page, "position") or 0)
     page.click(".rtnb-replay .rtnb-play")
     page.wait_for_function("() => document.querySelector('.rtnb-replay').dataset.playing === '1'")
-    w0 = time.monotonic()
+    page.wait_for_timeout(300)
+    w0, p0 = _clocks(page)
     page.wait_for_timeout(2000)
-    p1, w1 = float(_ds(page, "position") or 0), time.monotonic()
+    w1, p1 = _clocks(page)
     page.click(".rtnb-replay .rtnb-speed[data-speed='2']")
-    page.wait_for_timeout(200)
-    p2, w2 = float(_ds(page, "position") or 0), time.monotonic()
+    page.wait_for_timeout(300)
+    w2, p2 = _clocks(page)
     page.wait_for_timeout(1500)
-    p3, w3 = float(_ds(page, "position") or 0), time.monotonic()
+    w3, p3 = _clocks(page)
     page.click(".rtnb-replay .rtnb-play")  # pause
     page.wait_for_timeout(300)
     p4 = float(_ds(page, "position") or 0)
     page.wait_for_timeout(700)
     p5 = float(_ds(page, "position") or 0)
     out["play"] = {"rate_1x": (p1 - p0) / (w1 - w0), "rate_2x": (p3 - p2) / (w3 - w2),
-                   "paused_drift": p5 - p4, "played_s": p4 - p0,
+                   "paused_drift": p5 - p4, "played_s": p4 - p_start,
                    "audio_msgs_while_playing": int(_ds(page, "audioMsgs") or 0) - msgs0}  # fmt: skip
     # The transcript followed the playhead while playing.
     out["state_t_after_play"] = float(_ds(page, "stateT") or "nan")

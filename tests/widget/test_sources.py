@@ -13,6 +13,7 @@ import traitlets
 from realtime_nb.widget import RealtimeWidget, ReplayWidget, worklet_source
 from realtime_nb.widget._sources import (
     ENTRY,
+    OWN_ESM,
     WIDGET_DIR,
     WORKLET,
     SourceWatcher,
@@ -30,7 +31,8 @@ def _js_files() -> set[str]:
 def test_every_js_file_of_the_folder_is_shipped() -> None:
     # The entry point is the _esm, the worklet goes as _worklet_js, every other one in _modules:
     # a new module needs no list updated anywhere.
-    assert set(module_sources()) | {ENTRY, WORKLET} == _js_files()
+    assert set(module_sources()) | {ENTRY, WORKLET, *OWN_ESM} == _js_files()
+    assert not set(OWN_ESM) & set(module_sources())
     assert ENTRY not in module_sources() and WORKLET not in module_sources()
     assert "audio.js" in module_sources()  # the worklet's helpers are an ES module as well
 

@@ -189,7 +189,7 @@ def test_a_failed_update_keeps_the_last_view_and_catches_up(
         r.apply(ev)
         vm.update(r.state, ev, 0.0)
     good = vm.view
-    monkeypatch.setattr(vm_module, "item_view", lambda item: 1 / 0)
+    monkeypatch.setattr(vm_module, "item_view", lambda item, transcribing=False: 1 / 0)
     failed = 0
     for ev in events[10:]:
         r.apply(ev)
@@ -256,3 +256,44 @@ def test_latency_spans_are_matched_on_bytes_and_items() -> None:
     book.playback_started("b", 2090.0)  # never had a delta
     assert book.timings.delta_to_playback == [80.0]
     assert book.timings.mic_to_kernel == [12.5]
+
+
+# --- "(speaking...)": words still to come ---------------------------------------------------------
+
+
+def test_a_user_item_is_pending_until_its_transcript_arrives_if_one_was_asked_for() -> None:
+    from realtime_nb.widget._viewmodel import transcribing, transcript_pending
+
+    demo = Path(__file__).resolve().parents[2] / "recordings" / "demo.arrow"
+    r = Reducer()
+    seen: list[tuple[str, bool]] = []  # (the user item's transcription status, pending)
+    asked = None
+    for ev in Recording.open(demo).events:
+        r.apply(ev)
+        users = [it for it in r.state.items if it.role == "user"]
+        if users:
+            asked = transcribing(r.state)
+            it = users[0]
+            seen.append((str(it.transcription_status), transcript_pending(it, asked)))
+            if item_view(it, asked)["pending"] != seen[-1][1]:
+                raise AssertionError("item_view disagrees with transcript_pending")
+    assert asked is True, "the demo session transcribes the user's audio"
+    assert seen[0][1] is True, "pending from the moment the item is there"
+    assert seen[-1] == ("completed", False)
+    assert all(not pending for status, pending in seen if status == "completed")
+    # A session that asked for no transcript never shows the user's audio as pending.
+    it = next(i for i in r.state.items if i.role == "user")
+    it.transcription_status = None
+    assert transcript_pending(it, False) is False
+
+
+def test_an_assistant_item_is_pending_while_in_progress() -> None:
+    r = Reducer()
+    states = []
+    for ev in _events(AUDIO_TURN):
+        r.apply(ev)
+        for it in r.state.items:
+            if it.role == "assistant":
+                states.append((it.status, item_view(it)["pending"]))
+    assert ("in_progress", True) in states
+    assert states[-1] == ("completed", False)

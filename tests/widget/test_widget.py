@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,7 +19,7 @@ from realtime_nb.core.reducer import ConversationState, Reducer
 from realtime_nb.storage.recording import Recording
 from realtime_nb.widget import RealtimeWidget, redact, worklet_source
 from realtime_nb.widget._viewmodel import conversation_view
-from realtime_nb.widget.widget import AUDIO_BATCH_S
+from realtime_nb.widget.widget import AUDIO_BATCH_S, UI_UPDATE_S
 from tests.conftest import SESSIONS
 
 SECRET = "sk-test-widget-" + "s3cr3t" * 5
@@ -34,6 +35,7 @@ class FakeSession:
     output_format: AudioFormat = field(default_factory=AudioFormat)
     status: str = "connected"
     backend: str = "fake backend"
+    recording_path: Path | None = None
     cost: float = 0.0
     settings: dict[str, Any] = field(
         default_factory=lambda: {"instructions": "hi", "voice": "alloy", "turn_detection": None}
@@ -167,6 +169,39 @@ def test_audio_is_batched_under_the_iopub_limit(w_s: Any) -> None:
     assert all(m["view"] == "v1" and m["item_id"] == "it" for m, _ in audio)
 
 
+def test_view_updates_are_coalesced_but_audio_is_not(w_s: Any) -> None:
+    """A reply's stream of events reaches the page as a few events/items/stats messages (each
+    one costs the page's main thread, where the mic chunks wait), every event still in them and
+    the first one not held back; audio keeps its own 50 ms pace."""
+    w, s, cap = w_s
+    msg(w, {"type": "ready"})
+    cap.wait("snapshot")
+    time.sleep(UI_UPDATE_S)  # the snapshot counts as an update
+    s.emit(Source.SERVER, {"type": "response.created", "response": {"id": "r1"}})
+    first = time.monotonic()
+    cap.wait("events")
+    assert time.monotonic() - first < UI_UPDATE_S, "the first update after a quiet spell waits"
+    pcm = bytes(96)
+    t0 = time.monotonic()
+    n = 0
+    while time.monotonic() - t0 < 1.0:
+        s.emit(Source.SERVER, {"type": "response.output_audio_transcript.delta",
+                               "item_id": "it", "response_id": "r1", "delta": "la "},
+               item_id="it", response_id="r1")  # fmt: skip
+        s.emit(Source.SERVER, {"type": "response.output_audio.delta", "item_id": "it"}, pcm,
+               item_id="it")  # fmt: skip
+        n += 2
+        time.sleep(0.002)
+    elapsed = time.monotonic() - t0
+    time.sleep(2 * UI_UPDATE_S)
+    sent = [e["seq"] for m, _ in cap.of("events") for e in m["events"]]
+    assert sent == list(range(sent[0], sent[0] + n + 1)), "every event, once, in order"
+    for kind in ("events", "items", "stats"):
+        assert len(cap.of(kind)) <= elapsed / UI_UPDATE_S + 3, kind
+    audio = cap.of("audio")
+    assert len(audio) > elapsed / UI_UPDATE_S + 3, "audio is not held to the view's pace"
+
+
 def test_mic_chunks_in_order_duplicates_dropped_gaps_counted(w_s: Any) -> None:
     w, s, _ = w_s
     chunks = [bytes([i]) * 2400 for i in range(6)]
@@ -285,7 +320,7 @@ def test_mic_state_logs_local_events(w_s: Any) -> None:
 def test_instance_state_is_not_shared() -> None:
     a, b = RealtimeWidget(FakeSession()), RealtimeWidget(FakeSession())  # type: ignore[arg-type]  # fakes with the Session's interface
     try:
-        assert a._pending_audio is not b._pending_audio
+        assert a._pacer is not b._pacer
         assert a.mic_stats is not b.mic_stats
         assert a.frontend_log is not b.frontend_log
     finally:
@@ -370,7 +405,7 @@ def test_a_failing_view_keeps_the_last_good_one_and_says_so_once(
     s.emit(Source.SERVER, _user_item("u0", "hello"), item_id="u0")
     _wait_shown(cap, [vm.item_view(s.conversation.item("u0"))])
 
-    def broken(item: Any) -> Any:
+    def broken(item: Any, transcribing: bool = False) -> Any:
         raise RuntimeError("boom")
 
     real = vm.item_view
@@ -414,3 +449,19 @@ def test_real_session_and_local_server_never_send_the_key() -> None:
         finally:
             w.close()
             s.close()
+
+
+def test_the_header_knows_the_recording_file_and_the_backend(tmp_path: Path) -> None:
+    path = tmp_path / "talk.arrow"
+    s = FakeSession(recording_path=path, backend="embedded local backend (offline stand-in model)")
+    w = RealtimeWidget(s)  # type: ignore[arg-type]  # a fake with the Session's interface
+    try:
+        assert w.recording == str(path)
+        assert w.backend == "embedded local backend (offline stand-in model)"
+    finally:
+        w.close()
+    w = RealtimeWidget(FakeSession())  # type: ignore[arg-type]  # record=False: no indicator
+    try:
+        assert w.recording == ""
+    finally:
+        w.close()

@@ -1,0 +1,173 @@
+"""The recorder's fast path records exactly what the general path would, and never a secret."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+import warnings
+from pathlib import Path
+
+import pytest
+
+from realtime_nb.core._redact import _HINTS, REDACTED, needs_redaction
+from realtime_nb.core.events import split_audio
+from realtime_nb.storage.recording import (
+    MAX_BATCH_BYTES,
+    Recorder,
+    Recording,
+    RecordingSalvageWarning,
+    make_meta,
+)
+
+KEY = "sk-proj-abcdefghijklmnopqrstuvwxyz0123456789"
+PCM = bytes(range(256)) * 15  # 3840 bytes: whole base64 groups, no padding
+B64 = base64.b64encode(PCM).decode()
+
+
+def test_the_spelled_out_pre_check_has_every_hint() -> None:
+    for hint in _HINTS:
+        for text in (f'{{"x":"a{hint}b"}}', f'{{"x":"a{hint.upper()}b"}}'):
+            assert needs_redaction(text), hint
+    assert not needs_redaction('{"type":"input_audio_buffer.append","audio":""}')
+    assert needs_redaction('{"t":"x"}', (KEY[:20],)) is False
+    assert needs_redaction(f'{{"t":"{KEY}"}}', (KEY,))
+
+
+FRAMES = [
+    # (the frame text, audio passed by the caller)
+    (f'{{"type":"input_audio_buffer.append","audio":"{B64}"}}', None),
+    (f'{{"type":"input_audio_buffer.append","audio":"{B64}","event_id":"e1"}}', PCM),
+    (f'{{"type": "input_audio_buffer.append", "audio" : "{B64}"}}', None),  # spaced
+    (
+        f'{{"type":"response.output_audio.delta","delta":"{B64}","item_id":"i","response_id":"r"}}',
+        None,
+    ),
+    ('{"type":"response.audio.delta","delta":"AAE="}', None),  # padded
+    ('{"type":"response.audio.delta","delta":"AAF="}', None),  # non-canonical padding bits
+    ('{"type":"input_audio_buffer.append","audio":"not base64!"}', None),
+    ('{"type":"input_audio_buffer.append","audio":""}', None),
+    ('{"type":"input_audio_buffer.append","audio":5}', None),
+    # the key first appears nested, with another value: the top-level one is the audio
+    (f'{{"type":"input_audio_buffer.append","x":{{"audio":"QQ=="}},"audio":"{B64}"}}', None),
+    (f'{{"type":"input_audio_buffer.append","audio":"{B64}","note":"{KEY}"}}', None),
+    (f'{{"type":"input_audio_buffer.append","audio":"{B64}","api_key":"abc"}}', None),
+    ('{"type":"response.output_audio_transcript.delta","delta":"hi"}', None),
+]
+
+
+@pytest.mark.parametrize(("raw", "audio"), FRAMES)
+def test_fast_path_records_what_the_general_path_would(raw: str, audio: bytes | None) -> None:
+    data = json.loads(raw)
+    rec = Recorder(None, secrets=[KEY])
+    ev = rec.append("client", data, raw=raw, audio=audio)
+    payload, pdict, want_audio = split_audio(data["type"], data, raw, audio)
+    want = payload if payload is not None else json.dumps(pdict, separators=(",", ":"))
+    assert ev.audio == want_audio
+    if KEY in raw or "api_key" in raw:
+        assert KEY not in ev.payload and REDACTED in ev.payload
+        assert json.loads(ev.payload).keys() == json.loads(want).keys()
+    else:
+        assert json.loads(ev.payload) == json.loads(want)
+        if payload is not None:
+            assert ev.payload == payload  # cut from the frame text, not re-serialized
+    assert ev.wire()["type"] == data["type"]
+
+
+def test_secrets_never_reach_the_file_on_the_fast_path(tmp_path: Path) -> None:
+    path = tmp_path / "s.arrow"
+    with Recorder(path, meta=make_meta(model="m"), secrets=[KEY]) as rec:
+        for raw, audio in FRAMES:
+            rec.append("client", json.loads(raw), raw=raw, audio=audio)
+    assert KEY.encode() not in path.read_bytes()
+    assert len(Recording.open(path)) == len(FRAMES)
+
+
+def test_a_batch_reaches_the_file_within_the_flush_interval(tmp_path: Path) -> None:
+    path = tmp_path / "live.arrow"
+    rec = Recorder(path, meta=make_meta(model="m"), flush_interval=0.05)
+    try:
+        for i in range(3):
+            raw = f'{{"type":"input_audio_buffer.append","audio":"{B64}","event_id":"e{i}"}}'
+            rec.append("client", json.loads(raw), raw=raw)
+        deadline = time.monotonic() + 5
+        while path.stat().st_size < 3 * len(PCM) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RecordingSalvageWarning)  # not closed yet
+            got = Recording.open(path)
+        assert [e.audio for e in got.events] == [PCM] * 3
+    finally:
+        rec.close()
+
+
+def test_a_full_batch_is_written_by_the_appending_thread(tmp_path: Path) -> None:
+    path = tmp_path / "big.arrow"
+    raw = f'{{"type":"input_audio_buffer.append","audio":"{B64}"}}'
+    data = json.loads(raw)
+    n = MAX_BATCH_BYTES // len(PCM) + 10
+    with Recorder(path, meta=make_meta(model="m"), flush_interval=3600) as rec:
+        for _ in range(n):
+            rec.append("client", data, raw=raw)
+        # The timer would not write for an hour: the full batch is on disk already.
+        assert path.stat().st_size >= MAX_BATCH_BYTES
+    back = Recording.open(path)
+    assert back.complete and len(back) == n
+    assert back.integrity is not None and len(back.integrity.batches) == 2
+
+
+def _live_like(path: Path, every: int) -> None:
+    """A synthetic session written with a batch every ``every`` events, as the flush timer cuts
+    a live one: appends' runs cross batch boundaries, and rows without audio sit between them."""
+    from realtime_nb.testing.synthetic import synthetic_session
+
+    with Recorder(path, meta=make_meta(model="m"), flush_interval=3600) as rec:
+        for i, f in enumerate(synthetic_session(0.5)):
+            rec.append(f.source, f.data, raw=f.raw, t_ns=f.t_ns)
+            if i % every == every - 1:
+                rec.flush()
+
+
+@pytest.mark.parametrize("every", [1, 7, 25])
+def test_bulk_reduce_over_many_small_batches_equals_event_by_event(
+    tmp_path: Path, every: int
+) -> None:
+    from realtime_nb.core.reducer import Reducer
+    from realtime_nb.storage.recording import reduce_table
+
+    path = tmp_path / "live.arrow"
+    _live_like(path, every)
+    rec = Recording.open(path)
+    assert rec.integrity is not None
+    assert len(rec.integrity.batches) == -(-len(rec) // every)
+    # Also a slice starting inside a batch (what StateTimeline hands over between checkpoints).
+    for table in (rec.table, rec.table.slice(3, rec.table.num_rows - 10)):
+        bulk = reduce_table(table)
+        one = Reducer().apply_all(Recording(table, rec.meta).events)
+        assert bytes(bulk.input_audio) == bytes(one.input_audio)
+        assert bulk.input_chunk_times == one.input_chunk_times
+        assert [(i.id, i.text) for i in bulk.items] == [(i.id, i.text) for i in one.items]
+        assert bulk.turns == one.turns
+        assert bulk.counts == one.counts and bulk.event_count == one.event_count
+        assert bulk.last_t_ns == one.last_t_ns
+
+
+def test_pending_rows_add_no_object_for_the_collector(tmp_path: Path) -> None:
+    """Held rows are values in one list: a collection (which walks everything a session holds)
+    is not triggered by recording, however many events wait for the next batch."""
+    import gc
+
+    raw = f'{{"type":"input_audio_buffer.append","audio":"{B64}"}}'
+    data = json.loads(raw)
+    with Recorder(tmp_path / "gc.arrow", meta=make_meta(model="m"), flush_interval=3600) as rec:
+        rec.append("client", data, raw=raw)
+        gc.collect()
+        gc.disable()
+        try:
+            before = len(gc.get_objects())
+            for _ in range(2000):
+                rec.append("client", data, raw=raw)
+            grown = len(gc.get_objects()) - before
+        finally:
+            gc.enable()
+    assert grown < 50, f"{grown} tracked objects for 2000 pending events"
