@@ -7,8 +7,12 @@ Arrow recording against the baselines an expert would pick, all measured in the 
 Every side starts from what a live session holds for each event: the frame text and its parsed
 dict. Writers (each one's output is a complete record: time, direction, event):
 
-- ``realtime_nb``: ``Recorder.append``; audio cut out of the frame text and stored as raw bytes,
-  every batch checksummed, secrets redacted, an ``Event`` returned per event.
+- ``realtime_nb``: ``Recorder.append`` called as a live session calls it: the frame text, its
+  dict and, for the microphone appends it sent, the PCM it encoded them from (``audio=``); the
+  reply audio decoded from the frame text, audio cut out of the payloads and stored as raw
+  bytes, every batch checksummed, secrets redacted, an ``Event`` returned per event.
+- ``realtime_nb, frame text only``: the same with every frame's audio decoded from its text
+  (what an import does; a live session never decodes what it sent).
 - ``raw-frame JSONL``: the floor. The received frame text written as it is inside one JSON line
   (``{"t_ns":..,"source":..,"event":<frame>}``) through a buffered binary file: no parsing, no
   serializing, no audio decoding, no redaction.
@@ -35,7 +39,9 @@ measured. Its baseline is the floor for writing a WAV of that length: ``soundfil
 an in-memory int16 array of the same shape.
 
 Runs of different writers (and readers) alternate, and the best of ``--repeat`` is kept: other
-work on the machine slows every side alike. Wall and CPU time are both printed; ``--clock cpu``
+work on the machine slows every side alike. Only the first round's files are kept (to be read
+back); later rounds' files are deleted once timed, so that no writer pays for the others'
+dirty pages. Wall and CPU time are both printed; ``--clock cpu``
 judges the write and read targets on CPU time (a busy machine makes wall time mostly waiting).
 """
 
@@ -93,26 +99,44 @@ def extract(state: ConversationState) -> Audio:
 # --- writers --------------------------------------------------------------------------------------
 
 
-def write_ours(frames: list[SyntheticFrame], path: Path) -> None:
+def sent_pcm(frames: list[SyntheticFrame]) -> list[bytes | None]:
+    """The microphone PCM of each client append, as a live session holds it when it sends one
+    (it encoded the frame from it, and hands it to ``Recorder.append(audio=...)``); ``None``
+    for every other frame."""
+    return [
+        base64.b64decode(f.data["audio"])
+        if f.source == "client" and f.data["type"] == "input_audio_buffer.append"
+        else None
+        for f in frames
+    ]
+
+
+def write_ours(frames: list[SyntheticFrame], pcm: list[bytes | None] | None, path: Path) -> None:
+    """``pcm``: as :func:`sent_pcm` (what a live session passes), or ``None``: every frame's
+    audio decoded from its text (what an import does)."""
     rec = Recorder(
         path, meta=make_meta(model="gpt-realtime", url="wss://api.openai.com/v1/realtime")
     )
     append = rec.append
-    for f in frames:
-        append(f.source, f.data, raw=f.raw, t_ns=f.t_ns)
+    if pcm is None:
+        for f in frames:
+            append(f.source, f.data, raw=f.raw, t_ns=f.t_ns)
+    else:
+        for f, audio in zip(frames, pcm, strict=True):
+            append(f.source, f.data, raw=f.raw, audio=audio, t_ns=f.t_ns)
     rec.close()
 
 
-def write_live(frames: list[SyntheticFrame], path: Path) -> None:
+def write_live(frames: list[SyntheticFrame], pcm: list[bytes | None], path: Path) -> None:
     """As a live session's recorder writes: a batch per flush interval of session time."""
     step = int(FLUSH_INTERVAL_S * 1e9)
     rec = Recorder(path, meta=make_meta(model="gpt-realtime"), flush_interval=3600)
     due = step
-    for f in frames:
+    for f, audio in zip(frames, pcm, strict=True):
         if f.t_ns >= due:
             rec.flush()
             due = (f.t_ns // step + 1) * step
-        rec.append(f.source, f.data, raw=f.raw, t_ns=f.t_ns)
+        rec.append(f.source, f.data, raw=f.raw, audio=audio, t_ns=f.t_ns)
     rec.close()
 
 
@@ -148,13 +172,17 @@ def read_ours(path: Path) -> Audio:
 
 
 _SOURCES = {s.value: s for s in Source}
-_INPUT_SENSITIVE = frozenset(["input_audio_buffer.committed", "input_audio_buffer.cleared"])
+_INPUT_SENSITIVE = frozenset(
+    ["input_audio_buffer.committed", "input_audio_buffer.cleared", "local.track.input"]
+)
+_DELTAS = frozenset(["response.output_audio.delta", "response.audio.delta"])
 
 
 def read_orjson(path: Path) -> Audio:
-    """orjson + pybase64, and the reducer's bulk path for microphone appends: a run of appends
-    is applied at once, before the next event that reads the input timeline (as
-    ``realtime_nb.storage.recording.reduce_table`` does)."""
+    """orjson + pybase64, and the reducer's bulk paths, as ``Recording`` uses them: a run of
+    microphone appends is applied at once (``Reducer.apply_input_run``) before the next event
+    that reads the input timeline, and a run of reply audio deltas of one item at once
+    (``Reducer.apply_output_run``) before the next other event."""
     r = Reducer()
     loads, b64 = orjson.loads, pybase64.b64decode
     fields = AUDIO_FIELDS
@@ -170,6 +198,15 @@ def read_orjson(path: Path) -> Audio:
         run_off[:] = [0]
         pos = 0
 
+    out_key: tuple[str, str | None] | None = None
+    out_t: list[int] = []
+    out_audio: list[bytes] = []
+
+    def flush_out() -> None:
+        assert out_key is not None
+        r.apply_output_run(out_key[0], out_key[1], out_t, out_audio)
+        out_t.clear(), out_audio.clear()
+
     with open(path, "rb") as fh:
         for seq, line in enumerate(fh):
             obj = loads(line)
@@ -184,6 +221,16 @@ def read_orjson(path: Path) -> Audio:
                 pos += len(chunk)
                 run_off.append(pos)
                 continue
+            if etype in _DELTAS and ev.get(field) and isinstance(ev.get("item_id"), str):
+                key = (ev["item_id"], ev.get("response_id"))
+                if out_t and key != out_key:
+                    flush_out()
+                out_key = key
+                out_t.append(obj["t_ns"])
+                out_audio.append(b64(ev[field]))
+                continue
+            if out_t:
+                flush_out()
             if run_t and etype in _INPUT_SENSITIVE:
                 flush_run()
             audio = b64(ev[field]) if field is not None else None
@@ -201,6 +248,8 @@ def read_orjson(path: Path) -> Audio:
             )
     if run_t:
         flush_run()
+    if out_t:
+        flush_out()
     return extract(r.state)
 
 
@@ -238,11 +287,14 @@ def same(a: Audio, b: Audio) -> bool:
 
 
 def alternate(
-    repeat: int, runs: dict[str, Callable[[int], Any]]
+    repeat: int,
+    runs: dict[str, Callable[[int], Any]],
+    after: Callable[[int], Any] | None = None,
 ) -> tuple[dict[str, float], dict[str, float]]:
     """The best wall time and the best CPU time (this process, all threads) of each run over
-    ``repeat`` rounds, the runs alternating within a round. CPU time is what to compare on a
-    busy machine: wall time then includes waiting for a core."""
+    ``repeat`` rounds, the runs alternating within a round; ``after(i)`` runs after each, not
+    timed. CPU time is what to compare on a busy machine: wall time then includes waiting for
+    a core."""
     wall = dict.fromkeys(runs, float("inf"))
     cpu = dict.fromkeys(runs, float("inf"))
     for i in range(repeat):
@@ -252,6 +304,8 @@ def alternate(
             fn(i)
             wall[name] = min(wall[name], time.perf_counter() - t0)
             cpu[name] = min(cpu[name], time.process_time() - c0)
+            if after is not None:
+                after(i)
     return wall, cpu
 
 
@@ -376,24 +430,35 @@ def main() -> None:
         d = Path(tmp)
 
         def fresh(kind: str, i: int) -> Path:
-            p = d / f"{kind}{i}.{'arrow' if kind == 'ours' else 'jsonl'}"
+            p = d / f"{kind}{i}.{'arrow' if kind in ('ours', 'text') else 'jsonl'}"
             p.unlink(missing_ok=True)
             return p
 
+        def drop_repeats(i: int) -> None:
+            # Only the first round's files are read back. Later rounds' files are deleted as
+            # soon as they are timed: gigabytes of dirty pages piling up would make the kernel
+            # throttle (and bill) whichever writer runs next, the biggest writers most.
+            if i:
+                for f in d.glob(f"*{i}.*"):
+                    f.unlink()
+
+        pcm = sent_pcm(frames)
         writers = {
-            "realtime_nb": lambda i: write_ours(frames, fresh("ours", i)),
+            "realtime_nb": lambda i: write_ours(frames, pcm, fresh("ours", i)),
             "raw-frame JSONL": lambda i: write_raw(frames, fresh("raw", i)),
             "orjson JSONL": lambda i: write_orjson(frames, fresh("orjson", i)),
             "json JSONL": lambda i: write_json(frames, fresh("json", i)),
+            "realtime_nb, frame text only": lambda i: write_ours(frames, None, fresh("text", i)),
         }
-        w, wc = alternate(args.repeat, writers)
+        w, wc = alternate(args.repeat, writers, after=drop_repeats)
         ours_path, orjson_path, json_path = (
             d / "ours0.arrow",
             d / "orjson0.jsonl",
             d / "json0.jsonl",
         )
         live_path = d / "live.arrow"
-        write_live(frames, live_path)
+        write_live(frames, pcm, live_path)
+        (d / "text0.arrow").unlink()
         results: dict[str, Audio] = {}
         readers = {
             "realtime_nb": lambda i: results.__setitem__("realtime_nb", read_ours(ours_path)),
@@ -417,12 +482,13 @@ def main() -> None:
             len(p) for p in Recording.open(ours_path).table.column("payload").to_pylist()
         )
         frames.clear()  # the frames of a 60-minute session are ~1 GB
+        pcm.clear()
         results.clear()
 
         print(f"\nwrite (best of {args.repeat}; wall s, CPU s)")
         for name in w:
             print(
-                f"  {name:22}{w[name]:8.3f} {wc[name]:7.3f}   "
+                f"  {name:30}{w[name]:8.3f} {wc[name]:7.3f}   "
                 f"{w[name] / w['raw-frame JSONL']:5.2f}x / {wc[name] / wc['raw-frame JSONL']:5.2f}x "
                 f"raw-frame   {w[name] / w['orjson JSONL']:5.2f}x / "
                 f"{wc[name] / wc['orjson JSONL']:5.2f}x orjson"
@@ -430,7 +496,7 @@ def main() -> None:
         print(f"read: open, reduce, all audio (best of {args.repeat}; wall s, CPU s)")
         for name in r:
             print(
-                f"  {name:26}{r[name]:8.3f} {rc[name]:7.3f}   "
+                f"  {name:30}{r[name]:8.3f} {rc[name]:7.3f}   "
                 f"{r[name] / r['orjson+pybase64']:5.2f}x / "
                 f"{rc[name] / rc['orjson+pybase64']:5.2f}x orjson+pybase64"
             )

@@ -37,6 +37,7 @@ from typing import Any, Final, Literal
 
 from ..core._redact import redact_message
 from ..core._shapes import ShapeProblem
+from ..core.audio import b64encode_audio
 from ..core.events import Event
 from ..core.protocol import (
     Source,
@@ -55,6 +56,7 @@ from ..core.tools import (
     encode_error,
     encode_result,
 )
+from ._calls import EventDedup, OutputPlayback, Transport, is_silent
 from ._policies import PlaybackModel, ResponseGate, ToolCallTracker, seed_items
 from ._reconnect import ROLLOVER_MAX_SHARE, retry_after_close
 
@@ -101,6 +103,11 @@ class ClientProtocol:
         session_cap_s: the provider's session cap in seconds (``None``: only what the server's
             ``session.expires_at`` says). rollover_margin_s: how long before the cap to roll over
             to a new connection at a quiet moment (``None``: never; see :meth:`rollover_due`).
+        transport: ``websocket``, or ``webrtc``: the connection is a call's sideband (no
+            ``session.created`` comes: the configuration goes out as soon as it is open; a new
+            connection re-attaches to the same call, unseeded), server events may also come
+            from the page (:meth:`first_sighting` keeps one copy), and the page's tapped audio
+            is recorded as :meth:`track_event` s.
     """
 
     def __init__(
@@ -114,7 +121,11 @@ class ClientProtocol:
         backend: str = "the server",
         session_cap_s: float | None = None,
         rollover_margin_s: float | None = None,
+        transport: Transport | str = Transport.WEBSOCKET,
     ) -> None:
+        self.transport = Transport.parse(transport)
+        self.dedup = EventDedup()
+        self.output = OutputPlayback()
         self.config: JSON = dict(config or {"type": "realtime"})
         self.tools: dict[str, Tool] = dict(tools or {})
         self.response_tools: dict[str, Tool] = {}
@@ -318,6 +329,11 @@ class ClientProtocol:
         self._expires_at = None
         self.expired = self._speech = self._input_pending = False
         self._record("local.connection.opened", url=self.url, backend=self.backend)
+        if self.transport is Transport.WEBRTC:
+            # A sideband gets no session.created: the call's session is live already. The
+            # configuration (already posted with the offer) is sent again, and its
+            # session.updated is the handshake that the socket is attached.
+            self._begin_setup(always=True)
 
     def connection_failed(self, message: str) -> None:
         """No connection could be made (refused, unreachable, no ``session.created`` in time)."""
@@ -349,6 +365,9 @@ class ClientProtocol:
 
     def reconnecting(self) -> list[JSON]:
         """The items to seed a new connection with (the conversation so far, as text)."""
+        if self.transport is Transport.WEBRTC:  # the call keeps its conversation: re-attach
+            self._record("local.note", text="re-attaching the sideband to the call")
+            return []
         seed = seed_items(self.state.items)
         self._record("local.note", text=f"reconnecting with {len(seed)} items")
         return seed
@@ -416,7 +435,12 @@ class ClientProtocol:
         audio arrived and no ``local.playback.played`` said playback ended. An item whose
         playback has not started ``start_grace_ns`` after its first audio (``now_ns`` on the
         events' clock) is taken as one the player will not play (a closed page) and no longer
-        waited for. Empty without a player: nothing will be heard, so nothing to wait for."""
+        waited for. Empty without a player: nothing will be heard, so nothing to wait for.
+
+        On a WebRTC call: the responses whose audio the server is streaming on the track (an
+        ``output_audio_buffer.started`` not yet ``stopped``/``cleared``), by their response id."""
+        if self.transport is Transport.WEBRTC:
+            return self.output.streaming()
         return [
             item
             for item, first_ns in self._unheard.items()
@@ -480,6 +504,40 @@ class ClientProtocol:
         ):
             self._unheard[ev.item_id] = ev.t_ns
 
+    # --- a WebRTC call --------------------------------------------------------------------------
+
+    def first_sighting(self, event: Mapping[str, Any], *, from_peer: bool) -> bool:
+        """Whether a server event of the call is seen for the first time (it is remembered):
+        the sideband's copy and the page's data-channel copy share an ``event_id``, and the
+        first to arrive is the one recorded. A page event without an ``event_id`` is not
+        recorded (the sideband has its copy); a sideband event without one always is."""
+        if self.transport is not Transport.WEBRTC:
+            return True
+        return self.dedup.first_sighting(event) if from_peer else self.dedup.note(event)
+
+    def track_event(self, track: str, pcm16: bytes, rate: int, t_ns: int) -> JSON:
+        """The ``local.track.input``/``local.track.output`` event of a chunk of the page's
+        tapped audio (PCM16) whose first sample is at ``t_ns`` (session time): an output chunk
+        names the response playing then, and its assistant item when known (see
+        :class:`~._calls.OutputPlayback`); silence just before or after a reply's window is the
+        quiet between replies, no reply's."""
+        audio_b64 = b64encode_audio(pcm16)
+        if track == "input":
+            return {"type": "local.track.input", "audio": audio_b64, "rate": rate, "t_ns": t_ns}
+        rid, margin = self.output.place(t_ns)
+        if margin and is_silent(pcm16):
+            rid = None
+        item_id = None
+        if rid is not None:
+            resp = self.state.responses.get(rid)
+            for iid in resp.output_item_ids if resp is not None else ():
+                it = self.state.items_by_id.get(iid)
+                if it is not None and it.type == "message":
+                    item_id = iid
+                    break
+        return {"type": "local.track.output", "audio": audio_b64, "rate": rate, "t_ns": t_ns,
+                "response_id": rid, "item_id": item_id}  # fmt: skip
+
     # --- tools ---------------------------------------------------------------------------------
 
     def tool_done(self, call: ToolCall, result: Any, duration_ms: float) -> None:
@@ -503,6 +561,8 @@ class ClientProtocol:
             return
         self._watch_lifecycle(ev)
         t = ev.type
+        if ev.source is Source.SERVER and self.transport is Transport.WEBRTC:
+            self.output.on_server_event(t, ev.data, ev.t_ns)
         if ev.source is Source.SERVER:
             if t in _GATE_TYPES:
                 for req in self.gate.on_server_event(ev.data):
@@ -546,17 +606,7 @@ class ClientProtocol:
         if self.phase == "created":
             if t != "session.created":
                 return
-            setup: list[JSON] = []
-            if len(self.config) > 1 or self.tools:
-                update = client.session_update(self.config)
-                self._acks[update["event_id"]] = ("session.updated", None)
-                setup.append(update)
-            for item in self._seed:
-                create = client.conversation_item_create(item)
-                self._acks[create["event_id"]] = ("conversation.item.added", item.get("id"))
-                setup.append(create)
-            self._outbox.extend((e, None) for e in setup)
-            self.phase = "setup"
+            self._begin_setup(always=False)
         elif t == "error":
             err = ev.data.get("error") or {}
             if err.get("event_id") in self._acks:
@@ -568,6 +618,23 @@ class ClientProtocol:
                     del self._acks[eid]
                     break
         if self.phase == "setup" and not self._acks and self.setup_error is None:
+            self._ready()
+
+    def _begin_setup(self, always: bool) -> None:
+        """Send the configuration (when it says anything, or ``always``) and the seed items;
+        requests wait until the server confirmed them."""
+        setup: list[JSON] = []
+        if always or len(self.config) > 1 or self.tools:
+            update = client.session_update(self.config)
+            self._acks[update["event_id"]] = ("session.updated", None)
+            setup.append(update)
+        for item in self._seed:
+            create = client.conversation_item_create(item)
+            self._acks[create["event_id"]] = ("conversation.item.added", item.get("id"))
+            setup.append(create)
+        self._outbox.extend((e, None) for e in setup)
+        self.phase = "setup"
+        if not self._acks:
             self._ready()
 
     def _ready(self) -> None:

@@ -9,8 +9,10 @@ reducer's, made from exactly the events the recording holds. Every public method
 and has an ``a``-prefixed ``async`` twin.
 
 The pure parts live beside it: :mod:`._config` (arguments -> GA JSON), :mod:`._policies` (response
-gate, tool calls, truncation, seeding); :mod:`._media` converts audio and images to send. Their
-public names are re-exported here.
+gate, tool calls, truncation, seeding), :mod:`._calls` (a WebRTC call's request, answer, sideband
+URL and bookkeeping); :mod:`._media` converts audio and images to send. Their public names are
+re-exported here. Over WebRTC (``transport="webrtc"``) this shell also posts the call's offer and
+hang-up (HTTP on a thread of their own) and its WebSocket is the call's sideband.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import atexit
 import concurrent.futures
 import contextlib
 import functools
+import http.client
 import json
 import logging
 import os
@@ -31,22 +34,41 @@ import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import Any, Final, Literal, TypeVar
+from urllib.parse import urlsplit
 
 import numpy.typing as npt
 
 from ..core._endpoints import Endpoint, resolve_endpoint
 from ..core._redact import install as install_log_redaction
-from ..core._redact import redact_message
+from ..core._redact import redact_message, safe_url
 from ..core._sentinel import UNSET, Unset
-from ..core.audio import AudioFormat
+from ..core.audio import (
+    PCM_RATE,
+    AudioFormat,
+    Resampler,
+    float32_to_pcm16,
+    pcm16_to_float32,
+)
 from ..core.events import Event
 from ..core.pricing import Cost, ModelPrice, session_cost
-from ..core.protocol import Source, client, deep_merge
+from ..core.protocol import Source, client, deep_merge, source_of_type
 from ..core.reducer import ConnectionStatus, ConversationState, ErrorRecord, Usage
 from ..core.tools import Tool
 from ..runtime import LoopThread, run_in_daemon_thread
 from ..storage.recording import DEFAULT_DIR, Recorder, Recording, make_meta
+from ._calls import (
+    CallRefusedError,
+    Transport,
+    build_call_request,
+    call_session,
+    calls_url,
+    hangup_url,
+    http_event,
+    parse_call_answer,
+    sideband_url,
+    validate_offer,
+)
 from ._config import build_response, build_session_config, tool_definitions
 from ._fanout import Callback, Fanout, Waiter
 from ._media import image_data_url, prepare_audio
@@ -63,8 +85,10 @@ __all__ = [
     "SessionClosedError",
     "SessionError",
     "SessionUsage",
+    "Transport",
     "build_response",
     "build_session_config",
+    "calls_url",
     "image_data_url",
     "prepare_audio",
     "seed_items",
@@ -98,6 +122,12 @@ CLOSE_TIMEOUT_S: Final = 2.0
 #: wait_until_heard() stops waiting for it: the page's queue starts within ~100 ms of the first
 #: chunk, so 2 s only expires when no page is playing (closed, or its tab suspended).
 PLAYBACK_START_GRACE_S: Final = 2.0
+#: Seconds ``close()`` gives the hang-up of a WebRTC call it ends: the call also ends when the
+#: page closes its peer connection, so a slow endpoint must not hold the close up.
+HANGUP_TIMEOUT_S: Final = 3.0
+#: Largest body read from the calls endpoint: an SDP answer is a few kB, an error a few hundred
+#: bytes; anything larger is not an answer.
+MAX_HTTP_BODY: Final = 1024 * 1024
 _RECONNECT_HINT: Final = (
     "; call session.reconnect() to continue this conversation on a new connection"
 )
@@ -184,6 +214,60 @@ class _RedactingLogger(logging.LoggerAdapter):  # type: ignore[type-arg]  # not 
         self.logger.log(level, redact_message(text, self._secrets), **kwargs)
 
 
+# --- a WebRTC call's I/O helpers ------------------------------------------------------------------
+
+
+class _ContinuedClock:
+    """``time.monotonic_ns`` whose first reading is ``origin_ns``: a recorder takes its first
+    reading as its origin, so one made later (a call's file, made when the call is set up)
+    continues the session's timeline instead of starting a new one."""
+
+    def __init__(self, origin_ns: int) -> None:
+        self._origin: int | None = origin_ns
+
+    def __call__(self) -> int:
+        origin, self._origin = self._origin, None
+        return time.monotonic_ns() if origin is None else origin
+
+
+def _check_call_formats(**formats: Any) -> None:
+    """A call's audio is Opus on the wire and PCM16 at 24 kHz in the recording.
+
+    Raises:
+        ValueError: a format that says otherwise (the accepted value is named).
+    """
+    for name, value in formats.items():
+        if value is UNSET:
+            continue
+        fmt = value if isinstance(value, AudioFormat) else AudioFormat.parse(value)
+        if fmt is None or fmt.type != "audio/pcm" or fmt.rate != PCM_RATE:
+            raise ValueError(
+                f"{name}={value!r} does not apply to transport='webrtc' (the call's audio is "
+                f"Opus, recorded as PCM16 at {PCM_RATE} Hz); leave it out, or pass 'audio/pcm'"
+            )
+
+
+def _http_post(
+    url: str, body: bytes, headers: Mapping[str, str], timeout: float
+) -> tuple[int, dict[str, str], bytes]:
+    """POST ``body`` (blocking; run on a thread of its own). Returns status, headers, body.
+
+    Raises:
+        OSError: no connection, or no answer within ``timeout`` seconds.
+        http.client.HTTPException: an answer that is not HTTP.
+    """
+    parts = urlsplit(url)
+    cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+    conn = cls(parts.hostname or "", parts.port, timeout=timeout)
+    try:
+        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        conn.request("POST", target, body=body, headers=dict(headers))
+        resp = conn.getresponse()
+        return resp.status, dict(resp.getheaders()), resp.read(MAX_HTTP_BODY)
+    finally:
+        conn.close()
+
+
 # --- the session ---------------------------------------------------------------------------------
 
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
@@ -230,6 +314,16 @@ class Session:
             up is a ``local.connection.failed`` naming the attempts. While reconnecting, the
             status is ``connecting``, microphone audio is dropped, and requests wait for the new
             connection (those made before an attempt that fails are dropped with it).
+        transport: ``"websocket"`` (default: this kernel holds the socket and the audio goes
+            through it) or ``"webrtc"``: a page holds a peer connection to the model and the
+            kernel sets the call up. Nothing connects until :meth:`accept_offer` posts the
+            page's SDP offer (with this session's configuration and the key, which never leaves
+            the kernel) and attaches the call's sideband WebSocket (``?call_id=``), over which
+            the tools run; the page then reports what it saw and played
+            (:meth:`feed_peer_event`, :meth:`record_track`). ``wait`` does not apply; the audio
+            formats are the call's (PCM16 at 24 kHz in the recording), so ``input_format`` and
+            ``output_format`` may only say that; the server truncates an interrupted reply
+            itself, so ``auto_truncate`` does not apply either.
 
     With no key and no URL the embedded local server is started in this process (said once).
 
@@ -264,9 +358,21 @@ class Session:
         reconnect: bool | int | ReconnectPolicy = True,
         connect_timeout: float = CONNECT_TIMEOUT_S,
         meta: Mapping[str, Any] | None = None,
+        transport: Transport | str = Transport.WEBSOCKET,
         **session_fields: Any,
     ) -> None:
         self.model = model
+        self._transport = kind = Transport.parse(transport)
+        webrtc = kind is Transport.WEBRTC
+        if webrtc:
+            _check_call_formats(input_format=input_format, output_format=output_format)
+            auto_truncate = False  # the server cuts the reply at what it sent
+        #: The WebRTC call's id, once :meth:`accept_offer` set it up (``None`` before, and for
+        #: a WebSocket session).
+        self.call_id: str | None = None
+        self._hung_up = False
+        self._resamplers: dict[tuple[str, int], Resampler] = {}
+        self._last_t_ns = 0  # the latest event time recorded (peer events are kept in order)
         if callable(tools) or isinstance(tools, Mapping):
             # One function, @tool or definition dict: Session(tools=get_weather) reads naturally,
             # and iterating a function (or a dict's keys) would fail obscurely.
@@ -299,8 +405,9 @@ class Session:
         self._proto = ClientProtocol(
             config, py_tools, auto_truncate=auto_truncate, secrets=self._secrets,
             url=endpoint.display_url, backend=endpoint.label,
-            session_cap_s=policy.session_cap_s if policy else None,
-            rollover_margin_s=policy.rollover_margin_s if policy else None,
+            session_cap_s=policy.session_cap_s if policy and not webrtc else None,
+            rollover_margin_s=policy.rollover_margin_s if policy and not webrtc else None,
+            transport=kind,
         )  # fmt: skip
         meta = make_meta(
             model=model,
@@ -308,11 +415,22 @@ class Session:
             input_format=self.input_format,
             output_format=self.output_format,
             backend=endpoint.label,
+            **({"transport": kind.value} if webrtc else {}),
             **dict(meta or {}),
         )
         rec_path = None if record is False or record is None else (
             DEFAULT_DIR if record is True else Path(record))  # fmt: skip
-        self._recorder = Recorder(rec_path, meta=meta, secrets=self._secrets)
+        # A call's recording names its call id in its metadata, which is written first: the
+        # file is made when the call is set up, and what was recorded before (the page's
+        # ready and clock events) is written into it then, on the same timeline.
+        self._origin_ns = time.monotonic_ns()
+        self._pending_file: tuple[Path, JSON] | None = None
+        self._precall: list[Event] | None = None
+        if webrtc and rec_path is not None:
+            self._pending_file, self._precall = (rec_path, meta), []
+            rec_path = None
+        self._recorder = Recorder(rec_path, meta=meta, secrets=self._secrets,
+                                  clock=_ContinuedClock(self._origin_ns))  # fmt: skip
 
         self._lock = threading.RLock()  # around every protocol call and every read of its state
         self._fanout = Fanout(HISTORY_EVENTS, self._call)  # waiters and subscribers
@@ -332,6 +450,10 @@ class Session:
         self._runner = LoopThread(f"session-{id(self):x}")  # the I/O thread
         self._loop = self._runner.loop
         _live_sessions.add(self)
+        if webrtc:  # connected by accept_offer()
+            self._connect_future: concurrent.futures.Future[None] = concurrent.futures.Future()
+            self._connect_future.set_result(None)
+            return
         self._connect_future = self._runner.submit(self._open(seed=()))
         if wait:
             self._wait_connected()
@@ -364,13 +486,14 @@ class Session:
         from websockets.exceptions import InvalidStatus, WebSocketException
 
         ep = self._endpoint
+        url = ep.url if self.call_id is None else sideband_url(ep.url, self.call_id)
         self._wake = asyncio.Event()
         self._ready = ready = self._loop.create_future()
         self._refused_status = None
         try:
             ws = await asyncio.wait_for(
                 connect(
-                    ep.url,
+                    url,
                     additional_headers=dict(ep.headers),
                     max_size=MAX_FRAME_BYTES,
                     compression=None,  # base64 audio barely compresses; deflate only costs CPU
@@ -498,11 +621,19 @@ class Session:
             data, text = {"type": "<invalid json>", "text": raw[:1000]}, None
         if not isinstance(data, dict):  # kept as text: the value may be huge, or deeply nested
             data, text = {"type": "<not an object>", "text": raw[:1000]}, None
+        if self._transport is Transport.WEBRTC:
+            with self._lock:
+                if not self._proto.first_sighting(data, from_peer=False):
+                    return  # the page's copy of this event came first and is recorded
         self._dispatch(self._recorder.append(Source.SERVER, data, raw=text))
         self._flush()
 
     def _dispatch(self, ev: Event) -> None:
         """A recorded event: to the protocol, then to waiters and subscribers (I/O thread)."""
+        if ev.t_ns > self._last_t_ns:
+            self._last_t_ns = ev.t_ns
+        if self._precall is not None:
+            self._precall.append(ev)
         with self._lock:
             self._proto.receive(ev)
         self._fanout.deliver(ev)
@@ -972,7 +1103,8 @@ class Session:
 
         Without a player (no widget shown, or a notebook run headless) it returns once idle. An
         answer whose playback has not started ``start_grace_s`` after its audio arrived (a
-        closed page) is not waited for.
+        closed page) is not waited for. On a WebRTC call it waits until the server has sent
+        each answer's audio on the track (``output_audio_buffer.stopped`` or ``cleared``).
 
         Raises:
             TimeoutError: still busy or playing after ``timeout`` seconds.
@@ -992,6 +1124,287 @@ class Session:
                     f"the widget was still playing {', '.join(pending)} after {timeout:g} s"
                 )
             time.sleep(0.01)
+
+    # -- a WebRTC call ---------------------------------------------------------------------------
+
+    @property
+    def transport(self) -> str:
+        """``"websocket"`` or ``"webrtc"`` (see the class docstring)."""
+        return self._transport.value
+
+    def clock_ns(self) -> int:
+        """Now, on the session's timeline (monotonic ns since the session started): the clock
+        of every recorded event, and of :meth:`record_track`'s and :meth:`feed_peer_event`'s
+        ``t_ns``."""
+        return time.monotonic_ns() - self._origin_ns
+
+    def _require_webrtc(self, what: str) -> None:
+        if self._transport is not Transport.WEBRTC:
+            raise RuntimeError(
+                f"{what} is for a WebRTC call; this session's transport is "
+                f"{self._transport.value!r} (Session(transport='webrtc'))"
+            )
+
+    def accept_offer(self, offer_sdp: str, timeout: float = CONNECT_TIMEOUT_S) -> str:
+        """Set up the call a page offers: post its SDP offer to the calls endpoint with this
+        session's configuration (multipart ``sdp`` + ``session``; the key from this kernel's
+        arguments or environment, in the request's header only), learn the ``call_id``, attach
+        the sideband WebSocket (``?call_id=``) and wait until the server confirmed the
+        configuration on it. Returns the answer SDP for the page. The exchange is recorded as a
+        ``local.http`` event (without any header); the recording file is made now, its metadata
+        naming the transport and the call id.
+
+        Raises:
+            TypeError, ValueError: ``offer_sdp`` is not an SDP offer with audio.
+            RuntimeError: not a WebRTC session.
+            SessionError: the endpoint refused the call (its message, redacted), or the server
+                refused the configuration on the sideband; or this session has a call already.
+            SessionClosedError: the session is closed, the endpoint could not be reached, or
+                the sideband could not attach (the call is hung up then).
+            TimeoutError: no answer and sideband within ``timeout`` seconds.
+        """
+        self._require_webrtc("accept_offer()")
+        validate_offer(offer_sdp)
+        if self._closed:
+            raise SessionClosedError("this session is closed; start a new Session")
+        return self._runner.run(
+            self._accept(offer_sdp, timeout), timeout * 2 + 1.0, what="accept_offer()"
+        )
+
+    async def aaccept_offer(self, offer_sdp: str, timeout: float = CONNECT_TIMEOUT_S) -> str:
+        """:meth:`accept_offer` for ``async`` code. Cancelling it stops the setup (a call
+        already answered is hung up)."""
+        self._require_webrtc("aaccept_offer()")
+        validate_offer(offer_sdp)
+        if self._closed:
+            raise SessionClosedError("this session is closed; start a new Session")
+        fut = self._runner.submit(self._accept(offer_sdp, timeout))
+        try:
+            return await asyncio.wrap_future(fut)
+        except asyncio.CancelledError:
+            fut.cancel()
+            raise
+
+    async def _accept(self, offer_sdp: str, timeout: float) -> str:
+        if self.call_id is not None:
+            raise SessionError(
+                f"this session has a call already ({self.call_id}); a session holds one call: "
+                "hang it up and start a new Session for another"
+            )
+        ep = self._endpoint
+        url = calls_url(ep.url)
+        model = ep.model or self.model
+        session = call_session(model, self._proto.config)
+        body, ctype = build_call_request(offer_sdp, session)
+        headers = {**ep.headers, "Content-Type": ctype, "Accept": "application/sdp",
+                   "User-Agent": "realtime_nb"}  # fmt: skip
+        t0 = time.perf_counter()
+        where = f"{ep.label} ({safe_url(url)})"
+        try:
+            status, rheaders, rbody = await asyncio.wait_for(
+                run_in_daemon_thread(
+                    functools.partial(_http_post, url, body, headers, timeout), role="call"
+                ),
+                timeout,
+            )
+        except (OSError, http.client.HTTPException) as exc:
+            msg = f"could not reach the calls endpoint of {where}: " + redact_message(
+                f"{type(exc).__name__}: {exc}", self._secrets
+            )
+            self._record_http(url, body, ctype, None, {}, None, t0, error=msg)
+            raise SessionClosedError(msg) from None
+        try:
+            answer = parse_call_answer(status, rheaders, rbody, where=where,
+                                       secrets=self._secrets)  # fmt: skip
+        except CallRefusedError as exc:
+            self._refused_status = exc.status
+            self._record_http(url, body, ctype, status, rheaders, rbody, t0, error=str(exc))
+            raise SessionError(str(exc)) from None
+        self.call_id = answer.call_id
+        self._start_call_file(answer.call_id)
+        self._record_http(url, body, ctype, status, rheaders, rbody, t0, call_id=answer.call_id)
+        try:
+            await self._open(seed=())
+        except BaseException:
+            await self._post_hangup()
+            raise
+        return answer.sdp
+
+    def _start_call_file(self, call_id: str) -> None:
+        """Make the call's recording file (I/O thread): its metadata names the call; what was
+        recorded before goes in first, at the times it happened."""
+        if self._pending_file is None or self._precall is None:
+            return
+        path, meta = self._pending_file
+        rec = Recorder(path, meta={**meta, "call_id": call_id}, secrets=self._secrets,
+                       clock=_ContinuedClock(self._origin_ns))  # fmt: skip
+        for ev in self._precall:
+            rec.append(ev.source, ev.wire(), audio=ev.audio, t_ns=ev.t_ns)
+        old, self._recorder = self._recorder, rec
+        self._pending_file = self._precall = None
+        old.close()
+
+    def _record_http(
+        self,
+        url: str,
+        body: bytes,
+        ctype: str,
+        status: int | None,
+        headers: Mapping[str, str],
+        rbody: bytes | None,
+        t0: float,
+        *,
+        error: str | None = None,
+        call_id: str | None = None,
+    ) -> None:
+        self._record_local("local.http", http_event(
+            method="POST", uri=url, status=status,
+            request_body=body.decode("utf-8", "replace") if body else None,
+            request_content_type=ctype or None, response_headers=headers,
+            response_body=rbody.decode("utf-8", "replace") if rbody is not None else None,
+            duration_ms=(time.perf_counter() - t0) * 1000.0, error=error, call_id=call_id,
+        ))  # fmt: skip
+
+    async def _post_hangup(self) -> None:
+        """End the call at the endpoint (I/O thread); recorded, never raises (the call also
+        ends when the page closes its peer connection)."""
+        if self.call_id is None or self._hung_up:
+            return
+        self._hung_up = True
+        ep = self._endpoint
+        url = hangup_url(calls_url(ep.url), self.call_id)
+        headers = {**ep.headers, "User-Agent": "realtime_nb"}
+        t0 = time.perf_counter()
+        try:
+            status, rheaders, rbody = await asyncio.wait_for(
+                run_in_daemon_thread(
+                    functools.partial(_http_post, url, b"", headers, HANGUP_TIMEOUT_S),
+                    role="hangup",
+                ),
+                HANGUP_TIMEOUT_S,
+            )
+        except (OSError, http.client.HTTPException) as exc:
+            msg = redact_message(f"hang-up failed: {type(exc).__name__}: {exc}", self._secrets)
+            logger.warning("realtime_nb: %s", msg)
+            self._record_http(url, b"", "", None, {}, None, t0, error=msg, call_id=self.call_id)
+            return
+        error = None
+        if status >= 300:
+            error = f"hang-up refused: HTTP {status}"
+            logger.warning("realtime_nb: %s", error)
+        self._record_http(url, b"", "", status, rheaders, rbody, t0, error=error,
+                          call_id=self.call_id)  # fmt: skip
+
+    def hangup(self, timeout: float = 5.0) -> None:
+        """End the call: post the hang-up, close the sideband, finish the recording (this is
+        :meth:`close`, which hangs up a call it finds up). Idempotent.
+
+        Raises:
+            RuntimeError: not a WebRTC session.
+        """
+        self._require_webrtc("hangup()")
+        self.close(timeout)
+
+    async def ahangup(self) -> None:
+        """:meth:`hangup` for ``async`` code (runs it in a worker thread)."""
+        self._require_webrtc("ahangup()")
+        await self.aclose()
+
+    def feed_peer_event(self, event: Mapping[str, Any], t_ns: int | None = None) -> bool:
+        """A server event the page saw on the call's data channel, received at ``t_ns``
+        (session time; default now). Recorded once: the sideband's copy and this one share an
+        ``event_id``, and whichever arrives first is kept (an event without an ``event_id`` is
+        left to the sideband). Returns whether this copy was the new one. Thread-safe,
+        non-blocking.
+
+        Raises:
+            RuntimeError: not a WebRTC session.
+            TypeError: not a mapping with a str ``type``. ValueError: a client or local event.
+        """
+        self._require_webrtc("feed_peer_event()")
+        if not isinstance(event, Mapping) or not isinstance(event.get("type"), str):
+            raise TypeError(f"event must be a server event dict with a 'type', got {event!r:.80}")
+        etype = str(event["type"])
+        src = source_of_type(etype)
+        if src is Source.CLIENT or src is Source.LOCAL:
+            raise ValueError(
+                f"feed_peer_event() takes the server events the page received on its data "
+                f"channel; {etype!r} is a {src.value} event"
+            )
+        if t_ns is not None and (not isinstance(t_ns, int) or isinstance(t_ns, bool)):
+            raise TypeError(f"t_ns must be an int (session ns, see clock_ns()), got {t_ns!r}")
+        if self._closed:
+            return False
+        data = dict(event)
+        with self._lock:
+            new = self._proto.first_sighting(data, from_peer=True)
+        if new:
+            with contextlib.suppress(RuntimeError):  # closed meanwhile: nothing more is recorded
+                self._runner.call_soon_threadsafe(self._record_peer, data, t_ns)
+        return new
+
+    def _record_peer(self, data: JSON, t_ns: int | None) -> None:
+        if self._recorder.closed:
+            return
+        now = self._recorder.elapsed_ns
+        # The page's time of receipt, kept in order with what is recorded already (a recording's
+        # rows are in time order), and never in the future.
+        t = now if t_ns is None else min(max(t_ns, self._last_t_ns), now)
+        self._dispatch(self._recorder.append(Source.SERVER, data, t_ns=t))
+        self._flush()
+
+    def record_track(
+        self,
+        track: Literal["input", "output"],
+        pcm16: bytes | bytearray | memoryview,
+        t_ns: int,
+        rate: int = PCM_RATE,
+    ) -> None:
+        """Audio the page tapped: its microphone track (``"input"``) or the call's remote track
+        as it played it (``"output"``), PCM16 mono at ``rate``, whose first sample was captured
+        or played at ``t_ns`` (session time: see :meth:`clock_ns`). Stored in the recording's
+        audio column (``local.track.input``/``local.track.output``, at 24 kHz) and reduced: the
+        input track is the input timeline the server's VAD times refer to, the output track
+        the assistant items' audio as heard. Dropped while no call is up. Thread-safe,
+        non-blocking.
+
+        Raises:
+            RuntimeError: not a WebRTC session.
+            ValueError: an unknown track, an odd number of bytes, a rate that is not positive.
+            TypeError: audio that is not bytes, or a ``t_ns`` that is not an int.
+        """
+        self._require_webrtc("record_track()")
+        if track not in ("input", "output"):
+            raise ValueError(f"track={track!r} is not accepted; use 'input' or 'output'")
+        if not isinstance(pcm16, (bytes, bytearray, memoryview)):
+            raise TypeError(f"pcm16 must be bytes of PCM16 audio, got {type(pcm16).__name__}")
+        data = bytes(pcm16)
+        if len(data) % 2:
+            raise ValueError(f"pcm16 has {len(data)} bytes: PCM16 has 2 bytes per sample")
+        if not isinstance(t_ns, int) or isinstance(t_ns, bool):
+            raise TypeError(f"t_ns must be an int (session ns, see clock_ns()), got {t_ns!r}")
+        if not isinstance(rate, int) or isinstance(rate, bool) or rate <= 0:
+            raise ValueError(
+                f"rate={rate!r} is not accepted; use the sample rate in Hz, e.g. 24000"
+            )
+        if self._closed or self.call_id is None or not data:
+            return
+        if rate != PCM_RATE:
+            rs = self._resamplers.get((track, rate))
+            if rs is None:
+                rs = self._resamplers[(track, rate)] = Resampler(rate, PCM_RATE)
+            data = float32_to_pcm16(rs.process(pcm16_to_float32(data)))
+            if not data:
+                return
+        with contextlib.suppress(RuntimeError):  # closed meanwhile: nothing more is recorded
+            self._runner.call_soon_threadsafe(self._record_track, track, data, t_ns)
+
+    def _record_track(self, track: str, data: bytes, t_ns: int) -> None:
+        if self._recorder.closed:
+            return
+        with self._lock:
+            ev = self._proto.track_event(track, data, PCM_RATE, t_ns)
+        self._dispatch(self._recorder.append(Source.LOCAL, ev, audio=data))
 
     # -- subscriptions ---------------------------------------------------------------------------
 
@@ -1289,6 +1702,7 @@ class Session:
             t.cancel()
         if self._tool_tasks:
             await asyncio.gather(*self._tool_tasks, return_exceptions=True)
+        await self._post_hangup()
         await self._drop_connection(code=1000, reason="closed by user")
         self._act_io(lambda p: p.session_closed())
         self._fail_waiters(SessionClosedError("the session was closed"))

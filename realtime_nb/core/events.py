@@ -14,6 +14,7 @@ import json
 from collections.abc import Mapping
 from typing import Any, Final
 
+from ._redact import needs_redaction, redact_text
 from .audio import b64decode_audio, b64encode_audio
 from .protocol import AUDIO_FIELDS, Source
 
@@ -23,6 +24,7 @@ JSON = dict[str, Any]
 
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 _loads = json.loads
+_raw_decode = json.JSONDecoder().raw_decode
 
 #: Value left in place of the audio field in a payload: keeps the key (and its position) visible.
 AUDIO_PLACEHOLDER: Final = ""
@@ -43,6 +45,7 @@ class Event:
     __slots__ = (
         "_data",
         "_payload",
+        "_unchecked",
         "audio",
         "event_id",
         "item_id",
@@ -75,20 +78,67 @@ class Event:
         self.type = type
         self._data = data
         self._payload = payload
+        self._unchecked: tuple[str, ...] | None = None
         self.audio = audio
         self.event_id = event_id
         self.item_id = item_id
         self.response_id = response_id
 
+    @classmethod
+    def _from_frame(
+        cls,
+        seq: int,
+        t_ns: int,
+        source: Source,
+        type: str,
+        payload: str,
+        audio: bytes | None,
+        event_id: str | None,
+        item_id: str | None,
+        response_id: str | None,
+        secrets: tuple[str, ...],
+    ) -> Event:
+        """An event whose ``payload`` (frame text) is not yet checked for secrets: the check
+        (and the redaction, when one is needed) runs on the first read of :attr:`data` or
+        :attr:`payload`, with ``secrets`` as the known secrets (see ``core._redact``). The
+        recorder checks what it writes a batch at a time; an event nobody reads (most audio
+        events) costs nothing more."""
+        ev = cls.__new__(cls)
+        ev.seq, ev.t_ns, ev.source, ev.type = seq, t_ns, source, type
+        ev._data, ev._payload, ev._unchecked = None, payload, secrets
+        ev.audio, ev.event_id, ev.item_id, ev.response_id = audio, event_id, item_id, response_id
+        return ev
+
+    def _check(self) -> None:
+        secrets = self._unchecked
+        text = self._payload
+        if secrets is not None and text is not None and needs_redaction(text, secrets):
+            red = redact_text(text, secrets)
+            if red is not text:
+                self._payload, self._data = red, None
+        self._unchecked = None
+
     @property
     def data(self) -> JSON:
         """The event as a dict, with its audio field (if any) set to ``""``. Do not mutate."""
+        if self._unchecked is not None:
+            self._check()
         if self._data is None:
-            assert self._payload is not None
+            payload = self._payload
+            assert payload is not None
+            # What ``json.loads`` does for a document with no surrounding whitespace (every
+            # recorded payload), without its checks and its two whitespace scans: half the cost
+            # of parsing a short event. Anything else takes the full path.
+            parsed: Any = None
             try:
-                parsed = _loads(self._payload)
+                parsed, end = _raw_decode(payload)
             except ValueError:
-                parsed = {"type": self.type, "_unparsed": self._payload}
+                end = -1
+            if end != len(payload):
+                try:
+                    parsed = _loads(payload)
+                except ValueError:
+                    parsed = {"type": self.type, "_unparsed": payload}
             self._data = (
                 parsed if isinstance(parsed, dict) else {"type": self.type, "_value": parsed}
             )
@@ -97,6 +147,8 @@ class Event:
     @property
     def payload(self) -> str:
         """The JSON text of :attr:`data` (as recorded)."""
+        if self._unchecked is not None:
+            self._check()
         if self._payload is None:
             assert self._data is not None
             self._payload = _dumps(self._data)

@@ -163,6 +163,8 @@ LOCAL_EVENT_TYPES: Final = frozenset(
     {
         "local.mic.started",
         "local.mic.stopped",
+        # {state: "open" | "down", reason}: the widget's mic lane (chunks off the Jupyter comm)
+        "local.mic.lane",
         # {view}: a player (a widget view that plays the reply audio) is ready on a page
         "local.player.ready",
         "local.playback.started",  # {item_id}: the first sample of an item reached the speakers
@@ -184,6 +186,12 @@ LOCAL_EVENT_TYPES: Final = frozenset(
         "local.protocol.invalid_event",
         "local.note",  # {text}
         "local.http",  # a non-WebSocket exchange kept from an imported log (e.g. WebRTC SDP)
+        # {audio, rate, t_ns}: microphone audio a WebRTC page tapped (PCM16 mono, the audio in
+        # the recording's audio column); t_ns: the session time of its first sample
+        "local.track.input",
+        # {audio, rate, t_ns, response_id, item_id}: remote-track audio as the page played it;
+        # the response and item playing then (null between replies)
+        "local.track.output",
     }
 )
 
@@ -192,6 +200,8 @@ AUDIO_FIELDS: Final = {
     "input_audio_buffer.append": "audio",
     "response.output_audio.delta": "delta",
     "response.audio.delta": "delta",
+    "local.track.input": "audio",
+    "local.track.output": "audio",
 }
 
 

@@ -18,7 +18,7 @@ import math
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from itertools import islice
+from itertools import accumulate, islice
 from typing import Any, Final, Literal
 
 from . import _schema_fields
@@ -55,6 +55,10 @@ ConnectionStatus = Literal["connecting", "connected", "closed", "error"]
 #: parts from 0 without gaps; a few missing parts (events lost from a cut recording) are padded,
 #: anything further is treated as "the next part" so that no number in an event drives work.
 MAX_CONTENT_INDEX_GAP: Final = 16
+#: A WebRTC output-track chunk played more than this many ms after the previous one of its item
+#: ended follows a pause in playback (a page's player plays 20 ms frames back to back, so one
+#: frame late is not a pause yet): the pause is kept as silence in the item's audio.
+PLAYBACK_GAP_MS: Final = 20
 
 
 class AudioTimeline:
@@ -163,6 +167,9 @@ class ContentPart:
     image_url: str | None = None
     #: Audio carried inline in the item (``conversation.item.create`` with ``input_audio``).
     inline_audio: bytes | None = None
+    #: The output audio is what the listener's player played (a WebRTC call's output track,
+    #: ``local.track.output``), not what the server sent: it is what was heard, nothing to cut.
+    played: bool = False
     extra: JSON = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -275,7 +282,11 @@ class Item:
 
     @property
     def audio_end_ms_heard(self) -> float | None:
-        """Where playback of this item stopped: truncation, else the played ms, else ``None``."""
+        """Where playback of this item stopped: truncation, else the played ms, else ``None``.
+        Audio that is the played track itself (a WebRTC call) stopped where it ends."""
+        part = self.audio_part()
+        if part is not None and part.played and self.played_ms is not None:
+            return self.played_ms
         marks = [m for m in (self.truncated_ms, self.played_ms) if m is not None]
         return float(min(marks)) if marks else None
 
@@ -491,7 +502,7 @@ class ConversationState:
             data = self.input_audio_between(*part.input_range)
         else:
             data = part.output_audio()
-        if heard and part.type == "output_audio":
+        if heard and part.type == "output_audio" and not part.played:
             end_ms = item.audio_end_ms_heard
             if end_ms is not None:
                 data = data[: self.output_format.bytes_for_ms(end_ms)]
@@ -613,6 +624,85 @@ class Reducer:
         last = max(t_ns)
         if last > st.last_t_ns:
             st.last_t_ns = last
+
+    def apply_input_pieces(
+        self, t_ns: Sequence[int], sizes: Sequence[int], pieces: Iterable[Any]
+    ) -> None:
+        """Apply consecutive client ``input_audio_buffer.append`` events at once, their audio
+        given as a few buffers rather than one per event.
+
+        Exactly what :meth:`apply` does for each of them in turn. For a reader whose events'
+        audio lies in stretches of a file: appends interleaved with reply audio are many short
+        runs, and this takes them all in one call.
+
+        Args:
+            t_ns: each event's time (n values).
+            sizes: each event's audio size in bytes (n values).
+            pieces: buffers whose concatenation is the n events' audio, in order.
+        """
+        st = self.state
+        n = len(t_ns)
+        if not n:
+            return
+        st.event_count += n
+        st.counts["input_audio_buffer.append"] += n
+        # Not strict: the running sum has one more value (the end), which is not used.
+        starts = accumulate(sizes, initial=len(st.input_audio))
+        st.input_chunk_times.extend(zip(t_ns, starts, strict=False))
+        timeline = st.input_audio
+        for piece in pieces:
+            timeline += piece
+        last = max(t_ns)
+        if last > st.last_t_ns:
+            st.last_t_ns = last
+
+    def apply_output_run(
+        self,
+        item_id: str,
+        response_id: str | None,
+        t_ns: Sequence[int],
+        chunks: Sequence[bytes],
+    ) -> None:
+        """Apply consecutive ``response.output_audio.delta`` events (either spelling) of one item
+        and one ``response_id``, each with its audio, at once.
+
+        Exactly what :meth:`apply` does for each of them in turn, when no other event comes
+        between them (client audio appends may: they touch no item or response).
+
+        Args:
+            item_id: the events' ``item_id``.
+            response_id: their ``response_id`` (``None``: the item's own).
+            t_ns: each event's time (n values).
+            chunks: each event's audio (n values).
+        """
+        st = self.state
+        n = len(t_ns)
+        if not n:
+            return
+        st.event_count += n
+        st.counts["response.output_audio.delta"] += n
+        last = max(t_ns)
+        if last > st.last_t_ns:
+            st.last_t_ns = last
+        it = self._item(item_id)
+        part = None
+        for p in it.content:
+            if p.type == "output_audio":
+                part = p
+                break
+        if part is None:
+            part = self._part(it, None, "output_audio")
+        part.audio_chunks.extend(chunks)
+        first = t_ns[0]
+        if it.first_audio_t_ns is None:
+            it.first_audio_t_ns = first
+            it.output_bytes_per_ms = st.output_format.bytes_per_ms
+        rid = response_id or it.response_id
+        if rid is not None:
+            resp = self._response(rid)
+            if resp is not None and resp.first_audio_t_ns is None:
+                resp.first_audio_t_ns = first
+                self._first_output(resp, first, audio=True)
 
     # -- helpers ---------------------------------------------------------------------------------
 
@@ -873,7 +963,12 @@ class Reducer:
 
     def on_session(self, ev: Event, data: JSON) -> None:
         st = self.state
-        if ev.source is Source.SERVER and ev.type == "session.created":
+        if ev.source is Source.SERVER and (
+            ev.type == "session.created"
+            # A WebRTC call's sideband gets no session.created: its first session event says
+            # the socket is attached to a live session.
+            or (ev.type == "session.updated" and st.connection == "connecting")
+        ):
             st.connection = "connected"
         sess = data.get("session")
         if not isinstance(sess, dict):
@@ -1325,12 +1420,104 @@ class Reducer:
     def on_response_create(self, ev: Event, data: JSON) -> None:
         """Client ``response.create``: a text turn with no item of its own still awaits this."""
 
+    def on_output_buffer_started(self, ev: Event, data: JSON) -> None:
+        """``output_audio_buffer.started`` (a WebRTC or SIP call): the server began streaming a
+        response's audio on the call's track. No audio delta comes over such a call, so this is
+        the response's first audio, as its first delta is over a WebSocket."""
+        rid = _str(data.get("response_id"))
+        resp = self._response(rid) if rid else None
+        if resp is not None and resp.first_audio_t_ns is None:
+            resp.first_audio_t_ns = ev.t_ns
+            self._first_output(resp, ev.t_ns, audio=True)
+
+    def on_track_input(self, ev: Event, data: JSON) -> None:
+        """Microphone audio a WebRTC page tapped (``local.track.input``): the input timeline, as
+        appends make it over a WebSocket (the server's ``audio_start_ms`` counts the samples it
+        received from the track's first one on), each chunk noted at its first sample's
+        capture time (its ``t_ns``)."""
+        audio = ev.audio
+        if not audio:
+            return
+        st = self.state
+        self._check_track_rate(data, st.input_format, "input")
+        times = st.input_chunk_times
+        t = _track_time(ev, data)
+        if times and t < times[-1][0]:  # capture times jitter a little: kept in order
+            t = times[-1][0]
+        times.append((t, len(st.input_audio)))
+        st.input_audio += audio
+
+    def on_track_output(self, ev: Event, data: JSON) -> None:
+        """Remote-track audio as a WebRTC page played it (``local.track.output``): the audio of
+        the item it was playing (its ``item_id``, else the assistant message of its
+        ``response_id``); between replies it belongs to no item. The item's first chunk is when
+        its playback started (noted as ``local.playback.started`` at that chunk's time)."""
+        audio = ev.audio
+        if not audio:
+            return
+        st = self.state
+        item_id = _str(data.get("item_id"))
+        if item_id is None:
+            rid = _str(data.get("response_id"))
+            item_id = self._audio_item_of(rid) if rid else None
+        if item_id is None:
+            return
+        self._check_track_rate(data, st.output_format, "output")
+        it = self._item(item_id)
+        part = next((p for p in it.content if p.type == "output_audio"), None)
+        if part is None:
+            part = self._part(it, None, "output_audio")
+        part.played = True
+        t = _track_time(ev, data)
+        if it.first_audio_t_ns is not None and st.output_format.type == "audio/pcm":
+            # A chunk that starts well after the previous one ended follows a pause in playback
+            # (the player ran dry): the listener heard silence there, and so does the audio.
+            bpms = it.output_bytes_per_ms
+            end_ns = it.first_audio_t_ns + int(part.audio_bytes / bpms * 1e6)
+            if t - end_ns > PLAYBACK_GAP_MS * 1_000_000:
+                part.audio_chunks.append(bytes(st.output_format.bytes_for_ms((t - end_ns) / 1e6)))
+        part.audio_chunks.append(audio)
+        if it.first_audio_t_ns is None:
+            it.first_audio_t_ns = t
+            it.output_bytes_per_ms = st.output_format.bytes_per_ms
+            st.local_events.append(
+                (t, "local.playback.started", {"item_id": item_id, "track": "output"})
+            )
+        it.played_ms = part.audio_bytes / it.output_bytes_per_ms
+
+    def _audio_item_of(self, response_id: str) -> str | None:
+        """The assistant message of a response: the item its audio belongs to."""
+        st = self.state
+        resp = st.responses.get(response_id)
+        for iid in resp.output_item_ids if resp is not None else ():
+            it = st.items_by_id.get(iid)
+            if it is not None and it.type == "message" and it.role in ("assistant", None):
+                return iid
+        return None
+
+    def _check_track_rate(self, data: JSON, fmt: AudioFormat, direction: str) -> None:
+        rate = data.get("rate")
+        if isinstance(rate, int) and (rate != fmt.rate or fmt.type != "audio/pcm"):
+            note = (
+                f"local.track.{direction}: PCM16 at {rate} Hz on a session whose {direction} "
+                f"format is {fmt}; the audio is read as {fmt}"
+            )
+            if note not in self.state.warnings:
+                self.state.warnings.append(note)
+
     def on_ignore(self, ev: Event, data: JSON) -> None:
         """Known events that change nothing the state tracks (rate limits, buffer notices)."""
 
 
 def _str(v: Any) -> str | None:
     return v if isinstance(v, str) else None
+
+
+def _track_time(ev: Event, data: JSON) -> int:
+    """When a track chunk's first sample was captured or played (its ``t_ns``), else when the
+    chunk was recorded."""
+    t = _int(data.get("t_ns"))
+    return t if t is not None else ev.t_ns
 
 
 def _int(v: Any) -> int | None:
@@ -1399,7 +1586,9 @@ _HANDLERS: Final = {
     "input_audio_buffer.clear": Reducer.on_ignore,
     "input_audio_buffer.timeout_triggered": Reducer.on_ignore,
     "input_audio_buffer.dtmf_event_received": Reducer.on_ignore,
-    "output_audio_buffer.started": Reducer.on_ignore,
+    "output_audio_buffer.started": Reducer.on_output_buffer_started,
+    "local.track.input": Reducer.on_track_input,
+    "local.track.output": Reducer.on_track_output,
     "output_audio_buffer.stopped": Reducer.on_ignore,
     "output_audio_buffer.cleared": Reducer.on_ignore,
     "output_audio_buffer.clear": Reducer.on_ignore,

@@ -1,32 +1,40 @@
 """One recording's rows of the corpus tables (sessions, turns, items), read without its audio.
 
-The file is memory-mapped and read as an Arrow stream; the audio column's bytes are swapped for
-zeros of the same length (lazily zeroed pages) before reducing, so the reducer sees every event
-and every length (the input timeline, when each chunk was sent, the first audio of an answer)
-but no audio page of the file is ever read. Audio durations come from the column's offsets. A file the
-stream reader cannot read whole (cut, damaged) goes through :meth:`Recording.open`, which
-salvages what is intact and warns.
+The file is memory-mapped without read-ahead (:func:`map_file`) and read as an Arrow stream; the
+events go to the one reducer with every audio value replaced by a view of as many zeros, never
+read (:func:`reduce_light`), so the reducer sees every event's time and every length (the input
+timeline, when each chunk was sent, the first audio of an answer) and no audio page of the file
+is loaded. A file the stream reader cannot read whole (cut, damaged) goes through
+:meth:`Recording.open`, which salvages what is intact and warns.
 
 Pure apart from reading the one file; the per-turn metrics are :mod:`realtime_nb.core.metrics`'s
-(the single definition of latency, tokens and cost).
+(the single definition of latency, tokens and cost), and :func:`summary_rows` builds the rows
+from any reduced state (the tests compare it with the full reading's).
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import gc
 import hashlib
 import json
+import mmap
+import os
+import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
 import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
 
+from ..core.events import Event
 from ..core.metrics import compute, turn_views
-from ..core.reducer import ConversationState
-from ..storage.recording import META_KEY, Recording, RecordingFormatError, reduce_table
+from ..core.protocol import AUDIO_FIELDS, Source, canonical_type
+from ..core.reducer import ConversationState, Reducer
+from ..storage.recording import META_KEY, Recording, RecordingFormatError
 
 JSON = dict[str, Any]
 
@@ -156,16 +164,17 @@ def read_light(path: Path) -> tuple[JSON, pa.Table, bool]:
         FileNotFoundError: no such file.
     """
     try:
-        with pa.memory_map(str(path)) as source:
-            reader = pa.ipc.open_stream(source)
-            table = reader.read_all()
-            raw = (table.schema.metadata or {}).get(META_KEY)
-            meta = json.loads(raw) if raw is not None else None
-            whole = _ends_with_eos(path)
+        mapped = map_file(path)
+        table = pa.ipc.open_stream(pa.BufferReader(mapped)).read_all()
+        raw = (table.schema.metadata or {}).get(META_KEY)
+        meta = json.loads(raw) if raw is not None else None
+        whole = mapped[max(mapped.size - len(_EOS), 0) :].to_pybytes() == _EOS
     except (pa.ArrowInvalid, OSError, ValueError):
         meta = None
     if meta is None or not isinstance(meta.get("format_version"), int) or not whole:
-        with warnings.catch_warnings():
+        # The lock: catch_warnings swaps the process's filters, and the export reads files on
+        # several threads.
+        with _SALVAGE_LOCK, warnings.catch_warnings():
             # The corpus reports the salvage once per file itself (Corpus.damaged).
             warnings.simplefilter("ignore")
             rec = Recording.open(path)  # raises the precise error of a file that is not one
@@ -176,76 +185,175 @@ def read_light(path: Path) -> tuple[JSON, pa.Table, bool]:
     return dict(meta), table, True
 
 
-def _ends_with_eos(path: Path) -> bool:
+def map_file(path: Path) -> pa.Buffer:
+    """The file as a zero-copy Arrow buffer over a read-only memory mapping that reads only the
+    pages touched.
+
+    ``pyarrow.memory_map`` is not used: its reads advise the kernel that the whole message body
+    will be needed (``MADV_WILLNEED``), which reads a record batch's audio from disk with the
+    rest. Here the mapping is advised ``MADV_RANDOM`` instead: no read-ahead (which, at Linux's
+    usual window of megabytes, would bring most of a recording's audio along with the columns
+    around it). The mapping lives as long as the buffers over it.
+
+    Raises:
+        OSError: the file cannot be opened or mapped.
+        ValueError: the file is empty.
+    """
     with open(path, "rb") as f:
-        f.seek(0, 2)
-        if f.tell() < len(_EOS):
-            return False
-        f.seek(-len(_EOS), 2)
-        return f.read() == _EOS
+        mapping = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    advice = getattr(mmap, "MADV_RANDOM", None)  # absent on Windows, which reads what is touched
+    if advice is not None:
+        mapping.madvise(advice)
+    return pa.py_buffer(mapping)
 
 
-#: The one event whose rows are merged before reducing (see :func:`without_audio`).
-_DELTA: Final = "response.output_audio.delta"
+_SALVAGE_LOCK: Final = threading.Lock()
+#: Output audio delta types (GA and beta names): the rows :func:`reduce_light` merges.
+_DELTAS: Final = tuple(
+    t for t in AUDIO_FIELDS if canonical_type(t) == "response.output_audio.delta"
+)
+_APPEND: Final = "input_audio_buffer.append"
+_SOURCES: Final = {s.value: s for s in Source}
 
 
-def without_audio(table: pa.Table) -> pa.Table:
-    """``table`` ready to reduce without its audio: every audio value's bytes replaced by as many
-    zeros (nulls and lengths kept: only the column's validity and offsets are read, never an
-    audio page), and each run of consecutive output audio deltas of one item merged into its
-    first delta, carrying the run's length.
+def _silence(n: int) -> memoryview:
+    """``n`` bytes of zeros that cost neither memory nor reading: a read-only anonymous mapping,
+    whose pages the kernel provides only when touched (the summary never touches them)."""
+    size = max(n, 1)  # a mapping cannot be empty
+    if hasattr(mmap, "MAP_PRIVATE"):  # POSIX: private and read-only, so never even committed
+        zeros = mmap.mmap(
+            -1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS, prot=mmap.PROT_READ
+        )
+    else:  # pragma: no cover - Windows: a pagefile-backed mapping, zeroed when first touched
+        zeros = mmap.mmap(-1, size)
+    return memoryview(zeros)[:n]
 
-    The merge keeps everything the summary reads (when an answer's first audio came, each
-    item's audio length) and spares the reducer two thirds of a spoken session's events, the
-    most numerous after the microphone's (which it already takes in bulk).
+
+def _bools(values: pa.Array | pa.ChunkedArray) -> npt.NDArray[np.bool_]:
+    return np.asarray(values.to_numpy(zero_copy_only=False), dtype=bool)
+
+
+@dataclass
+class LightReduction:
+    """What :func:`reduce_light` gives: the conversation state and the audio byte counts."""
+
+    state: ConversationState
+    #: Bytes of audio sent (client rows) and received or played (every other row).
+    sent_bytes: int
+    received_bytes: int
+
+
+def reduce_light(table: pa.Table) -> LightReduction:
+    """Reduce a recording's events without reading a byte of its audio.
+
+    Only the audio column's validity bitmap and offsets are read: every audio value reaches the
+    reducer as a view of as many zeros (:func:`_silence`), never a copy. Each event goes to the
+    one reducer (:class:`~realtime_nb.core.reducer.Reducer`), in order, except that:
+
+    - each run of client audio appends between two other events goes to
+      :meth:`Reducer.apply_input_run` at once (each chunk's send time and length kept: the
+      latency metric reads when the last byte of the user's speech was sent);
+    - each run of output audio deltas of one item is given as its first delta, carrying the
+      run's length: the summary reads when an answer's first audio came and how long each
+      item's audio is, both unchanged, and the reducer is spared two thirds of a spoken
+      session's server events.
+
+    :func:`realtime_nb.storage.recording.reduce_table` is not used because it makes every
+    non-append row's audio a ``bytes`` object: a copy of each answer's audio, read from the
+    file. ``tests/corpus/test_fast_summary.py`` checks the rows equal those of the full reading
+    (:attr:`Recording.state`).
     """
     import pyarrow.compute as pc
 
-    lengths = pc.binary_length(table.column("audio")).combine_chunks()
-    is_delta = pc.and_(
-        pc.equal(table.column("type"), _DELTA), pc.equal(table.column("source"), "server")
-    ).combine_chunks()
-    delta_rows = np.flatnonzero(is_delta.to_numpy(zero_copy_only=False))
-    length_np = lengths.fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
-    if len(delta_rows):
-        items = table.column("item_id").take(pa.array(delta_rows)).to_pylist()
-        starts = [0] + [k for k in range(1, len(items)) if items[k] != items[k - 1]]
-        sums = np.add.reduceat(length_np[delta_rows], starts)
-        keep = np.ones(table.num_rows, dtype=bool)
-        keep[delta_rows] = False
-        keep[delta_rows[starts]] = True
-        length_np[delta_rows[starts]] = sums
-        valid = lengths.is_valid().to_numpy(zero_copy_only=False)
-        table = table.filter(pa.array(keep))
-        length_np, valid = length_np[keep], valid[keep]
-    else:
-        valid = lengths.is_valid().to_numpy(zero_copy_only=False)
-    offsets = np.zeros(len(length_np) + 1, np.int32)
-    np.cumsum(length_np, out=offsets[1:])
-    # calloc'd: untouched zero pages cost no memory nor reading until the reducer copies them.
-    zeros = pa.py_buffer(np.zeros(int(offsets[-1]), np.uint8))
-    validity = pa.py_buffer(np.packbits(valid, bitorder="little"))
-    column = pa.Array.from_buffers(
-        pa.binary(),
-        len(length_np),
-        [validity, pa.py_buffer(offsets), zeros],
-        null_count=int(len(valid) - valid.sum()),
+    r = Reducer()
+    n = table.num_rows
+    if not n:
+        return LightReduction(r.state, 0, 0)
+    source = table.column(2).combine_chunks()
+    types = table.column(3).combine_chunks()
+    # Computed from the offsets alone, chunk by chunk in Arrow (a live recording has a record
+    # batch every few hundred milliseconds: thousands of chunks).
+    sizes = pc.binary_length(table.column(8))
+    valid = _bools(pc.is_valid(sizes))
+    length = np.asarray(
+        sizes.combine_chunks().fill_null(0).to_numpy(zero_copy_only=False), np.int64
     )
-    return table.set_column(table.schema.get_field_index("audio"), "audio", column)
+    client = _bools(pc.equal(source, "client"))
+    sent = int(length[client].sum())
+    received = int(length.sum()) - sent
+    bulk = _bools(pc.equal(types, _APPEND)) & client & valid
+    keep = ~bulk
+    event_audio = length.copy()  # the audio length each applied row carries
+    delta_rows = np.flatnonzero(
+        _bools(pc.is_in(types, pa.array(_DELTAS))) & _bools(pc.equal(source, "server")) & valid
+    )
+    if len(delta_rows):
+        items = table.column(5).take(pa.array(delta_rows)).to_pylist()
+        firsts = [0] + [k for k in range(1, len(items)) if items[k] != items[k - 1]]
+        heads = delta_rows[firsts]
+        keep[delta_rows] = False
+        keep[heads] = True
+        event_audio[heads] = np.add.reduceat(length[delta_rows], firsts)
+    # The appends' audio as consecutive ranges of one run of zeros: append k's audio starts
+    # where the appends before it end.
+    bulk_rows = np.flatnonzero(bulk)
+    bulk_len = length[bulk_rows]
+    bulk_end = np.cumsum(bulk_len)
+    others = np.flatnonzero(keep)
+    longest = int(event_audio[others].max()) if len(others) else 0
+    silence = _silence(max(int(bulk_end[-1]) if len(bulk_end) else 0, longest))
+    # Per other row: how many appends come before it (they are applied first).
+    before = np.searchsorted(bulk_rows, others).tolist()
+    t_bulk = table.column(1).take(pa.array(bulk_rows)).to_numpy().tolist()
+    first_bulk = (bulk_end - bulk_len).tolist()
+    end_bulk = bulk_end.tolist()
+    rows = pa.array(others)
+    cols = [table.column(i).take(rows).to_pylist() for i in range(8)]
+    has_audio = valid[others].tolist()
+    carried = event_audio[others].tolist()
+    apply, apply_run = r.apply, r.apply_input_run
+    a = 0
+    for k, (seq, t, src, etype, eid, iid, rid, payload) in enumerate(zip(*cols, strict=True)):
+        b = before[k]
+        if b > a:
+            apply_run(t_bulk[a:b], [*first_bulk[a:b], end_bulk[b - 1]], silence)
+            a = b
+        apply(
+            Event(
+                seq,
+                t,
+                _SOURCES.get(src, Source.LOCAL),
+                etype,
+                payload=payload,
+                audio=silence[: carried[k]] if has_audio[k] else None,  # type: ignore[arg-type]  # a view, read as bytes
+                event_id=eid,
+                item_id=iid,
+                response_id=rid,
+            )
+        )
+    if a < len(t_bulk):
+        apply_run(t_bulk[a:], [*first_bulk[a:], end_bulk[-1]], silence)
+    return LightReduction(r.state, sent, received)
 
 
-def _audio_seconds(table: pa.Table, state: ConversationState) -> tuple[float, float]:
-    """Seconds of user (sent) and assistant (received) audio, from the column's offsets."""
+def _audio_seconds(state: ConversationState, sent: int, received: int) -> tuple[float, float]:
+    """Seconds of user (sent) and assistant (received) audio, from their byte counts."""
+    return (
+        state.input_format.duration_ms(sent) / 1000.0,
+        state.output_format.duration_ms(received) / 1000.0,
+    )
+
+
+def audio_bytes(table: pa.Table) -> tuple[int, int]:
+    """Bytes of audio sent (client rows) and received (every other row) in ``table``, from the
+    audio column's offsets."""
     import pyarrow.compute as pc
 
     lengths = pc.binary_length(table.column("audio"))
     client = pc.equal(table.column("source"), "client")
     sent = pc.sum(pc.if_else(client, lengths, 0)).as_py() or 0
     got = pc.sum(pc.if_else(pc.invert(client), lengths, 0)).as_py() or 0
-    return (
-        state.input_format.duration_ms(int(sent)) / 1000.0,
-        state.output_format.duration_ms(int(got)) / 1000.0,
-    )
+    return int(sent), int(got)
 
 
 def _started_at(meta: JSON) -> _dt.datetime | None:
@@ -271,7 +379,8 @@ def _s(t_ns: int | None) -> float | None:
 
 
 def summarize(path: Path, key: str) -> Summary:
-    """The corpus rows of the recording at ``path``, keyed ``key``.
+    """The corpus rows of the recording at ``path``, keyed ``key``, read without its audio
+    (:func:`reduce_light`).
 
     Raises:
         RecordingFormatError: not a recording (or a newer format).
@@ -279,8 +388,34 @@ def summarize(path: Path, key: str) -> Summary:
     """
     stat = path.stat()
     meta, table, whole = read_light(path)
-    light = without_audio(table)
-    state = reduce_table(light)
+    light = reduce_light(table)
+    return summary_rows(
+        key,
+        path,
+        stat,
+        meta,
+        light.state,
+        events=table.num_rows,
+        sent_bytes=light.sent_bytes,
+        received_bytes=light.received_bytes,
+        whole=whole,
+    )
+
+
+def summary_rows(
+    key: str,
+    path: Path,
+    stat: os.stat_result,
+    meta: JSON,
+    state: ConversationState,
+    *,
+    events: int,
+    sent_bytes: int,
+    received_bytes: int,
+    whole: bool,
+) -> Summary:
+    """The corpus rows of a recording from its reduced ``state`` (however it was read), its
+    metadata, its file's ``stat``, its number of events and its audio byte counts."""
     m = compute(state, meta=meta)
     model = m.model
     views = turn_views(state)
@@ -365,7 +500,7 @@ def summarize(path: Path, key: str) -> Summary:
                 "added_s": _s(it.added_t_ns),
             }
         )
-    user_s, assistant_s = _audio_seconds(table, state)
+    user_s, assistant_s = _audio_seconds(state, sent_bytes, received_bytes)
     requested = state.requested_session
     session = state.session or {}
     instructions = requested.get("instructions", session.get("instructions"))
@@ -388,7 +523,7 @@ def summarize(path: Path, key: str) -> Summary:
         "url": meta.get("url") if isinstance(meta.get("url"), str) else None,
         "package_version": str(meta.get("package_version") or "") or None,
         "duration_s": state.last_t_ns / 1e9,
-        "events": table.num_rows,
+        "events": events,
         "turns": len(turns),
         "responses": len(m.responses),
         "tool_calls": tool_call_count,
@@ -417,8 +552,18 @@ def summarize(path: Path, key: str) -> Summary:
 
 def summarize_or_error(path: Path, key: str) -> Summary | str:
     """:func:`summarize`, or why the file could not be read (a worker process's job: the
-    message crosses the process boundary where an exception might not pickle)."""
+    message crosses the process boundary where an exception might not pickle).
+
+    The cyclic garbage collector is paused meanwhile: a reduction allocates tens of thousands of
+    small objects and no reference cycle (all freed as soon as the rows are built), and the
+    collector's passes over them cost a third of the time.
+    """
+    paused = gc.isenabled()
+    gc.disable()
     try:
         return summarize(path, key)
     except (RecordingFormatError, OSError, pa.ArrowException) as exc:
         return str(exc)
+    finally:
+        if paused:
+            gc.enable()

@@ -61,12 +61,15 @@ TABLES: Final = {
     "events": "one row per event (no audio bytes)",
 }
 _GLOB_CHARS: Final = "*?["
-#: Files to reduce at once below which the summaries are computed in this process: starting a
-#: worker costs about a second (importing realtime_nb), about what reducing ten 5-minute
-#: recordings costs.
+#: Files to reduce at once below which the summaries are computed in this process: starting the
+#: workers from a forkserver costs up to half a second (it imports realtime_nb), about what
+#: reducing sixteen 5-minute recordings costs (a forked worker starts in milliseconds).
 PARALLEL_MIN_FILES: Final = 16
 #: Most worker processes for the summaries: past four, reading the files is the limit.
 MAX_WORKERS: Final = 4
+#: Environment variable forcing the workers' start method (``fork``, ``forkserver``, ``spawn``),
+#: for measuring them or for a platform where the default choice misbehaves.
+START_METHOD_ENV: Final = "REALTIME_NB_CORPUS_START_METHOD"
 
 
 class CorpusWarning(UserWarning):
@@ -120,6 +123,30 @@ def _key(path: Path, root: Path) -> str:
         return path.resolve().relative_to(root.resolve()).as_posix()
     except ValueError:
         return path.resolve().as_posix()
+
+
+def _pool_context() -> Any:
+    """How to start the summary workers.
+
+    ``fork`` when this process runs no other Python thread: a worker starts in milliseconds
+    with realtime_nb already imported, and the caller's script is not run again in it. Otherwise
+    (a notebook's kernel threads, a live session) ``forkserver``, whose workers inherit no thread
+    in whatever state it is: its server imports the summary module once (preloaded) and forks
+    each worker from there. Where neither exists (Windows), ``spawn``.
+    """
+    import multiprocessing
+    import threading
+
+    methods = multiprocessing.get_all_start_methods()
+    if os.environ.get(START_METHOD_ENV) in methods:
+        return multiprocessing.get_context(os.environ[START_METHOD_ENV])
+    if "fork" in methods and threading.active_count() == 1:
+        return multiprocessing.get_context("fork")
+    if "forkserver" in methods:
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload([Summary.__module__])
+        return context
+    return multiprocessing.get_context("spawn")
 
 
 def _rows_table(rows: Sequence[JSON], schema: pa.Schema) -> pa.Table:
@@ -249,13 +276,9 @@ class Corpus:
             workers = min(os.cpu_count() or 1, MAX_WORKERS) if enough else 1
         if workers < 2:
             return [summarize_or_error(p, k) for p, k in jobs]
-        import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
-        # forkserver: the workers do not inherit this process's threads (a notebook's session
-        # or local server), which a plain fork would copy in whatever state they are.
-        context = multiprocessing.get_context("forkserver")
-        with ProcessPoolExecutor(workers, mp_context=context) as pool:
+        with ProcessPoolExecutor(workers, mp_context=_pool_context()) as pool:
             paths, names = zip(*jobs, strict=True)
             chunk = max(1, len(jobs) // (workers * 4))
             return list(pool.map(summarize_or_error, paths, names, chunksize=chunk))

@@ -30,6 +30,7 @@ import os
 import secrets
 import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
@@ -54,6 +55,9 @@ EXPORT_VERSION: Final = 1
 #: only a few tens of megabytes of payload text at a time.
 EVENTS_ROW_GROUP: Final = 262_144
 TABLE_NAMES: Final = ("sessions", "turns", "items", "events")
+#: Most day partitions written at once (one thread each, up to the number of cores): past four,
+#: the disk rather than the encoder is the limit.
+EXPORT_THREADS: Final = 4
 
 AUDIO_SCHEMA: Final = pa.schema(
     [
@@ -225,25 +229,37 @@ def export(corpus: Corpus, directory: str | Path, *, audio: bool = False) -> Exp
         for key in new:
             days.setdefault(day_of.get(key) or "unknown", []).append(key)
         tables = {"sessions": sessions, "turns": corpus.turns, "items": corpus.items}
-        for day, keys in sorted(days.items()):
+        name = f"part-{run}.parquet"
+
+        def write_day(day: str, keys: list[str]) -> tuple[list[Path], dict[str, int]]:
+            files: list[Path] = []
+            rows: dict[str, int] = {}
             chosen = set(keys)
-            name = f"part-{run}.parquet"
             for tname, table in tables.items():
                 part = _cache.keep_rows(table, chosen)
                 if tname == "sessions":  # day is the partition; the path is this machine's
                     part = part.drop_columns(["day"])
-                report.files.append(_write(part, out / tname / f"day={day}" / name))
-                report.rows[tname] = report.rows.get(tname, 0) + part.num_rows
+                files.append(_write(part, out / tname / f"day={day}" / name))
+                rows[tname] = part.num_rows
             events_path = out / "events" / f"day={day}" / name
             reader = corpus.events(recordings=sorted(chosen))
-            report.rows["events"] = report.rows.get("events", 0) + _write_events(
-                iter(reader), reader.schema, events_path
-            )
-            report.files.append(events_path)
+            rows["events"] = _write_events(iter(reader), reader.schema, events_path)
+            files.append(events_path)
             if audio:
                 sound = _audio_rows(corpus, sorted(chosen))
-                report.files.append(_write(sound, out / "audio" / f"day={day}" / name))
-                report.rows["audio"] = report.rows.get("audio", 0) + sound.num_rows
+                files.append(_write(sound, out / "audio" / f"day={day}" / name))
+                rows["audio"] = sound.num_rows
+            return files, rows
+
+        # One day per thread: the Parquet writer (encoding, zstd) releases the GIL, so a day's
+        # files are written while the next day's events are read, on every core.
+        ordered = sorted(days.items())
+        threads = min(len(ordered), os.cpu_count() or 1, EXPORT_THREADS)
+        with ThreadPoolExecutor(threads, thread_name_prefix="realtime_nb-export") as pool:
+            for files, rows in pool.map(lambda d: write_day(*d), ordered):
+                report.files.extend(files)
+                for tname, count in rows.items():
+                    report.rows[tname] = report.rows.get(tname, 0) + count
         s = _cache.keep_rows(sessions, set(new))
         for key, mt, size, day in zip(
             s.column("recording").to_pylist(),

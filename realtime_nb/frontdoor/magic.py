@@ -5,6 +5,7 @@
     %load_ext realtime_nb
     %realtime                        # a session (bound to ``rt``) and its widget
     %realtime --vad off --voice marin --no-record --name bot
+    %realtime --transport webrtc     # the browser's own peer connection carries the audio
     %realtime --help
     %%realtime --voice coral         # the cell body is the instructions; re-run = update
     %realtime inspect recordings/demo.arrow
@@ -75,6 +76,13 @@ class Vad(str, enum.Enum):
     def turn_detection(self) -> str | None:
         """The ``Session(turn_detection=...)`` value."""
         return {"server": "server_vad", "semantic": "semantic_vad", "off": None}[self.value]
+
+
+class Transport(str, enum.Enum):
+    """``--transport``: how the widget's audio travels."""
+
+    WEBSOCKET = "websocket"  # the kernel relays PCM over the notebook's comm (works everywhere)
+    WEBRTC = "webrtc"  # the page's own peer connection (browser echo cancellation, no relay)
 
 
 class Voice(str, enum.Enum):
@@ -197,6 +205,9 @@ class RealtimeMagics(Magics):
     fast = Bool(
         False, help="Local backend: send answer audio as fast as it is made, not in real time."
     ).tag(config=True)
+    transport = Unicode(
+        "websocket", help=f"How the widget's audio travels: {_accepted(Transport)}."
+    ).tag(config=True)
     transcribe = Bool(True, help="Transcribe what the user says (shown in the widget).").tag(
         config=True
     )
@@ -250,6 +261,13 @@ class RealtimeMagics(Magics):
             return self._refuse(proposal, _accepted(Vad))
         return self._accept(proposal, value)
 
+    @validate("transport")
+    def _check_transport(self, proposal: Mapping[str, Any]) -> str:
+        value = str(proposal["value"])
+        if value not in {t.value for t in Transport}:
+            return self._refuse(proposal, _accepted(Transport))
+        return self._accept(proposal, value)
+
     @validate("url")
     def _check_url(self, proposal: Mapping[str, Any]) -> str:
         value = str(proposal["value"])
@@ -294,6 +312,11 @@ class RealtimeMagics(Magics):
     @argument("--local", action="store_true", help="use the embedded local backend")
     @argument("--fast", action="store_true", help="local backend: answers as fast as made")
     @argument(
+        "--transport",
+        help=f"how the widget's audio travels: {_accepted(Transport)} (webrtc: the browser's "
+        "own peer connection; the key stays in the kernel)",
+    )
+    @argument(
         "--name",
         metavar="NAME",
         help="bind the session to NAME (free, or holding a session it replaces; default: rt, "
@@ -315,7 +338,7 @@ class RealtimeMagics(Magics):
             print(_parser().format_help().removeprefix("::\n\n"))  # IPython's reST marker
             return
         # IPython splits magic lines without removing quotes: 'a b' arrives as "'a b'".
-        for name in ("model", "voice", "vad", "record", "url", "name", "as_name"):
+        for name in ("model", "voice", "vad", "record", "url", "name", "as_name", "transport"):
             setattr(args, name, _unquote(getattr(args, name)))
         args.command = [_unquote(word) for word in args.command]
         if args.command:
@@ -355,6 +378,9 @@ class RealtimeMagics(Magics):
         voice_text = self.voice if args.voice is None else args.voice
         voice = parse_choice(Voice, voice_text, "--voice").value if voice_text else None
         vad = parse_choice(Vad, self.vad if args.vad is None else args.vad, "--vad")
+        transport = parse_choice(
+            Transport, self.transport if args.transport is None else args.transport, "--transport"
+        )
         if args.record is not None and args.no_record:
             raise UsageError(
                 f"--record {args.record!r} and --no-record contradict each other; give one"
@@ -390,6 +416,7 @@ class RealtimeMagics(Magics):
             "model": model,
             "voice": voice,
             "vad": vad,
+            "transport": transport,
             "record": record,
             "url": url,
             "local": forced_local or (not url and not _has_key(model)),
@@ -465,6 +492,8 @@ class RealtimeMagics(Magics):
             fields["instructions"] = options["instructions"]
         if self.transcribe:
             fields["transcription"] = True
+        if options["transport"] is Transport.WEBRTC:
+            fields["transport"] = Transport.WEBRTC.value  # else the Session's default, the relay
         session = Session(
             options["model"],
             url=url,
@@ -493,7 +522,7 @@ class RealtimeMagics(Magics):
             self._open(options, replacing=False)
             return
         if live.key != _key(options):
-            print(f"{name}: model, backend or recording changed: opening a new session")
+            print(f"{name}: model, backend, recording or transport changed: opening a new session")
             self._open(options, replacing=False)
             return
         fields: dict[str, Any] = {
@@ -713,7 +742,14 @@ def _has_key(model: str) -> bool:
 
 
 def _key(options: Mapping[str, Any]) -> tuple[Any, ...]:
-    return (options["model"], options["url"], options["local"], options["fast"], options["record"])
+    return (
+        options["model"],
+        options["url"],
+        options["local"],
+        options["fast"],
+        options["record"],
+        options["transport"],
+    )
 
 
 def _close(live: _Live) -> None:

@@ -13,6 +13,11 @@ Whatever model a client names, sessions report the backend's own label,
 ``realtime_nb.core.pricing.LOCAL_MODEL`` (``"realtime-nb-local"``, priced at zero), so a recording
 made offline says so and costs nothing. Recognition runs while the user speaks and replies are
 spoken sentence by sentence (``LocalServer(streaming=False)`` is the older batch pipeline).
+
+With the ``webrtc`` extra (aiortc), the same port serves WebRTC calls as the API does:
+``POST /v1/realtime/calls`` (``server.calls_url``) answers an SDP offer, the call's events go on
+its ``oai-events`` data channel and to ``?call_id=`` sideband WebSockets, and its audio goes both
+ways as Opus (see :mod:`realtime_nb.local.server`).
 """
 
 from __future__ import annotations

@@ -26,6 +26,17 @@ at ``max_session_s``. Voice activity and
 ``idle_timeout_ms`` run on the *input audio* timeline (milliseconds of audio appended), as the API
 reports them.
 
+WebRTC (``webrtc=True``, a call of the calls endpoint): output audio goes on the call's audio track,
+never in ``response.output_audio.delta`` events. The state keeps the call's *output audio buffer*
+(what is synthesised and not yet played), released as soon as it is synthesised (the track paces
+it); the shell's track reads it in real time with :meth:`~RealtimeState.read_output_audio`, which
+emits ``output_audio_buffer.started`` when a response's first audio is read and
+``output_audio_buffer.stopped`` once it is all played and the response is over. A barge-in (server
+VAD ``speech_started`` with ``interrupt_response``) truncates the playing item at the audio
+actually read (``conversation.item.truncated``) and clears the buffer
+(``output_audio_buffer.cleared``). The call's microphone comes in through
+:meth:`~RealtimeState.append_input_audio`, as if appended with ``input_audio_buffer.append``.
+
 Token usage in ``response.done`` is an estimate, not a tokenizer's count: text is counted at
 :data:`CHARS_PER_TOKEN` characters a token, input audio at :data:`INPUT_AUDIO_TOKENS_PER_S` and
 output audio at :data:`OUTPUT_AUDIO_TOKENS_PER_S` tokens a second (the rates observed in the
@@ -34,6 +45,7 @@ recorded sessions under ``fixtures/sessions``); cached tokens are always reporte
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import logging
@@ -48,10 +60,13 @@ import numpy as np
 
 from realtime_nb.core.audio import (
     AudioFormat,
+    Resampler,
     b64decode_audio,
     b64encode_audio,
     decode_to_float,
     encode_from_float,
+    float32_to_pcm16,
+    pcm16_to_float32,
 )
 from realtime_nb.core.pricing import LOCAL_MODEL
 from realtime_nb.core.protocol import CLIENT_EVENT_TYPES, new_item_id
@@ -104,11 +119,14 @@ OUTPUT_AUDIO_TOKENS_PER_S: Final = 20
 SESSION_EXPIRED_CLOSE_CODE: Final = 1001
 #: Function call arguments stream in pieces of this many characters, like a model's tokens.
 ARGUMENT_DELTA_CHARS: Final = 8
+#: The call's audio track carries PCM16 mono at the API's rate (the shell encodes it to Opus).
+TRACK_RATE: Final = 24000
 #: What ``rate_limits.updated`` reports: the real tier's token budget and reset interval.
 RATE_LIMIT_TOKENS: Final = 15_000_000
 RATE_LIMIT_RESET_S: Final = 0.002
 
 _ITEM_ID_MAX: Final = 32
+_TRACK_FMT: Final = AudioFormat("audio/pcm", TRACK_RATE)
 
 
 @dataclass(frozen=True)
@@ -184,6 +202,16 @@ class _Speaking:
 
 
 @dataclass
+class _Playout:
+    """Audio of one output item waiting in a WebRTC call's output audio buffer (track format)."""
+
+    response_id: str
+    item_id: str  # its audio is content part 0, as every spoken reply's
+    pcm: bytearray  # PCM16 mono at TRACK_RATE
+    offset: int = 0  # bytes already read by the track
+
+
+@dataclass
 class _Response:
     id: str
     in_conversation: bool
@@ -235,6 +263,9 @@ class RealtimeState:
     ``session.update``. ``streaming`` (the default) recognises turns while they are spoken and speaks replies segment
     by segment; ``False`` is the previous batch pipeline (see the module docstring).
 
+    ``webrtc`` makes it the state of a WebRTC call (see the module docstring): output audio goes
+    to the output audio buffer read by :meth:`read_output_audio`, not into events.
+
     ``max_session_s`` caps the session's length as the API caps it at 60 minutes: once
     ``max_session_s`` seconds have passed since :meth:`start`, :meth:`poll` emits an ``error``
     event with code ``session_expired`` and sets :attr:`close_request`; the session then ignores
@@ -250,10 +281,14 @@ class RealtimeState:
         created_at: float = 0.0,
         max_session_s: float | None = None,
         streaming: bool = True,
+        webrtc: bool = False,
     ) -> None:
         if max_session_s is not None and not max_session_s > 0:
             raise ValueError(f"max_session_s must be a positive number, got {max_session_s!r}")
+        if webrtc and beta:
+            raise ValueError("a WebRTC call speaks the GA protocol only: webrtc=True, beta=False")
         self.fast = fast
+        self.webrtc = webrtc
         self.beta = beta
         self.streaming = streaming
         self.model = model
@@ -295,6 +330,15 @@ class RealtimeState:
         self._streams = 0  # recognition streams opened so far (the next stream's id)
         self._stream: int | None = None  # the open stream of the turn being spoken
         self._stream_fed = 0  # sample index up to which the open stream has its audio
+        # WebRTC: the output audio buffer, the response whose audio the track is playing, and
+        # the samples of each item's audio the track has read (what the user has heard).
+        self._playout: deque[_Playout] = deque()
+        self._playing: str | None = None
+        self._playing_item: str | None = None
+        self._played: dict[str, int] = {}
+        self._track_odd = b""  # a trailing half sample of track input, kept for the next one
+        self._track_in: Resampler | None = None  # track rate -> another input format's rate
+        self._out_resamplers: dict[str, Resampler] = {}  # item id -> its format to the track's
         self._reset_vad()
 
     # --- the I/O-facing API --------------------------------------------------------------------
@@ -409,6 +453,72 @@ class RealtimeState:
                     "event_id": event_id,
                 },
             )
+
+    def append_input_audio(self, pcm: bytes, now: float) -> None:
+        """Audio from a WebRTC call's microphone track: PCM16 mono at :data:`TRACK_RATE`, fed to
+        the input audio buffer (VAD, recognition) as an ``input_audio_buffer.append`` of it would
+        be, in the session's input format. Problems become one ``error`` event, never exceptions.
+        """
+        if self.close_request is not None:
+            return
+        data = self._track_odd + pcm
+        cut = len(data) - len(data) % 2
+        data, self._track_odd = data[:cut], data[cut:]
+        if not data:
+            return
+        try:
+            if self._in_fmt != _TRACK_FMT:
+                # Streaming, so that 20 ms frames join without seams.
+                if self._track_in is None or self._track_in.dst_rate != self._in_fmt.rate:
+                    self._track_in = Resampler(TRACK_RATE, self._in_fmt.rate)
+                samples = self._track_in.process(pcm16_to_float32(data))
+                data = encode_from_float(samples, self._in_fmt)
+            self._append(data, now)
+        except Exception as exc:  # a bug here must cost one event, not the call
+            log.exception("local server: unexpected error handling track audio")
+            self._emit(
+                "error",
+                error={
+                    "type": "server_error",
+                    "code": "internal_error",
+                    "message": f"The server had an error while processing input audio "
+                    f"({type(exc).__name__}: {exc}).",
+                    "param": None,
+                    "event_id": None,
+                },
+            )
+
+    def read_output_audio(self, n_samples: int, now: float) -> bytes:
+        """The next ``n_samples`` of a WebRTC call's audio track (PCM16 mono at
+        :data:`TRACK_RATE`): the output audio buffer's next audio, then silence.
+
+        Call it as the track plays (every 20 ms, in real time): what it returns counts as played,
+        for ``output_audio_buffer.started`` / ``stopped`` and for the truncation at a barge-in.
+        """
+        out = bytearray()
+        want = 2 * n_samples
+        while len(out) < want and self._playout:
+            head = self._playout[0]
+            if self._playing != head.response_id:
+                if self._playing is not None:  # the previous response's audio ran out
+                    self._emit("output_audio_buffer.stopped", response_id=self._playing)
+                self._playing = head.response_id
+                self._emit("output_audio_buffer.started", response_id=head.response_id)
+            take = bytes(head.pcm[head.offset : head.offset + want - len(out)])
+            self._playing_item = head.item_id
+            head.offset += len(take)
+            out += take
+            self._played[head.item_id] = self._played.get(head.item_id, 0) + len(take) // 2
+            if head.offset >= len(head.pcm):
+                self._playout.popleft()
+        if not self._playout and self._playing is not None:
+            # Stopped only once no more audio is forthcoming: the response is over.
+            playing = self._responses.get(self._playing)
+            if playing is None or playing.status != "in_progress":
+                self._emit("output_audio_buffer.stopped", response_id=self._playing)
+                self._playing = self._playing_item = None
+        out += bytes(want - len(out))
+        return bytes(out)
 
     def transcription_done(self, item_id: str, text: str, now: float) -> None:
         """The recogniser heard ``text`` in ``item_id``'s audio."""
@@ -596,8 +706,20 @@ class RealtimeState:
 
     # --- session.update ------------------------------------------------------------------------
 
+    def configure(self, update: JSON) -> None:
+        """Apply a session config as ``session.update`` would, without an event: a call's
+        ``session`` form field, before :meth:`start` (so ``session.created`` shows it).
+
+        Raises:
+            ClientError: the config is invalid; nothing is applied.
+        """
+        self._apply_session(update)
+
     def _on_session_update(self, event: JSON, now: float) -> None:
-        update = self._require(event, "session")
+        self._apply_session(self._require(event, "session"))
+        self._emit("session.updated", session=copy.deepcopy(self.session))
+
+    def _apply_session(self, update: Any) -> None:
         self.session = apply_session_update(
             self.session, update, audio_was_produced=self._audio_produced
         )
@@ -614,7 +736,6 @@ class RealtimeState:
             self._buf_start = 0
             self._odd = b""
         self._reset_vad()
-        self._emit("session.updated", session=copy.deepcopy(self.session))
 
     def _reset_vad(self) -> None:
         """A fresh detector from the current position: nothing fed before it (samples waiting
@@ -673,6 +794,10 @@ class RealtimeState:
             data = self._odd + data
             cut = len(data) - len(data) % 2
             data, self._odd = data[:cut], data[cut:]
+        self._append(data, now)
+
+    def _append(self, data: bytes, now: float) -> None:
+        """Whole samples of input audio (session input format) into the buffer and the VAD."""
         if not data:
             return
         self._buf.extend(data)
@@ -717,6 +842,8 @@ class RealtimeState:
         )
         if td.get("interrupt_response", True) and self._active is not None:
             self._cancel(self._active, "turn_detected")
+        if td.get("interrupt_response", True) and self.webrtc:
+            self._interrupt_playout()
         if self.streaming:
             if self._stream is not None:  # cannot happen (a stop closes it): never leak one
                 self._jobs.append(StreamJob(self._stream, b"", self._in_fmt, end=True))
@@ -831,10 +958,44 @@ class RealtimeState:
         self._reset_vad()
 
     def _on_output_audio_buffer_clear(self, event: JSON, now: float) -> None:
+        if self.webrtc:
+            # The client asked to stop the audio (after its own response.cancel, as the API
+            # asks): the buffer empties; truncating is the client's call, as on a WebSocket.
+            response_id = self._playing or (
+                self._playout[0].response_id if self._playout else self._last_response_id
+            )
+            self._clear_playout()
+            self._emit("output_audio_buffer.cleared", response_id=response_id)
+            return
         # WebRTC-only in the real API; on a WebSocket there is no server-side playback buffer,
         # so acknowledging is the harmless, honest answer. response_id is required (a string):
         # the latest response's audio is what a client would be clearing ("" before any).
         self._emit("output_audio_buffer.cleared", response_id=self._last_response_id)
+
+    def _clear_playout(self) -> None:
+        self._playout.clear()
+        self._playing = None
+        self._playing_item = None
+
+    def _interrupt_playout(self) -> None:
+        """A barge-in on a call: truncate each item whose audio was playing or waiting to play
+        at the audio the track actually read, then clear the output audio buffer."""
+        if self._playing is None and not self._playout:
+            return
+        response_id = self._playing or self._playout[0].response_id
+        cut = [self._playing_item] if self._playing_item is not None else []
+        cut += [p.item_id for p in self._playout if p.item_id not in cut]
+        for item_id in cut:
+            if self._find(item_id) is None:  # out of band, or deleted: nothing to truncate
+                continue
+            fmt = AudioFormat.from_config(self._audio_out["format"])
+            stored = len(self._item_audio.get(item_id, b"")) // fmt.bytes_per_sample
+            have_ms = stored * 1000 // fmt.rate
+            heard_ms = self._played.get(item_id, 0) * 1000 // TRACK_RATE
+            with contextlib.suppress(ClientError):  # e.g. already truncated shorter by a client
+                self._truncate(item_id, 0, min(heard_ms, have_ms))
+        self._clear_playout()
+        self._emit("output_audio_buffer.cleared", response_id=response_id)
 
     # --- conversation items --------------------------------------------------------------------
 
@@ -1017,6 +1178,14 @@ class RealtimeState:
                 f"but got {audio_end_ms} instead.",
                 "audio_end_ms",
             )
+        self._truncate(item_id, content_index, audio_end_ms)
+
+    def _truncate(self, item_id: str, content_index: int, audio_end_ms: int) -> None:
+        """Cut an assistant audio item at ``audio_end_ms`` and forget its unheard transcript.
+
+        Raises:
+            ClientError: no such item, not an output audio part, or not that much audio.
+        """
         item = self._find(item_id)
         if item is None:
             raise ClientError(
@@ -1503,14 +1672,44 @@ class RealtimeState:
                 data = audio[lo:hi]
                 self._item_audio[part["item"]["id"]].extend(data)
                 r.output_audio_ms += fmt.duration_ms(len(data))
-                self._emit(
-                    "response.output_audio.delta", **part["ids"], delta=b64encode_audio(data)
-                )
+                if self.webrtc:  # on the track, never in an event
+                    self._enqueue_playout(r.id, part["item"]["id"], data, fmt)
+                else:
+                    self._emit(
+                        "response.output_audio.delta", **part["ids"], delta=b64encode_audio(data)
+                    )
 
+        # Over WebRTC the track paces the audio: it is released as soon as it is synthesised,
+        # as the API generates faster than real time and plays from its output audio buffer.
+        eager = self.fast or self.webrtc
         for k in range(n_chunks):
-            due = start if self.fast else start + k * AUDIO_DELTA_MS / 1000
+            due = start if eager else start + k * AUDIO_DELTA_MS / 1000
             r.steps.append(_Step(due, lambda k=k: send_chunk(k)))  # type: ignore[misc]  # bind k now
-        r.at = start if self.fast else start + duration_ms / 1000
+        r.at = start if eager else start + duration_ms / 1000
+
+    def _enqueue_playout(
+        self, response_id: str, item_id: str, data: bytes, fmt: AudioFormat, *, last: bool = False
+    ) -> None:
+        """Put an output item's audio (in ``fmt``) in the call's output audio buffer; ``last``:
+        the item's audio is complete (the resampler's tail goes in too)."""
+        if fmt != _TRACK_FMT:
+            # Streamed per item, so the chunks join without seams; the tail comes with ``last``.
+            if item_id not in self._out_resamplers:
+                self._out_resamplers[item_id] = Resampler(fmt.rate, TRACK_RATE)
+            resampler = self._out_resamplers[item_id]
+            samples = resampler.process(decode_to_float(data, fmt), final=last)
+            if last:
+                del self._out_resamplers[item_id]
+            data = float32_to_pcm16(samples)
+        if data:
+            self._enqueue_pcm(response_id, item_id, data)
+
+    def _enqueue_pcm(self, response_id: str, item_id: str, data: bytes) -> None:
+        last = self._playout[-1] if self._playout else None
+        if last is not None and last.item_id == item_id:
+            last.pcm += data
+        else:
+            self._playout.append(_Playout(response_id, item_id, bytearray(data)))
 
     def _close_audio_part(self, r: _Response, status: str = "completed") -> None:
         part = r.open_part
@@ -1518,6 +1717,9 @@ class RealtimeState:
             return
         r.open_part = None
         item, ids, transcript = part["item"], part["ids"], part["sent"]
+        if item["id"] in self._out_resamplers:  # a call's converted audio: the resampler's tail
+            fmt = AudioFormat.from_config(r.fmt_json)
+            self._enqueue_playout(r.id, item["id"], b"", fmt, last=True)
         self._emit("response.output_audio.done", **ids)
         self._emit("response.output_audio_transcript.done", **ids, transcript=transcript)
         self._emit(

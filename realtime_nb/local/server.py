@@ -12,8 +12,25 @@ nothing.
 
 URLs accepted (``ws://HOST:PORT`` then):
 
-- ``/v1/realtime?model=...`` (OpenAI; also ``/realtime``), ``?call_id=...`` accepted harmlessly;
-- ``/openai/realtime?api-version=...&deployment=...`` (Azure; also ``/openai/v1/realtime``).
+- ``/v1/realtime?model=...`` (OpenAI; also ``/realtime``);
+- ``/openai/realtime?api-version=...&deployment=...`` (Azure; also ``/openai/v1/realtime``);
+- ``?call_id=rtc_...`` on any of them: the sideband of a live WebRTC call (see below); an
+  unknown or ended call gets HTTP 404 ``call_id_not_found``, as from the API.
+
+WebRTC (the ``webrtc`` extra, aiortc), plain HTTP on the same port (``http://HOST:PORT`` then):
+
+- ``POST /v1/realtime/calls`` (also ``/openai/v1/realtime/calls``): the body is the SDP offer
+  (``Content-Type: application/sdp``) or ``multipart/form-data`` with ``sdp`` and an optional
+  ``session`` (the GA session config, JSON). Answer: ``201 Created``, the answer SDP, and
+  ``Location: /v1/realtime/calls/rtc_...``. Refusals are the API's JSON error bodies: 400 (what
+  is wrong and what is accepted), 401, 413 (over :data:`~._http.MAX_BODY_BYTES`), 501 (aiortc
+  not installed).
+- ``POST /v1/realtime/calls/{call_id}/hangup``: ends the call (200; 404 if there is none).
+
+A call's events go on its ``oai-events`` data channel and to every sideband attached to it
+(several may attach; each sees the events from when it attached, with no ``session.created``, as
+the recorded sideband sessions show), and client events from any of them drive the one session.
+See :mod:`._webrtc`.
 
 Authentication: any credential (or none) is accepted unless ``api_key`` is set; then the client
 must send ``Authorization: Bearer <key>``, ``api-key: <key>`` (Azure) or the browser subprotocol
@@ -34,8 +51,8 @@ import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Final
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING, Any, Final
+from urllib.parse import parse_qs, urlsplit
 
 from websockets.asyncio import server as ws_server
 from websockets.asyncio.server import ServerConnection, serve
@@ -47,10 +64,14 @@ from websockets.typing import Subprotocol
 from ..core._redact import install as install_redaction
 from ..core.pricing import LOCAL_MODEL
 from ..runtime import LoopThread
+from ._http import HttpError, HttpRequest, HttpResponse, front_connection_class, json_error
 from ._state import GenerateJob, Job, RealtimeState, StreamJob, TranscribeJob
 from .responders import Output, Responder, ResponderError, RuleSpec, make_responder
 from .stt import DecoderBusy, Transcriber, TranscriptionStream, shared_transcriber
 from .tts import Speech, Synthesizer
+
+if TYPE_CHECKING:
+    from ._webrtc import Call
 
 __all__ = ["DEFAULT_MODEL", "JobRunner", "LocalServer", "serve_forever"]
 
@@ -60,6 +81,11 @@ log = logging.getLogger("realtime_nb.local")
 DEFAULT_MODEL: Final = LOCAL_MODEL
 #: Paths that lead to the Realtime endpoint (OpenAI style and Azure style).
 REALTIME_PATHS: Final = ("/v1/realtime", "/realtime", "/openai/realtime", "/openai/v1/realtime")
+#: Paths of the WebRTC calls endpoint (OpenAI style and Azure style); a call's hangup is
+#: ``{path}/{call_id}/hangup``.
+CALLS_PATHS: Final = ("/v1/realtime/calls", "/openai/v1/realtime/calls")
+#: The install hint when the calls endpoint is asked for without aiortc.
+WEBRTC_EXTRA_HINT: Final = "pip install 'realtime-nb[webrtc]'"
 #: Largest frame the WebSocket layer accepts. Bigger than the protocol's own limit (16 MiB, see
 #: ``_frames.MAX_EVENT_BYTES``) so that an oversized event gets a protocol ``error`` event and the
 #: session stays usable, instead of the connection being closed with code 1009.
@@ -216,40 +242,39 @@ class JobRunner:
             stream.abort()
 
 
-class _Connection:
-    """One client connection: a state machine, a sender task, a pacer, and job tasks."""
+class _Driver:
+    """One session's shell: its state machine, its pacer and its job tasks, on the server's loop.
 
-    def __init__(self, server: LocalServer, ws: ServerConnection, beta: bool) -> None:
+    Where the events go is the subclass's business: :meth:`deliver` each event, in order, and
+    :meth:`end_session` once the state asks to close (after the events before it).
+    """
+
+    def __init__(self, server: LocalServer, state: RealtimeState) -> None:
         self.server = server
-        self.ws = ws
         self.loop = asyncio.get_running_loop()
-        self.state = RealtimeState(
-            model=DEFAULT_MODEL,
-            fast=server.fast,
-            beta=beta,
-            created_at=time.time(),
-            max_session_s=server.max_session_s,
-            streaming=server.streaming,
-        )
+        self.state = state
         self.runner = JobRunner(server.responder, server._synthesizer, server._transcriber)
         # The last task of each recognition stream: the next one of that stream waits for it.
         self.stream_tails: dict[int, asyncio.Task[None]] = {}
-        # Events to send, in order; then (code, reason) to close with, or None to just stop.
-        self.outgoing: asyncio.Queue[dict[str, Any] | tuple[int, str] | None] = asyncio.Queue()
         self.closing = False
-        self.dropping: asyncio.Task[None] | None = None
         self.wake = asyncio.Event()
         self.tasks: set[asyncio.Task[None]] = set()
+
+    def deliver(self, event: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def end_session(self, code: int, reason: str) -> None:
+        raise NotImplementedError
 
     def now(self) -> float:
         return self.loop.time()
 
     def flush(self) -> None:
         for event in self.state.events_to_send():
-            self.outgoing.put_nowait(event)
+            self.deliver(event)
         if self.state.close_request is not None and not self.closing:
             self.closing = True  # after the events above (the session_expired error)
-            self.outgoing.put_nowait(self.state.close_request)
+            self.end_session(*self.state.close_request)
         for job in self.state.jobs_to_run():
             after = None
             if isinstance(job, StreamJob):
@@ -306,16 +331,6 @@ class _Connection:
         self.server._transcriber.when_free(wake)
         await freed
 
-    async def sender(self) -> None:
-        while True:
-            event = await self.outgoing.get()
-            if event is None:
-                return
-            if isinstance(event, tuple):
-                await self.ws.close(*event)
-                return
-            await self.ws.send(json.dumps(event))
-
     async def pacer(self) -> None:
         while True:
             deadline = self.state.next_deadline()
@@ -327,6 +342,58 @@ class _Connection:
             self.state.poll(self.now())
             self.flush()
             self.wake.clear()
+
+    async def release(self) -> None:
+        """Cancel the session's jobs and give its recognition streams' decoders back.
+
+        Cancelled: the decoders come back all the same, then the cancellation goes on."""
+        for task in list(self.tasks):
+            task.cancel()
+        # On a worker: it waits for a block being decoded, which must not stall the loop.
+        try:
+            await self.loop.run_in_executor(self.server._job_executor(), self.runner.close)
+        except RuntimeError:  # the workers are shut down (the server is stopping)
+            self.runner.close()
+        except asyncio.CancelledError:
+            self.runner.close()
+            raise
+
+
+class _Connection(_Driver):
+    """One WebSocket client: a session of its own, sent through one sender task."""
+
+    def __init__(self, server: LocalServer, ws: ServerConnection, beta: bool) -> None:
+        super().__init__(
+            server,
+            RealtimeState(
+                model=DEFAULT_MODEL,
+                fast=server.fast,
+                beta=beta,
+                created_at=time.time(),
+                max_session_s=server.max_session_s,
+                streaming=server.streaming,
+            ),
+        )
+        self.ws = ws
+        # Events to send, in order; then (code, reason) to close with, or None to just stop.
+        self.outgoing: asyncio.Queue[dict[str, Any] | tuple[int, str] | None] = asyncio.Queue()
+        self.dropping: asyncio.Task[None] | None = None
+
+    def deliver(self, event: dict[str, Any]) -> None:
+        self.outgoing.put_nowait(event)
+
+    def end_session(self, code: int, reason: str) -> None:
+        self.outgoing.put_nowait((code, reason))
+
+    async def sender(self) -> None:
+        while True:
+            event = await self.outgoing.get()
+            if event is None:
+                return
+            if isinstance(event, tuple):
+                await self.ws.close(*event)
+                return
+            await self.ws.send(json.dumps(event))
 
     async def drop(self, code: int | None, reason: str) -> None:
         """Drop the connection now, whatever is queued: send a close frame with ``code`` (the
@@ -360,14 +427,7 @@ class _Connection:
                 await sender
             with contextlib.suppress(asyncio.CancelledError):
                 await pacer
-            # On a worker: it waits for a block being decoded, which must not stall the loop.
-            try:
-                await self.loop.run_in_executor(self.server._job_executor(), self.runner.close)
-            except RuntimeError:  # the workers are shut down (the server is stopping)
-                self.runner.close()
-            except asyncio.CancelledError:
-                self.runner.close()  # the decoders come back all the same
-                raise
+            await self.release()
 
 
 class LocalServer:
@@ -387,9 +447,11 @@ class LocalServer:
 
         with LocalServer() as server:
             url = server.url  # "ws://127.0.0.1:PORT/v1/realtime"; add ?model=...
+            calls = server.calls_url  # WebRTC: POST an SDP offer here (the webrtc extra)
 
     :meth:`start` and :meth:`stop` are thread-safe and idempotent; :meth:`stop` closes open
-    connections with close code 1001 (going away) and leaves no thread behind.
+    connections with close code 1001 (going away), ends the WebRTC calls (their sidebands get
+    1001 too) and leaves no thread behind.
     :meth:`drop_connections` drops the open connections as a failing server would (for tests of
     reconnection).
     """
@@ -431,6 +493,7 @@ class LocalServer:
         self._executor: ThreadPoolExecutor | None = None
         self._executor_lock = threading.Lock()
         self._connections: set[_Connection] = set()
+        self._calls: dict[str, Call] = {}  # live WebRTC calls by call_id (the loop's thread only)
         self._lock = threading.Lock()
         self._runner: LoopThread | None = None
         self._server: ws_server.Server | None = None
@@ -449,6 +512,16 @@ class LocalServer:
         """``ws://HOST:PORT/v1``: what ``AsyncOpenAI(websocket_base_url=...)`` wants."""
         return f"ws://{self.host}:{self.port}/v1"
 
+    @property
+    def calls_url(self) -> str:
+        """``http://HOST:PORT/v1/realtime/calls``: the WebRTC calls endpoint."""
+        return f"http://{self.host}:{self.port}/v1/realtime/calls"
+
+    @property
+    def call_ids(self) -> list[str]:
+        """The ids of the WebRTC calls in progress (a snapshot)."""
+        return list(self._calls)
+
     # -- handshake --
 
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
@@ -460,22 +533,88 @@ class LocalServer:
                 f"Not found: {path!r}. The Realtime endpoint is /v1/realtime?model=... "
                 f"(or /openai/realtime?deployment=... for Azure clients).\n",
             )
-        if self.api_key is not None and not _authorized(request.headers, self.api_key):
-            body = json.dumps(
-                {
-                    "error": {
-                        "message": "Incorrect API key provided. This local server requires the key "
-                        "it was started with (Authorization: Bearer <key> or api-key: <key>).",
-                        "type": "invalid_request_error",
-                        "code": "invalid_api_key",
-                        "param": None,
-                    }
-                }
-            )
-            response = connection.respond(http.HTTPStatus.UNAUTHORIZED, body + "\n")
+        refusal = self._refuse_key(request.headers)
+        if refusal is None:
+            call_id = _call_id(request.path)
+            if call_id is not None and call_id not in self._calls:
+                refusal = _unknown_call(call_id)
+        if refusal is not None:
+            response = connection.respond(refusal.status, refusal.body.decode())
             response.headers["Content-Type"] = "application/json"
             return response
         return None
+
+    def _refuse_key(self, headers: Headers) -> HttpResponse | None:
+        """A 401 if this server has a key and ``headers`` do not carry it."""
+        if self.api_key is None or _authorized(headers, self.api_key):
+            return None
+        return json_error(
+            http.HTTPStatus.UNAUTHORIZED,
+            "Incorrect API key provided. This local server requires the key it was started "
+            "with (Authorization: Bearer <key> or api-key: <key>).",
+            "invalid_api_key",
+        )
+
+    async def _http(self, request: HttpRequest) -> HttpResponse:
+        """A plain HTTP request on the server's port: the WebRTC calls endpoint.
+
+        Raises:
+            HttpError: a refused request (its status and JSON body).
+        """
+        path = request.path.rstrip("/")
+        prefix = next((p for p in CALLS_PATHS if path == p or path.startswith(p + "/")), None)
+        if request.method == "OPTIONS" and prefix is not None:  # a browser's CORS preflight
+            return HttpResponse(
+                http.HTTPStatus.NO_CONTENT,
+                headers=[
+                    ("Access-Control-Allow-Methods", "POST, OPTIONS"),
+                    ("Access-Control-Allow-Headers", "Authorization, Content-Type, api-key"),
+                    ("Access-Control-Max-Age", "600"),
+                ],
+            )
+        rest = path[len(prefix) :].strip("/").split("/") if prefix is not None else []
+        if prefix is None or not (rest == [""] or (len(rest) == 2 and rest[1] == "hangup")):
+            raise HttpError(
+                http.HTTPStatus.NOT_FOUND,
+                f"Not found: {request.method} {request.path!r}. This server answers POST "
+                f"/v1/realtime/calls (a WebRTC call), POST /v1/realtime/calls/{{call_id}}/hangup "
+                f"and WebSockets at /v1/realtime.",
+                "not_found",
+            )
+        if request.method != "POST":
+            raise HttpError(
+                http.HTTPStatus.METHOD_NOT_ALLOWED,
+                f"Method {request.method} not allowed on {path!r}: use POST.",
+                "method_not_allowed",
+            )
+        refusal = self._refuse_key(request.headers)
+        if refusal is not None:
+            return refusal
+        if rest != [""]:  # .../{call_id}/hangup
+            call = self._calls.get(rest[0])
+            if call is None:
+                return _unknown_call(rest[0])
+            await call.end("hung up")
+            return HttpResponse(http.HTTPStatus.OK)
+        from ._http import parse_call_body
+
+        offer = parse_call_body(request.headers.get("Content-Type"), request.body)
+        try:
+            from ._webrtc import create_call
+        except ImportError as exc:
+            raise HttpError(
+                http.HTTPStatus.NOT_IMPLEMENTED,
+                f"WebRTC calls need aiortc, which is not installed ({exc}). Install the extra: "
+                f"{WEBRTC_EXTRA_HINT}",
+                "webrtc_unavailable",
+            ) from None
+        call = await create_call(self, offer)
+        return HttpResponse(
+            http.HTTPStatus.CREATED,
+            call.pc.localDescription.sdp.encode(),
+            "application/sdp",
+            [("Location", f"{prefix}/{call.call_id}")],
+        )
 
     @staticmethod
     def _select_subprotocol(
@@ -492,6 +631,14 @@ class LocalServer:
         beta = "realtime=v1" in request.headers.get("OpenAI-Beta", "") or (
             "openai-beta.realtime-v1" in protocols
         )
+        call_id = _call_id(request.path)
+        if call_id is not None:  # a sideband: GA events of the call's one session
+            call = self._calls.get(call_id)
+            if call is None:  # ended between the handshake and here
+                await ws.close(1000, "call ended")
+                return
+            await call.attach(ws)
+            return
         connection = _Connection(self, ws, beta)
         self._connections.add(connection)
         try:
@@ -516,13 +663,17 @@ class LocalServer:
 
     async def _drop(self, code: int | None, reason: str) -> int:
         connections = list(self._connections)
-        await asyncio.gather(*(c.drop(code, reason) for c in connections))
-        return len(connections)
+        sidebands = [s for call in self._calls.values() for s in call.sidebands]
+        await asyncio.gather(
+            *(c.drop(code, reason) for c in connections), *(s.drop(code, reason) for s in sidebands)
+        )
+        return len(connections) + len(sidebands)
 
     def drop_connections(
         self, code: int | None = 1011, reason: str = "", timeout: float = 10.0
     ) -> int:
-        """Drop every open connection now, as a failing server would, and return how many.
+        """Drop every open WebSocket connection now (WebRTC calls' sidebands included; the calls
+        themselves go on), as a failing server would, and return how many.
 
         Events not yet sent are lost. ``code`` is the close code (1011 "internal error" by
         default; 1001 "going away", 1012 "service restart" ...); ``None`` aborts the TCP
@@ -550,6 +701,8 @@ class LocalServer:
             "max_size": WS_MAX_SIZE,
             # Audio in base64 barely compresses; deflate would only cost CPU.
             "compression": None,
+            # Plain HTTP on the same port: the WebRTC calls endpoint (see _http.FrontConnection).
+            "create_connection": front_connection_class(self._http),
         }
 
     def serve(self) -> ws_server.serve:
@@ -562,10 +715,14 @@ class LocalServer:
         self.port = int(next(iter(server.sockets)).getsockname()[1])
         return server
 
-    @staticmethod
-    async def _close(server: ws_server.Server) -> None:
-        server.close()  # closes open connections with 1001 (going away)
+    async def _close(self, server: ws_server.Server) -> None:
+        server.close()  # stops accepting; closes open connections with 1001 (going away)
+        await self._end_calls()
         await server.wait_closed()
+
+    async def _end_calls(self) -> None:
+        calls = list(self._calls.values())
+        await asyncio.gather(*(call.end("the server stopped", 1001) for call in calls))
 
     def start(self) -> LocalServer:
         """Start serving on a daemon thread (``realtime_nb-local``); returns once the port is
@@ -634,6 +791,23 @@ def _authorized(headers: Headers, key: str) -> bool:
     return False
 
 
+def _call_id(path: str) -> str | None:
+    """The ``call_id`` query parameter of a WebSocket request's path, if any."""
+    values = parse_qs(urlsplit(path).query).get("call_id")
+    return values[0] if values else None
+
+
+def _unknown_call(call_id: str) -> HttpResponse:
+    # The API's answer to a sideband or a hangup for a call it does not have (or no longer has).
+    return json_error(
+        http.HTTPStatus.NOT_FOUND,
+        f"No session found for the provided call_id {call_id!r}: no WebRTC call with that id is "
+        f"in progress on this server (it ended, or was never made here).",
+        "call_id_not_found",
+        "call_id",
+    )
+
+
 def serve_forever(
     host: str = "127.0.0.1",
     port: int = 8765,
@@ -673,10 +847,14 @@ def serve_forever(
             server.port = int(bound)
             print(
                 f"realtime-nb local server on {server.url}?model={DEFAULT_MODEL} "
-                f"(responder={server.responder.name}); Ctrl-C stops",
+                f"(responder={server.responder.name}; WebRTC calls: POST {server.calls_url}); "
+                f"Ctrl-C stops",
                 flush=True,
             )
-            await asyncio.Future()  # until cancelled by Ctrl-C
+            try:
+                await asyncio.Future()  # until cancelled by Ctrl-C
+            finally:
+                await server._end_calls()
 
     try:
         with contextlib.suppress(KeyboardInterrupt):

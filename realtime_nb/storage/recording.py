@@ -24,6 +24,7 @@ at the next intact message, and reports what was lost.
 
 from __future__ import annotations
 
+import bisect
 import datetime as _dt
 import json
 import mmap
@@ -49,7 +50,7 @@ from ..core._redact import needs_redaction, redact_obj, redact_text, safe_url, s
 from ..core._version import __version__
 from ..core.audio import AudioFormat, decode_to_float
 from ..core.events import Event, extract_ids, split_audio
-from ..core.protocol import AUDIO_FIELDS, Source, source_of_type
+from ..core.protocol import AUDIO_FIELDS, Source, canonical_type, source_of_type
 from ..core.reducer import Checkpoint, Checkpointer, ConversationState, Item, Reducer
 from ._integrity import (
     CRC_KEY,
@@ -63,6 +64,7 @@ from ._integrity import (
     scan,
 )
 from ._tracks import WINDOW_FRAMES, Track, assistant_track, user_track
+from ._wav import WavWriter
 
 __all__ = [
     "CHECKPOINT_EVERY_S",
@@ -100,7 +102,10 @@ _SOURCES: Final[dict[Any, Source]] = {**{s: s for s in Source}, **{s.value: s fo
 #: ``Source.value`` is a property lookup on an enum: ~10x a dict lookup, once per event.
 _VALUES: Final[dict[Source, str]] = {s: s.value for s in Source}
 #: Per audio event type: the audio field and its key as JSON writes it.
-_AUDIO_KEYS: Final = {t: (f, f'"{f}"') for t, f in AUDIO_FIELDS.items()}
+_AUDIO_KEYS: Final = {t: (f, f'"{f}"', len(f) + 4) for t, f in AUDIO_FIELDS.items()}
+#: Looked up once: a class attribute lookup and a bound classmethod per event cost more than
+#: the call.
+_from_frame: Final = Event._from_frame
 
 
 def _decode_plain(b64: str) -> bytes | None:
@@ -190,6 +195,8 @@ def default_path(model: str | None = None, directory: str | Path = DEFAULT_DIR) 
 
 #: Values per row in :class:`_Columns` (the file's columns, in order).
 _WIDTH: Final = len(SCHEMA_FIELDS)
+#: The payload's place in a row.
+_PAYLOAD: Final = 7
 
 
 class _Columns:
@@ -239,6 +246,21 @@ class _Columns:
 
 
 _IS_VALUE: Final = partial(is_not, None)
+
+
+def _redact_rows(values: list[Any], secrets: tuple[str, ...]) -> None:
+    """Redact the payloads of rows about to be written (see :class:`_Columns`), in place.
+
+    One check of all of them joined first: a secret (or a hint of one) in any payload is in the
+    joined text, so when it has none, none has any. Otherwise each payload is checked and
+    redacted as ``Event`` does on first read, so the file and the events agree.
+    """
+    payloads = values[_PAYLOAD::_WIDTH]
+    if not needs_redaction("".join(payloads), secrets):
+        return
+    for i, text in enumerate(payloads):
+        if needs_redaction(text, secrets):
+            values[i * _WIDTH + _PAYLOAD] = redact_text(text, secrets)
 
 
 def _column(values: Sequence[Any], typ: pa.DataType) -> pa.Array:
@@ -301,6 +323,9 @@ class Recorder:
             replaced by ``[REDACTED]`` wherever they appear, as are ``sk-``/``ek_`` keys,
             Bearer/Basic credentials, URL user info and the values of credential fields
             (``password``, ``token``, ``client_secret``... see ``core._redact.SECRET_FIELDS``).
+            A frame given as text is checked when its batch is written (one scan of the whole
+            batch's text in the common case) and, in the returned :class:`Event`, when its
+            ``data`` or ``payload`` is first read.
         flush_interval: seconds an event may wait in memory (default :data:`FLUSH_INTERVAL_S`).
         clock: monotonic nanosecond clock (tests may inject one).
 
@@ -388,7 +413,8 @@ class Recorder:
         # the common shapes are handled inline (see the benchmark, benchmarks/bench_recording.py)
         # and anything unusual goes the general way (split_audio, redact_text).
         src = _SOURCES.get(source) or Source.parse(source)
-        etype = data.get("type")
+        get = data.get  # five lookups per event
+        etype = get("type")
         if not isinstance(etype, str):
             etype = "<missing type>"
         pdict: JSON | None = None
@@ -401,18 +427,18 @@ class Recorder:
             else:
                 pdict = data
         else:
-            field, key = audio_key
-            b64 = data.get(field)
+            field, key, skip = audio_key  # skip: the length of '"audio":"'
+            b64 = get(field)
             if raw is not None and isinstance(b64, str) and b64:
                 if audio is None:
                     audio = _decode_plain(b64)
                 if audio is not None:
                     # The frame as our encoder and the API's write it: '"audio":"<b64>"', the
                     # first key of that name. The base64 is compared in place, not searched.
-                    v = raw.find(key) + len(key) + 2
+                    v = raw.find(key) + skip
                     end = v + len(b64)
                     if (
-                        v > len(key) + 1
+                        v >= skip
                         and raw.startswith(':"', v - 2)
                         and raw.startswith(b64, v)
                         and raw.startswith('"', end)
@@ -421,18 +447,19 @@ class Recorder:
             if payload is None:
                 payload, pdict, audio = split_audio(etype, data, raw, audio)
         if payload is None:
+            # Serialized here: checked for secrets now, as the caller's dict may hold them.
             payload = _dumps(pdict)
-        if needs_redaction(payload, self._secrets):
-            red = redact_text(payload, self._secrets)
-            if red is not payload:
-                payload, pdict = red, None
-        event_id = data.get("event_id")
+            if needs_redaction(payload, self._secrets):
+                red = redact_text(payload, self._secrets)
+                if red is not payload:
+                    payload, pdict = red, None
+        event_id = get("event_id")
         if not isinstance(event_id, str):
             event_id = None
         if "item" in data or "response" in data:
             _, item_id, response_id = extract_ids(data)
         else:
-            item_id, response_id = data.get("item_id"), data.get("response_id")
+            item_id, response_id = get("item_id"), get("response_id")
             item_id = item_id if isinstance(item_id, str) else None
             response_id = response_id if isinstance(response_id, str) else None
         with self._lock:
@@ -450,18 +477,26 @@ class Recorder:
                 big = rows.nbytes >= MAX_BATCH_BYTES
             else:
                 big = False
-        ev = Event(
-            seq,
-            t,
-            src,
-            etype,
-            data=pdict,
-            payload=payload,
-            audio=audio,
-            event_id=event_id,
-            item_id=item_id,
-            response_id=response_id,
-        )
+        if pdict is None:
+            # Frame text: checked for secrets when first read (Event._from_frame), and in the
+            # file a batch at a time (_redact_rows): one scan of the batch's text instead of a
+            # dozen scans per event, none of which finds anything in a normal session.
+            ev = _from_frame(
+                seq, t, src, etype, payload, audio, event_id, item_id, response_id, self._secrets
+            )
+        else:
+            ev = Event(
+                seq,
+                t,
+                src,
+                etype,
+                data=pdict,
+                payload=payload,
+                audio=audio,
+                event_id=event_id,
+                item_id=item_id,
+                response_id=response_id,
+            )
         if big:
             try:
                 self.flush()
@@ -493,6 +528,7 @@ class Recorder:
                 if not len(rows) or self._writer is None:
                     return
                 self._rows = _Columns()
+            _redact_rows(rows.values, self._secrets)
             batch = rows.to_batch(self._schema)
             first, last = rows.seq_range()
             self._writer.write_batch(batch, custom_metadata=batch_metadata(batch, first, last))
@@ -1056,17 +1092,15 @@ class Recording:
 
         Streams: one window of :data:`~realtime_nb.storage._tracks.WINDOW_FRAMES` frames at a
         time, PCM16 copied as recorded (resampled only when ``rate`` differs from the
-        recording's), so memory stays a few MiB whatever the session's length."""
-        import soundfile as sf
-
+        recording's), so memory stays a few MiB whatever the session's length. The file appears
+        once complete (RF64 past 4 GiB: see :mod:`._wav`)."""
         st = self.state
         user = user_track(st, rate)
         bot = assistant_track(st, assistant_audio_starts(self.table, st), rate, heard)
         n = max(user.length, bot.length)
         p = Path(path)
-        p.parent.mkdir(parents=True, exist_ok=True)
         window = np.zeros((min(n, WINDOW_FRAMES), 2), np.int16)
-        with sf.SoundFile(str(p), "w", samplerate=rate, channels=2, subtype="PCM_16") as f:
+        with WavWriter(p, rate, 2, n) as f:
             for a in range(0, n, WINDOW_FRAMES):
                 buf = window[: min(WINDOW_FRAMES, n - a)]
                 buf.fill(0)
@@ -1230,96 +1264,227 @@ def _meta_of(schema: pa.Schema, path: Path) -> JSON:
     return dict(meta)
 
 
-#: Events whose effect depends on how much input audio came before them; bulk appends are
-#: applied up to each of these, in order (every other event ignores the input timeline).
-_INPUT_SENSITIVE: Final = ["input_audio_buffer.committed", "input_audio_buffer.cleared"]
-
-
 def reduce_table(table: pa.Table, reducer: Reducer | None = None) -> ConversationState:
-    """Reduce a recording's table without building an Event for every audio append.
+    """Reduce a recording's table without building an Event for every audio event.
 
-    Client ``input_audio_buffer.append`` rows go to :meth:`Reducer.apply_input_run` straight from
-    the Arrow buffers, in as few runs as possible: appends only matter to the events that read
-    the input timeline (commit and clear), so each run covers all appends up to the next of
-    those. Every other row becomes an :class:`Event` for :meth:`Reducer.apply`, in order. The
-    result is identical to applying each event in turn (tested).
+    Client ``input_audio_buffer.append`` rows go to :meth:`Reducer.apply_input_pieces` and reply
+    audio deltas to :meth:`Reducer.apply_output_run`, straight from the Arrow buffers; every
+    other row becomes an :class:`Event` for :meth:`Reducer.apply`, in order (see
+    :class:`_BulkRows`). The result is identical to applying each event in turn (tested).
+    """
+    r = reducer or Reducer()
+    if table.num_rows:
+        _BulkRows(table).apply(r, 0, table.num_rows)
+    return r.state
+
+
+#: Wire types the reducer reads, with audio, only for their ids and audio: every spelling of the
+#: reply audio delta (see :meth:`Reducer.apply_output_run`).
+_DELTA_TYPE: Final = "response.output_audio.delta"
+#: The frequent event types (GA names) whose handlers neither read nor change the input
+#: timeline: pending audio appends need not be applied before them. Every other type gets them
+#: first, so a handler added later that reads the timeline is right without a change here.
+_INPUT_BLIND: Final = frozenset(
+    {
+        "response.output_audio_transcript.delta",
+        "conversation.item.input_audio_transcription.delta",
+        "response.output_text.delta",
+        "response.function_call_arguments.delta",
+        "response.output_audio.done",
+        "response.output_audio_transcript.done",
+        "response.content_part.added",
+        "response.output_item.added",
+        "response.created",
+    }
+)
+
+
+class _BulkRows:
+    """A table's rows sorted once for a bulk reduction.
+
+    Three kinds: client audio appends with their audio (>80 % of a session), reply audio deltas
+    with their audio and an ``item_id`` (most of the rest), and every other row. :meth:`apply`
+    applies the rows of a range in order, with each other row preceded by the appends and the
+    deltas before it: appends only touch the input timeline and deltas only their item's output
+    audio (and its first-audio times), so between two other rows their relative order does not
+    matter, and no other row is ever moved. Deltas go in runs of one item and response.
 
     The masks and offsets are computed once over the whole table, not per record batch: a live
     recording has a batch every :data:`FLUSH_INTERVAL_S` (~14 400 in an hour), and per-batch
     compute calls cost ten times the reduction itself.
     """
-    import pyarrow.compute as pc
 
-    r = reducer or Reducer()
-    n = table.num_rows
-    if not n:
-        return r.state
-    audio = table.column(8)
-    # The short columns joined into one array first: a compute kernel costs a dispatch per
-    # chunk, and the masks are then plain numpy.
-    types = table.column(3).combine_chunks()
-    is_append = _bools(pc.equal(types, "input_audio_buffer.append")) & _bools(
-        pc.equal(table.column(2).combine_chunks(), "client")
-    )
-    mask = is_append & _bools(pc.is_valid(audio))
-    if not mask.any():
-        r.apply_all(_iter_batch(table))
-        return r.state
-    others = _iter_batch(table.filter(pa.array(~mask)))
-    sensitive = _bools(pc.is_in(types, pa.array(_INPUT_SENSITIVE))) | (is_append & ~mask)
-    # The appends' audio is referenced where it lies in its batch (the mapped file), not copied:
-    # consecutive appends of one batch are contiguous there (rows without audio between them
-    # take no bytes), so each run of them is one slice of one buffer.
-    starts: list[npt.NDArray[np.int32]] = []
-    datas: list[memoryview] = []
-    lengths: list[int] = []
-    for chunk in audio.chunks:
-        m = len(chunk)
-        bufs = chunk.buffers()
-        if bufs[1] is None:  # an empty chunk: no offsets buffer
-            offs = np.zeros(m + 1, np.int32)
-        else:
-            offs = np.frombuffer(bufs[1], np.int32, count=m + 1, offset=4 * chunk.offset)
-        # Row i of the chunk starts at offs[i]; one more start for the end of its last row.
-        starts.append(offs)
-        datas.append(memoryview(bufs[2]) if bufs[2] is not None else memoryview(b""))
-        lengths.append(m)
-    # Per row: its chunk, its start and its end (the start of row i + 1 in the chunk's offsets).
-    sizes = np.asarray(lengths, np.int64)
-    chunk_of = np.repeat(np.arange(len(sizes)), sizes)
-    base = np.concatenate([[0], np.cumsum(sizes + 1)])[:-1]  # each chunk's place in `offs_all`
-    offs_all = np.concatenate(starts).astype(np.int64)
-    rows = np.flatnonzero(mask)
-    row_in_chunk = rows - np.concatenate([[0], np.cumsum(sizes)])[chunk_of[rows]]
-    at = base[chunk_of[rows]] + row_in_chunk
-    first_np, end_np, cid_np = offs_all[at], offs_all[at + 1], chunk_of[rows]
-    # Bulk row j ends a run when the next bulk row's audio does not follow its own in the same
-    # buffer.
-    run_ends = np.flatnonzero((end_np[:-1] != first_np[1:]) | (cid_np[:-1] != cid_np[1:]))
-    run_ends_l = run_ends.tolist()
-    offsets, ends, cid = first_np.tolist(), end_np.tolist(), cid_np.tolist()
-    e = 0  # the first run end not yet passed
-    t_bulk = table.column(1).to_numpy()[mask].tolist()
-    bulk_before = np.concatenate([[0], np.cumsum(mask)]).tolist()  # bulk rows before row i
-    k = 0  # bulk rows applied so far
-    pos = 0  # first row not yet applied
-    apply, apply_run = r.apply, r.apply_input_run
-    n_ends = len(run_ends_l)
-    for s in [*np.flatnonzero(sensitive).tolist(), n]:
-        kb = bulk_before[s]
-        a = k
-        while a < kb:  # bulk rows [a, kb), one contiguous run at a time
-            while e < n_ends and run_ends_l[e] < a:
-                e += 1
-            j = min(run_ends_l[e], kb - 1) if e < n_ends else kb - 1
-            apply_run(t_bulk[a : j + 1], [*offsets[a : j + 1], ends[j]], datas[cid[a]])
-            a = j + 1
-        k = kb
-        end = min(s + 1, n)  # the sensitive row itself comes after the appends before it
-        for _ in range((end - pos) - (bulk_before[end] - bulk_before[pos])):
-            apply(next(others))
-        pos = end
-    return r.state
+    def __init__(self, table: pa.Table) -> None:
+        import pyarrow.compute as pc
+
+        audio = table.column(8)
+        # The short columns joined into one array first: a compute kernel costs a dispatch per
+        # chunk, and the masks are then plain numpy.
+        types = table.column(3).combine_chunks()
+        kinds = pc.unique(types)
+        names = kinds.to_pylist()
+        code = np.asarray(pc.index_in(types, value_set=kinds).to_numpy(zero_copy_only=False))
+        append_t = np.array([t == "input_audio_buffer.append" for t in names], dtype=bool)
+        delta_t = np.array([canonical_type(t) == _DELTA_TYPE for t in names], dtype=bool)
+        has_audio = _bools(pc.is_valid(audio))
+        app = append_t[code] & has_audio
+        if app.any():
+            app &= _bools(pc.equal(table.column(2).combine_chunks(), "client"))
+        dlt = delta_t[code] & has_audio
+        if dlt.any():
+            dlt &= _bools(pc.is_valid(table.column(5)))
+        other = ~(app | dlt)
+        app_rows, dlt_rows = np.flatnonzero(app), np.flatnonzero(dlt)
+        other_rows = np.flatnonzero(other)
+        self._app_rows, self._dlt_rows, self._other_rows = app_rows, dlt_rows, other_rows
+        blind_t = np.array([canonical_type(t) in _INPUT_BLIND for t in names], dtype=bool)
+        self._blind: list[bool] = blind_t[code[other_rows]].tolist()
+        self._app_before = np.searchsorted(app_rows, other_rows).tolist()
+        self._dlt_before = np.searchsorted(dlt_rows, other_rows).tolist()
+        t_all = np.asarray(table.column(1).to_numpy(), dtype=np.int64)
+        # The audio is referenced where it lies in its batch (the mapped file), not copied.
+        # Per row: its chunk, its start and its end (the start of row i + 1 in the chunk).
+        starts: list[npt.NDArray[np.int32]] = []
+        lengths: list[int] = []
+        self._datas: list[memoryview] = []
+        for chunk in audio.chunks:
+            m = len(chunk)
+            bufs = chunk.buffers()
+            if bufs[1] is None:  # an empty chunk: no offsets buffer
+                offs = np.zeros(m + 1, np.int32)
+            else:
+                offs = np.frombuffer(bufs[1], np.int32, count=m + 1, offset=4 * chunk.offset)
+            starts.append(offs)
+            self._datas.append(memoryview(bufs[2]) if bufs[2] is not None else memoryview(b""))
+            lengths.append(m)
+        sizes = np.asarray(lengths, np.int64)
+        chunk_of = np.repeat(np.arange(len(sizes)), sizes)
+        base = np.concatenate([[0], np.cumsum(sizes + 1)])[:-1]  # each chunk's place in offs_all
+        first_row = np.concatenate([[0], np.cumsum(sizes)])  # each chunk's first row
+        offs_all = np.concatenate(starts).astype(np.int64) if starts else np.zeros(0, np.int64)
+
+        def where(rows: npt.NDArray[np.intp]) -> tuple[Any, Any, Any]:
+            cid = chunk_of[rows]
+            at = base[cid] + rows - first_row[cid]
+            return offs_all[at], offs_all[at + 1], cid
+
+        # The other rows as events. Only their own columns are taken: a take over the audio
+        # column would first join its chunks (the whole recording's audio).
+        picked = pa.array(other_rows)
+        cols = [table.column(i).take(picked).to_pylist() for i in range(8)]
+        o_first, o_end, o_cid = (x.tolist() for x in where(other_rows))
+        datas = self._datas
+        o_audio = [
+            bytes(datas[c][f:e]) if ok else None
+            for ok, f, e, c in zip(
+                has_audio[other_rows].tolist(), o_first, o_end, o_cid, strict=True
+            )
+        ]
+        sources = _SOURCES
+        self._events: list[Event] = [
+            Event(
+                seq,
+                t_ns,
+                sources.get(src, Source.LOCAL),
+                etype,
+                payload=payload,
+                audio=au,
+                event_id=eid,
+                item_id=iid,
+                response_id=rid,
+            )
+            for seq, t_ns, src, etype, eid, iid, rid, payload, au in zip(
+                *cols, o_audio, strict=True
+            )
+        ]
+        # Appends: times, sizes, and the runs whose audio is contiguous in one buffer (each run
+        # one piece for the input timeline).
+        a_first, a_end, a_cid = where(app_rows)
+        breaks = np.flatnonzero((a_end[:-1] != a_first[1:]) | (a_cid[:-1] != a_cid[1:])) + 1
+        self._a_t: list[int] = t_all[app_rows].tolist()
+        self._a_size: list[int] = (a_end - a_first).tolist()
+        self._a_first: list[int] = a_first.tolist()
+        self._a_end: list[int] = a_end.tolist()
+        self._a_cid: list[int] = a_cid.tolist()
+        self._a_runs: list[int] = [0, *breaks.tolist(), len(app_rows)]
+        # Deltas: times, audio places, and where the (item, response) pair changes.
+        d_first, d_end, d_cid = where(dlt_rows)
+        self._d_t: list[int] = t_all[dlt_rows].tolist()
+        self._d_first: list[int] = d_first.tolist()
+        self._d_end: list[int] = d_end.tolist()
+        self._d_cid: list[int] = d_cid.tolist()
+        picked = pa.array(dlt_rows)
+        items = table.column(5).take(picked).to_pylist()
+        responses = table.column(6).take(picked).to_pylist()
+        self._d_item: list[str] = items
+        self._d_resp: list[str | None] = responses
+        self._d_groups = [
+            j
+            for j, pair in enumerate(zip(items, responses, strict=True))
+            if not j or pair != (items[j - 1], responses[j - 1])
+        ]
+        self._d_groups.append(len(items))
+
+    def apply(self, r: Reducer, lo: int, hi: int) -> None:
+        """Apply rows ``[lo, hi)`` to ``r`` (which holds the rows before ``lo``)."""
+        search = np.searchsorted
+        o_lo, o_hi = int(search(self._other_rows, lo)), int(search(self._other_rows, hi))
+        a, a_hi = int(search(self._app_rows, lo)), int(search(self._app_rows, hi))
+        d, d_hi = int(search(self._dlt_rows, lo)), int(search(self._dlt_rows, hi))
+        app_before, dlt_before, events = self._app_before, self._dlt_before, self._events
+        blind = self._blind
+        apply = r.apply
+        for j in range(o_lo, o_hi):
+            ab = app_before[j]
+            if ab > a and not blind[j]:
+                self._appends(r, a, ab)
+                a = ab
+            db = dlt_before[j]
+            if db > d:
+                self._deltas(r, d, db)
+                d = db
+            apply(events[j])
+        if a_hi > a:
+            self._appends(r, a, a_hi)
+        if d_hi > d:
+            self._deltas(r, d, d_hi)
+
+    def _appends(self, r: Reducer, a: int, b: int) -> None:
+        """Appends ``[a, b)`` (indexes among the appends)."""
+        runs, first, end, cid, datas = (
+            self._a_runs,
+            self._a_first,
+            self._a_end,
+            self._a_cid,
+            self._datas,
+        )
+        k = bisect.bisect_right(runs, a) - 1
+        pieces = []
+        lo = a
+        while lo < b:
+            hi = min(runs[k + 1], b)
+            pieces.append(datas[cid[lo]][first[lo] : end[hi - 1]])
+            lo = hi
+            k += 1
+        r.apply_input_pieces(self._a_t[a:b], self._a_size[a:b], pieces)
+
+    def _deltas(self, r: Reducer, a: int, b: int) -> None:
+        """Deltas ``[a, b)`` (indexes among the deltas), in runs of one item and response."""
+        groups, first, end, cid, datas = (
+            self._d_groups,
+            self._d_first,
+            self._d_end,
+            self._d_cid,
+            self._datas,
+        )
+        k = bisect.bisect_right(groups, a) - 1
+        lo = a
+        while lo < b:
+            hi = min(groups[k + 1], b)
+            chunks = [bytes(datas[cid[j]][first[j] : end[j]]) for j in range(lo, hi)]
+            r.apply_output_run(self._d_item[lo], self._d_resp[lo], self._d_t[lo:hi], chunks)
+            lo = hi
+            k += 1
 
 
 def _bools(values: pa.Array | pa.ChunkedArray) -> npt.NDArray[np.bool_]:
@@ -1370,12 +1535,15 @@ class StateTimeline:
             r = Reducer()
             cps = Checkpointer(r)
             last = int(self._tmax[-1]) if len(self._tmax) else 0
+            # Sorted once for the whole table: per slice, the set-up would cost more than the
+            # rows of a live recording's ~120 batches between two checkpoints.
+            rows = _BulkRows(table) if table.num_rows else None
             row = 0
             k = 0
             while True:
                 upto = self.rows_until(k * self._step_ns)
-                if upto > row:
-                    reduce_table(table.slice(row, upto - row), r)
+                if upto > row and rows is not None:
+                    rows.apply(r, row, upto)
                     row = upto
                 self.checkpoints.append((row, cps.take()))
                 if k * self._step_ns > last:
@@ -1521,7 +1689,7 @@ def _row_events(batch: pa.RecordBatch) -> Iterator[Event]:
     for row, (seq, t_ns, src, etype, eid, iid, rid, payload) in enumerate(zip(*cols, strict=True)):
         ev = new(_RowEvent)
         ev.seq, ev.t_ns, ev.source, ev.type = seq, t_ns, sources.get(src, Source.LOCAL), etype
-        ev._data, ev._payload = None, payload
+        ev._data, ev._payload, ev._unchecked = None, payload, None
         ev.event_id, ev.item_id, ev.response_id = eid, iid, rid
         ev._col, ev._row = audio, row
         yield ev

@@ -3,8 +3,10 @@
 Three spans, each in milliseconds of wall clock on one machine (browser and kernel share it):
 
 - ``mic_to_kernel``: a mic chunk sent by the browser -> received by the kernel;
-- ``mic_relay``: a mic chunk posted by the AudioWorklet -> sent by the page's main thread (the
-  wait for a busy main thread, which ``mic_to_kernel`` does not include);
+- ``mic_relay``: a mic chunk posted by the AudioWorklet -> sent by the page's main thread, or by
+  the mic lane's Worker (the wait for a busy thread, which ``mic_to_kernel`` does not include);
+- ``mic_from_worklet``: a mic chunk posted by the AudioWorklet -> received by the kernel (the two
+  above together: the whole way from the audio thread);
 - ``mic_to_server``: a mic chunk sent by the browser -> its last byte handed to the WebSocket by
   the session (matched on cumulative byte counts: the session may split or merge chunks);
 - ``delta_to_playback``: an item's first output audio delta received -> its first sample played.
@@ -24,8 +26,10 @@ class Timings:
 
     #: mic chunk sent by the browser -> received by the kernel
     mic_to_kernel: list[float] = field(default_factory=list)
-    #: mic chunk posted by the AudioWorklet -> sent by the page's main thread
+    #: mic chunk posted by the AudioWorklet -> sent by the page's main thread or the lane's Worker
     mic_relay: list[float] = field(default_factory=list)
+    #: mic chunk posted by the AudioWorklet -> received by the kernel
+    mic_from_worklet: list[float] = field(default_factory=list)
     #: mic chunk sent by the browser -> its last byte sent to the server by the session
     mic_to_server: list[float] = field(default_factory=list)
     #: first audio delta of an item received by the session -> its first sample played
@@ -54,6 +58,7 @@ class LatencyBook:
         self.timings.mic_to_kernel.append(late)
         if posted_t_ms is not None:
             self.timings.mic_relay.append(browser_t_ms - posted_t_ms)
+            self.timings.mic_from_worklet.append(now_ms - posted_t_ms)
         return late
 
     def mic_forwarded(self, nbytes: int, browser_t_ms: float | None) -> None:

@@ -31,10 +31,14 @@ export function captureProblem() {
 }
 
 /** Audio for one view: one AudioContext, a playback node and (once asked) a capture node. */
+/** Longest wait for the mic lane's Worker to pass on its last chunks when the mic closes, ms. */
+const LANE_END_MS = 1000;
+
 export class AudioEngine {
   /**
    * @param {Model} model
-   * @param {{onWorklet: (m: any) => void}} hooks
+   * @param {{onWorklet: (m: any) => void, view?: string}} hooks `view`: this view's id, named to the
+   *   mic lane so the kernel orders its chunks with the ones this view sends over the comm
    */
   constructor(model, hooks) {
     this.model = model;
@@ -49,6 +53,13 @@ export class AudioEngine {
     this._token = 0;
     /** @type {Map<number, (items: any[]) => void>} */ this._flushes = new Map();
     /** @type {(() => void) | null} */ this._stopped = null;
+    /** The next mic chunk's sequence number (the worklet numbers them, from here on start). */
+    this.micSeq = 0;
+    /** @type {Worker | null} the mic lane (lane.js), while the mic is open and a lane is offered */
+    this.lane = null;
+    /** @type {string | null} */ this._laneUrl = null;
+    /** @type {(() => void) | null} resolves _endLane() once the Worker has handled every chunk */
+    this._laneEnded = null;
   }
 
   /** @returns {Promise<AudioContext>} */
@@ -91,12 +102,96 @@ export class AudioEngine {
       this._flushes.delete(m.token);
       if (done) done(m.items);
     } else if (m.type === "stopped") {
+      if (typeof m.seq === "number") this.micSeq = Math.max(this.micSeq, m.seq);
       const done = this._stopped;
       this._stopped = null;
       if (done) done();
     } else {
+      if (m.type === "chunk" && typeof m.seq === "number") this.micSeq = Math.max(this.micSeq, m.seq + 1);
       this.hooks.onWorklet(m);
     }
+  }
+
+  /**
+   * Start the mic lane for the capture node: a Worker that takes its chunks on a port of their
+   * own and sends them to the kernel off the main thread (see lane.js). Nothing happens when the
+   * kernel offers no lane or the page cannot run a Worker: chunks then come here, as before.
+   * @param {AudioWorkletNode} cap
+   */
+  _startLane(cap) {
+    const url = this.model.get("mic_lane");
+    const src = (this.model.get("_modules") || {})["lane.js"];
+    if (!url || !src || typeof Worker === "undefined" || typeof MessageChannel === "undefined") return;
+    try {
+      this._laneUrl = URL.createObjectURL(new Blob([src], { type: "text/javascript" }));
+      const worker = new Worker(this._laneUrl, { type: "module", name: "realtime_nb mic lane" });
+      const channel = new MessageChannel();
+      worker.onmessage = (e) => this._fromLane(e.data);
+      worker.onerror = (e) => this._fromLane({ type: "lane", state: "down", reason: `worker: ${e.message}` });
+      worker.postMessage({ cmd: "connect", url, view: this.hooks.view || "", port: channel.port2 }, [channel.port2]);
+      cap.port.postMessage({ cmd: "lane", port: channel.port1 }, [channel.port1]);
+      this.lane = worker;
+    } catch (err) {
+      this._stopLane();
+      this.hooks.onWorklet({ type: "lane", state: "down", reason: String(err) });
+    }
+  }
+
+  /** @param {any} m a message from the lane's Worker */
+  _fromLane(m) {
+    if (m && m.type === "lane" && m.state === "ended") {
+      const done = this._laneEnded;
+      this._laneEnded = null;
+      this._stopLane();
+      if (done) done();
+      return;
+    }
+    if (m && m.type === "lane" && m.state === "down") {
+      // Chunks already on their way to the Worker come back here; new ones come straight. The
+      // Worker closes once the worklet's "end" says it has them all.
+      if (this.capNode) this.capNode.port.postMessage({ cmd: "lane", port: null });
+      else this._stopLane();
+    }
+    this._fromWorklet(m);
+  }
+
+  /**
+   * Take the capture node off the lane and close the Worker once it has passed on every chunk
+   * (at most LANE_END_MS: a Worker that stopped answering loses nothing more by waiting).
+   * @returns {Promise<void>}
+   */
+  _endLane() {
+    if (!this.lane) return Promise.resolve();
+    if (!this.capNode) {
+      this._stopLane();
+      return Promise.resolve();
+    }
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this._laneEnded = null;
+        this._stopLane();
+        resolve(undefined);
+      }, LANE_END_MS);
+      this._laneEnded = () => {
+        clearTimeout(timer);
+        resolve(undefined);
+      };
+      this.capNode?.port.postMessage({ cmd: "lane", port: null });
+    });
+  }
+
+  _stopLane() {
+    if (this.lane) {
+      this.lane.postMessage({ cmd: "close" });
+      this.lane = null;
+    }
+    if (this._laneUrl) URL.revokeObjectURL(this._laneUrl);
+    this._laneUrl = null;
+  }
+
+  /** Send silence instead of the mic (the meter still shows the mic). @param {boolean} value */
+  setMuted(value) {
+    if (this.capNode) this.capNode.port.postMessage({ cmd: "muted", value });
   }
 
   /** Resume after a user gesture (autoplay policy); harmless when running. */
@@ -146,6 +241,8 @@ export class AudioEngine {
     cap.connect(sink);
     sink.connect(ctx.destination);
     this.capNode = cap;
+    this.setMuted(!!this.model.get("muted"));
+    this._startLane(cap);
   }
 
   /** @param {Record<string, boolean>} options */
@@ -188,7 +285,7 @@ export class AudioEngine {
   }
 
   startCapture() {
-    if (this.capNode) this.capNode.port.postMessage({ cmd: "start" });
+    if (this.capNode) this.capNode.port.postMessage({ cmd: "start", seq: this.micSeq });
   }
 
   /** Close the gate; resolves once the last (partial) chunk has been posted. */
@@ -203,6 +300,7 @@ export class AudioEngine {
 
   async closeMic() {
     await this.stopCapture();
+    await this._endLane();
     if (this.stream) for (const t of this.stream.getTracks()) t.stop();
     if (this.source) this.source.disconnect();
     if (this.capNode) this.capNode.disconnect();

@@ -4,7 +4,8 @@
 // The kernel half (widget.py) documents the comm message catalogue. This file builds the DOM and
 // connects the modules to the model's messages: the audio I/O (engine.js), the mic button's state
 // machine (mic.js), one played report per cut (cuts.js), the transcript (items.js), the event log
-// (eventlog.js, eventview.js), the settings (settings.js).
+// (eventlog.js, eventview.js), the settings (settings.js). With `transport == "webrtc"` the
+// page's own peer connection carries the audio (webrtc.js): the mic button starts the call.
 
 import { meterPosition } from "./audio.js";
 import { PlayedReports } from "./cuts.js";
@@ -17,6 +18,8 @@ import { Transcript, toolCards } from "./items.js";
 import { MicControl, micError } from "./mic.js";
 import { MODES, SettingsPane, changedSettings } from "./settings.js";
 import { el, h, iconLabel, makeTabs, noticeLine } from "./ui.js";
+import { RELAY_HINT, viewChange, webrtcProblem } from "./rtcstate.js";
+import { WebRTCLink } from "./webrtc.js";
 
 /** @typedef {import("./types.js").RenderContext} RenderContext */
 /** @typedef {import("./cuts.js").PlayedReport} PlayedReport */
@@ -24,6 +27,8 @@ import { el, h, iconLabel, makeTabs, noticeLine } from "./ui.js";
 const TABS = ["Transcript", "Events", "Tools", "Turns", "Settings"];
 /** How long a passing notice shows before the lasting one (a mic or audio problem) returns. */
 const NOTICE_MS = 6000;
+/** WebRTC push-to-talk: wait after release before "end", so the last speech (20 ms frames, a jitter buffer of a few tens of ms) is at the server before the commit. */
+const PTT_TAIL_MS = 150;
 
 const epochMs = () => performance.timeOrigin + performance.now();
 
@@ -97,7 +102,7 @@ async function render({ model, el: host }) {
 
   // --- state ----------------------------------------------------------------------------------
   const capture = captureProblem();
-  const engine = new AudioEngine(model, { onWorklet });
+  const engine = new AudioEngine(model, { onWorklet, view });
   const mic = new MicControl(capture);
   const reports = new PlayedReports();
   const transcript = new Transcript(transcriptEl, emptyTranscript, {
@@ -107,14 +112,25 @@ async function render({ model, el: host }) {
   });
   const events = new EventLogView(eventList, eventCount, () => ({ type: filterInput.value, source: sourceSel.value }),
     undefined, () => !panes.Events.hidden);
-  let micSeq = 0;
   let levelShown = 0;
   /** The notice that stays (a mic or audio problem) once a passing one has been read. @type {string | null} */
   let stickyNotice = null;
   const notice = notices.show;
-  if (capture) {
+  const webrtc = model.get("transport") === "webrtc";
+  root.dataset.transport = webrtc ? "webrtc" : "websocket";
+  /** Why WebRTC cannot work here (checked once; a failed call sets it too). @type {string | null} */
+  let rtcProblem = webrtc ? webrtcProblem(/** @type {any} */ (window)) : null;
+  /** @type {WebRTCLink | null} */
+  let link = null;
+  if (rtcProblem) {
+    stickyNotice = `WebRTC unavailable: ${rtcProblem}. ${RELAY_HINT}`;
+    notice(stickyNotice, "error");
+    root.dataset.rtcState = "unavailable";
+  } else if (capture) {
     stickyNotice = `Microphone unavailable: ${capture}. Text input still works.`;
     notice(stickyNotice, "warning");
+  } else if (webrtc) {
+    notice("WebRTC: press the mic to start the call (the audio goes straight between this page and the server).", "info");
   }
 
   // --- model state -> DOM ---------------------------------------------------------------------
@@ -184,7 +200,7 @@ async function render({ model, el: host }) {
       case "chunk": {
         // Sent before anything touches the DOM: the chunk is what the kernel waits for.
         const pcm = model.get("muted") ? new ArrayBuffer(m.pcm.byteLength) : m.pcm;
-        send({ type: "mic", seq: micSeq++, t: epochMs(), tw: m.at }, [pcm]);
+        send({ type: "mic", seq: m.seq, t: epochMs(), tw: m.at }, [pcm]);
         setLevel(m.rms);
         break;
       }
@@ -201,6 +217,10 @@ async function render({ model, el: host }) {
         break;
       case "progress":
         playing.textContent = `▶ ${fmtSeconds(m.playedMs)}`;
+        break;
+      case "lane":
+        // The kernel notes it; a lane that is down only means the mic uses the comm.
+        send({ type: "lane", state: m.state, reason: m.reason || "" });
         break;
       case "error":
         report("error", m.message);
@@ -243,11 +263,64 @@ async function render({ model, el: host }) {
   }
 
   // --- mic ------------------------------------------------------------------------------------
+  /** WebRTC: open the call once (the mic comes with it); later presses only enable the track. */
+  async function openCall() {
+    if (link) return;
+    if (rtcProblem) throw Object.assign(new Error(rtcProblem), { name: "WebRTCUnavailable" });
+    const call = new WebRTCLink(model, engine, {
+      send,
+      report,
+      onEvent: onPeerEvent,
+      onProblem: onCallProblem,
+      onLevel: setLevel,
+      onOnsets: (track, onsets) => {
+        root.dataset[track === "input" ? "rtcOnsetsInput" : "rtcOnsetsOutput"] = JSON.stringify(onsets);
+      },
+    });
+    link = call;
+    root.dataset.rtcState = "connecting";
+    try {
+      await call.start(model.get("mic_options") || {}, devices.inputId);
+    } catch (err) {
+      const e = /** @type {any} */ (err);
+      if (e.name !== "NotAllowedError" && e.name !== "NotFoundError" && e.name !== "SecurityError") {
+        onCallProblem(`the call could not start: ${e && e.message ? e.message : e}`);
+      }
+      call.close();
+      link = null;
+      throw err;
+    }
+    root.dataset.rtcState = "connected";
+  }
+
+  /** @param {string} why */
+  function onCallProblem(why) {
+    rtcProblem = why;
+    root.dataset.rtcState = "failed";
+    stickyNotice = `WebRTC: ${why}. ${RELAY_HINT}`;
+    notice(stickyNotice, "error");
+    report("error", `WebRTC: ${why}`);
+  }
+
+  /** A server event from the data channel: what is playing, an interruption. @param {any} ev */
+  function onPeerEvent(ev) {
+    const change = viewChange(ev);
+    if (!change) return;
+    if (change.playing) playing.textContent = "▶ speaking";
+    else playing.textContent = change.interrupted ? "⏹ interrupted" : "";
+    root.dataset.rtcPlaying = change.playing ? change.playing.responseId : "";
+  }
+
+  function rtcSending() {
+    if (link) link.setSending(mic.power === "on" && !model.get("muted") && (!isPtt() || mic.talking));
+  }
+
   async function micOn() {
     mic.opening();
     renderMic();
     try {
-      await engine.openMic(model.get("mic_options") || {}, devices.inputId);
+      if (webrtc) await openCall();
+      else await engine.openMic(model.get("mic_options") || {}, devices.inputId);
     } catch (err) {
       const { state, why } = micError(err);
       stickyNotice = `Microphone unavailable: ${why}. Text input still works.`;
@@ -258,6 +331,7 @@ async function render({ model, el: host }) {
       return false;
     }
     mic.opened();
+    rtcSending();
     root.dataset.micDevice = devices.inputId;
     send({ type: "mic_state", state: "on", reason: "" });
     renderMic();
@@ -267,6 +341,10 @@ async function render({ model, el: host }) {
 
   /** The user chose another microphone: an open one moves to it at once. @param {string} id */
   async function onInputDevice(id) {
+    if (webrtc) {
+      if (link) notice("The call keeps its microphone; the new one applies to the next call.", "info");
+      return;
+    }
     try {
       if (await engine.switchMic(id, model.get("mic_options") || {})) {
         root.dataset.micDevice = id; // which device is open, for tests
@@ -291,8 +369,9 @@ async function render({ model, el: host }) {
   }
 
   async function micOff() {
-    await engine.closeMic();
+    if (!webrtc) await engine.closeMic();
     mic.closed();
+    rtcSending();
     send({ type: "mic_state", state: "off", reason: "user" });
     setLevel(0);
     renderMic();
@@ -317,15 +396,25 @@ async function render({ model, el: host }) {
     await flushPlayback("interrupted");
     if (!mic.talk()) return; // released while playback was flushing
     send({ type: "ptt", action: "start" });
-    engine.startCapture();
+    if (webrtc) rtcSending();
+    else engine.startCapture();
     renderMic();
   }
 
   async function pttEnd() {
     if (!mic.release()) return;
     renderMic();
-    await engine.stopCapture(); // the last chunk is sent before "end"
-    send({ type: "ptt", action: "end" });
+    if (webrtc) {
+      rtcSending();
+      // The last audio is on the network path (jitter buffer, decoder), not the comm: let it
+      // reach the server before the kernel commits the turn.
+      await new Promise((r) => setTimeout(r, PTT_TAIL_MS));
+      send({ type: "ptt", action: "end" });
+      return;
+    }
+    await engine.stopCapture(); // the last chunk is posted before "end"
+    // Chunks may take the mic lane, not the comm: `seq` tells the kernel what to wait for.
+    send({ type: "ptt", action: "end", seq: engine.micSeq });
   }
 
   // --- controls -------------------------------------------------------------------------------
@@ -400,7 +489,7 @@ async function render({ model, el: host }) {
   function onMicOption(opts) {
     model.set("mic_options", opts);
     model.save_changes();
-    engine.applyMicOptions(opts).catch((err) => report("warning", `mic options not applied live: ${err}`));
+    (link ? link.applyMicOptions(opts) : engine.applyMicOptions(opts)).catch((err) => report("warning", `mic options not applied live: ${err}`));
   }
   root.addEventListener("pointerdown", () => {
     if (engine.ctx && engine.suspended) gesture();
@@ -441,6 +530,7 @@ async function render({ model, el: host }) {
         if (msg.level !== "error") setTimeout(() => notice(stickyNotice, "warning"), NOTICE_MS);
         break;
       default:
+        if (link && link.handle(msg)) break;
         report("warning", `unknown message type from the kernel: ${msg.type}`);
     }
   }
@@ -457,6 +547,8 @@ async function render({ model, el: host }) {
     ["change:recording", renderStatus],
     ["change:mode", renderMode],
     ["change:muted", renderMic],
+    ["change:muted", () => rtcSending()],
+    ["change:muted", () => engine.setMuted(!!model.get("muted"))],
     ["change:settings", renderSettings],
     ["change:mic_options", renderSettings],
   ];
@@ -483,20 +575,26 @@ async function render({ model, el: host }) {
   }, () => {}); // an AudioContext that failed is reported just below
   engine.context().catch((err) => {
     const why = err && err.message ? err.message : String(err);
-    // Keep what the mic notice says (often the same cause): both matter to the user.
-    stickyNotice = capture
-      ? `Microphone unavailable: ${capture}. Audio output unavailable too: ${why}. Text input still works.`
-      : `Audio output unavailable: ${why}. Text still works.`;
-    notice(stickyNotice, "warning");
+    // Keep what the mic notice says (often the same cause): both matter to the user. Over
+    // WebRTC the reason the call cannot work, and the way out, come first.
+    stickyNotice = rtcProblem
+      ? `WebRTC unavailable: ${rtcProblem}. ${RELAY_HINT}`
+      : capture
+        ? `Microphone unavailable: ${capture}. Audio output unavailable too: ${why}. Text input still works.`
+        : `Audio output unavailable: ${why}. Text still works.`;
+    notice(stickyNotice, rtcProblem ? "error" : "warning");
     report("error", `AudioContext/worklet failed: ${err}`);
   });
   send({ type: "ready" });
+  // The mic lane accepts pages whose origin the widget announced (see _miclane.py).
+  if (model.get("mic_lane")) send({ type: "lane", origin: location.origin });
 
   return () => {
     model.off("msg:custom", onCustom);
     for (const [name, f] of listeners) model.off(name, f);
     if (mic.power === "on") send({ type: "mic_state", state: "off", reason: "view removed" });
     devices.destroy();
+    if (link) link.close();
     engine.destroy();
   };
 }

@@ -53,6 +53,10 @@ Browser -> kernel
     ``"semantic_vad"``.
 ``log`` ``{level, message}``
     A front-end problem worth keeping (kept in :attr:`RealtimeWidget.frontend_log`).
+``webrtc.*``, ``clock.*``
+    With ``transport == "webrtc"`` (a ``Session(transport="webrtc")``): the offer, the
+    data-channel events, the tapped tracks and the clock round trips; see :mod:`._webrtc`. No
+    ``mic``/``audio`` messages then: the audio travels on the peer connection.
 
 Kernel -> browser
 -----------------
@@ -107,11 +111,13 @@ from ..core.audio import (
 )
 from ..core.events import Event
 from ..core.protocol import canonical_type
+from ._miclane import MicLane
 from ._pacing import AudioPacer
 from ._ptt import PushToTalk
 from ._sources import ENTRY, module_sources, ship, text, worklet_source
 from ._timings import LatencyBook, Timings
 from ._viewmodel import EMPTY_VIEW, ConversationView, ViewModel, conversation_view
+from ._webrtc import WebRTCBridge
 
 if TYPE_CHECKING:
     from ..client.session import Session
@@ -143,6 +149,10 @@ MAX_QUEUED_AUDIO_S: Final = 30.0
 #: before the missing one is declared lost: kernels that run comm handlers on several threads
 #: reorder messages by a few at most, and a longer wait would hold back live audio.
 MAX_REORDER_CHUNKS: Final = 50
+#: How long the end of a push-to-talk press waits for its last chunks on the mic lane: they
+#: arrive within milliseconds of the page posting them; a chunk later than this is lost anyway
+#: (counted as a gap) rather than holding back the commit.
+MIC_TAIL_WAIT_S: Final = 0.5
 #: Milliseconds of microphone audio per ``mic`` message from the browser (the ``chunk_ms``
 #: trait): 50 ms keeps the added latency low at 20 messages/s. Not the session's ``CHUNK_MS``
 #: (100 ms), the size of the appends it sends the server itself when given audio to stream.
@@ -250,8 +260,15 @@ class RealtimeWidget(anywidget.AnyWidget):
     muted = traitlets.Bool(False).tag(sync=True)
     #: as last reported by a view: "off" | "on" | "unavailable" | "denied" | "error"
     mic = traitlets.Unicode("off").tag(sync=True)
+    #: "websocket" (the kernel relays PCM over the comm) | "webrtc" (the page's own peer
+    #: connection carries the audio; the kernel answers its offer), from the session
+    transport = traitlets.Unicode("websocket").tag(sync=True)
+    #: where the page's mic lane connects ("" = none: the mic goes over the comm); see _miclane.py
+    mic_lane = traitlets.Unicode("").tag(sync=True)
 
-    def __init__(self, session: Session, **kwargs: Any) -> None:
+    def __init__(self, session: Session, *, lane: bool = True, **kwargs: Any) -> None:
+        """``lane=False`` keeps the mic on the comm (see :mod:`._miclane`; the widget benchmark's
+        baseline)."""
         super().__init__(**kwargs)
         self._session = session
         self._in_fmt: AudioFormat = session.input_format
@@ -301,7 +318,7 @@ class RealtimeWidget(anywidget.AnyWidget):
         # Mic bookkeeping (comm thread).
         self._next_seq: dict[str, int] = {}
         self._mic_pending: dict[str, dict[int, tuple[Mapping[str, Any], bytes]]] = {}
-        self._mic_lock = threading.Lock()
+        self._mic_lock = threading.Condition()  # notified when a chunk comes (comm or lane)
         self.mic_stats = MicStats()
         self._ptt = PushToTalk(self.input_rate)
         # Benchmark bookkeeping (under _lock).
@@ -310,6 +327,20 @@ class RealtimeWidget(anywidget.AnyWidget):
         #: problems the front end reported (``log`` messages, unknown message types)
         self.frontend_log: list[dict[str, Any]] = []
         self.messages_sent = 0
+
+        transport = getattr(session, "transport", None) or "websocket"
+        self.transport = str(getattr(transport, "value", transport))
+        self._webrtc: WebRTCBridge | None = None
+        if self.transport == "webrtc":
+            self._webrtc = WebRTCBridge(session, self._send_now, self._log_frontend)
+
+        self._lane: MicLane | None = None
+        if lane and self.transport != "webrtc":
+            try:
+                self._lane = MicLane(lambda v, c, pcm: self._on_mic(v, c, [pcm])).start()
+                self.mic_lane = self._lane.url
+            except (OSError, TimeoutError) as exc:
+                logger.info("no mic lane (%s): the mic goes over the comm", exc)
 
         self._closed = threading.Event()
         self.on_msg(self._on_msg)
@@ -348,6 +379,10 @@ class RealtimeWidget(anywidget.AnyWidget):
             self._unsubscribe()
             self._unsubscribe = None
         self._closed.set()
+        if self._lane is not None:
+            self._lane.close()
+            self._lane = None
+            self.mic_lane = ""
         with self._lock:
             self._lock.notify_all()
         if self._flusher.is_alive() and threading.current_thread() is not self._flusher:
@@ -637,7 +672,7 @@ class RealtimeWidget(anywidget.AnyWidget):
                 s.log_local("local.mic.stopped", {"view": view, "state": state})
             self.mic = state
         elif mtype == "ptt":
-            self._on_ptt(view, str(content.get("action")))
+            self._on_ptt(view, str(content.get("action")), content.get("seq"))
         elif mtype == "played":
             self._on_played(content)
         elif mtype == "playback_started":
@@ -660,8 +695,32 @@ class RealtimeWidget(anywidget.AnyWidget):
             self._on_update(content)
         elif mtype == "log":
             self._log_frontend(str(content.get("level", "info")), str(content.get("message")))
+        elif mtype == "lane":
+            self._on_lane(content)
+        elif self._webrtc is not None and self._webrtc.handle(content, buffers or []):
+            pass
         else:
             self._log_frontend("warning", f"unknown message type from the front end: {mtype!r}")
+
+    def _send_now(self, msg: dict[str, Any]) -> None:
+        """Send at once from any thread (the clock's pong must not wait for a batch window)."""
+        if self._closed.is_set():
+            return
+        self.send(msg)
+        self.messages_sent += 1
+
+    def _on_lane(self, content: Mapping[str, Any]) -> None:
+        """The page's mic lane: its origin (to accept its connections) or its state."""
+        origin = content.get("origin")
+        if isinstance(origin, str) and self._lane is not None:
+            self._lane.allow_origin(origin)
+        state = content.get("state")
+        if state == "open":
+            self._session.log_local("local.mic.lane", {"state": "open"})
+        elif state == "down":
+            reason = str(content.get("reason") or "")
+            self._session.log_local("local.mic.lane", {"state": "down", "reason": reason})
+            self._log_frontend("info", f"mic lane unavailable ({reason}): the mic uses the comm")
 
     def _log_frontend(self, level: str, message: str) -> None:
         self.frontend_log.append({"level": level, "message": message, "t": time.time()})
@@ -700,6 +759,7 @@ class RealtimeWidget(anywidget.AnyWidget):
                 self.mic_stats.duplicates += 1
                 return
             pending[seq] = (content, bytes(buffers[0]))
+            self._mic_lock.notify_all()
             if seq != expected and len(pending) <= MAX_REORDER_CHUNKS:
                 return  # an earlier chunk is still on its way
             self._drain_mic(view, force=len(pending) > MAX_REORDER_CHUNKS)
@@ -749,7 +809,26 @@ class RealtimeWidget(anywidget.AnyWidget):
             self._latency.mic_forwarded(len(payload), sent_at)
         self._session.append_audio(payload)
 
-    def _on_ptt(self, view: str, action: str) -> None:
+    def _await_mic(self, view: str, upto: object) -> None:
+        """Wait (at most :data:`MIC_TAIL_WAIT_S`) until every chunk numbered below ``upto`` has
+        come: on the mic lane they travel apart from the comm message that ended the press."""
+        if not isinstance(upto, int) or isinstance(upto, bool):
+            return
+        if upto - self._next_seq.get(view, 0) > MAX_REORDER_CHUNKS:
+            return  # not a number this page could have reached: nothing to wait for
+        deadline = time.monotonic() + MIC_TAIL_WAIT_S
+        with self._mic_lock:
+            while True:
+                expected = self._next_seq.get(view, 0)
+                pending = self._mic_pending.get(view, {})
+                if all(s in pending for s in range(expected, upto)):
+                    return
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return  # _flush_mic counts what never came as a gap
+                self._mic_lock.wait(left)
+
+    def _on_ptt(self, view: str, action: str, upto: object = None) -> None:
         s = self._session
         if action == "start":
             self._claim_audio(view)
@@ -757,6 +836,7 @@ class RealtimeWidget(anywidget.AnyWidget):
             s.clear()
             self._ptt.start()
         elif action == "end":
+            self._await_mic(view, upto)
             self._flush_mic()  # every chunk of the press is in before the commit
             decision = self._ptt.end()
             if decision.commit:

@@ -21,10 +21,14 @@ const PROGRESS_EVERY = 37;
 /**
  * Microphone -> PCM16 chunks at the session's input rate.
  *
- * processorOptions: {inputRate: number, chunkMs: number}. Port in: {cmd: "start"} opens the gate,
- * {cmd: "stop"} closes it, emits the partial last chunk, then {type: "stopped"}. Port out:
- * {type: "chunk", pcm: ArrayBuffer, rms, peak, at} (the buffer is transferred; `at`: epoch ms) and, while the gate is
- * closed, {type: "level", rms, peak} so the meter still shows that the mic is live.
+ * processorOptions: {inputRate: number, chunkMs: number}. Port in: {cmd: "start", seq?} opens the gate
+ * (chunks numbered from `seq`), {cmd: "stop"} closes it, emits the partial last chunk, then
+ * {type: "stopped", seq} (the next chunk's number); {cmd: "muted", value} sends silence instead of
+ * the mic (levels still show it); {cmd: "lane", port: MessagePort | null} sends chunks to the mic
+ * lane's Worker instead of the main thread (lane.js), and {type: "end"} on the lane it replaces. Out: {type: "chunk", pcm: ArrayBuffer, seq,
+ * rms, peak, at} (the buffer is transferred; `at`: epoch ms) on the lane or the port; on the port a
+ * {type: "level", rms, peak} for each chunk that went on the lane, and while the gate is closed, so
+ * the meter still shows that the mic is live.
  */
 class CaptureProcessor extends AudioWorkletProcessor {
   /** @param {{processorOptions: {inputRate: number, chunkMs: number}}} options */
@@ -35,11 +39,23 @@ class CaptureProcessor extends AudioWorkletProcessor {
     this.chunker = new PcmChunker(Math.round((inputRate * chunkMs) / 1000));
     this.open = false;
     this.quanta = 0;
+    this.seq = 0;
+    this.muted = false;
+    /** @type {MessagePort | null} the mic lane's Worker, when there is one */
+    this.lane = null;
     this.port.onmessage = (/** @type {MessageEvent} */ e) => {
       const cmd = e.data && e.data.cmd;
       if (cmd === "start") {
         this.resampler.reset();
+        if (typeof e.data.seq === "number") this.seq = e.data.seq;
         this.open = true;
+      } else if (cmd === "muted") {
+        this.muted = !!e.data.value;
+      } else if (cmd === "lane") {
+        // The old lane learns it gets no more chunks, after every one it got: its Worker may
+        // then close without losing any.
+        if (this.lane) this.lane.postMessage({ type: "end" });
+        this.lane = e.data.port || null;
       } else if (cmd === "stop") {
         if (this.open) {
           this.open = false;
@@ -48,7 +64,7 @@ class CaptureProcessor extends AudioWorkletProcessor {
           const last = this.chunker.flush();
           if (last) this.post(last);
         }
-        this.port.postMessage({ type: "stopped" });
+        this.port.postMessage({ type: "stopped", seq: this.seq });
       } else {
         this.port.postMessage({ type: "error", message: `capture: unknown command ${cmd}` });
       }
@@ -58,9 +74,16 @@ class CaptureProcessor extends AudioWorkletProcessor {
   /** @param {Int16Array} pcm */
   post(pcm) {
     const { rms, peak } = levels(pcm);
+    if (this.muted) pcm.fill(0);
     // Date.now() is the one wall clock a worklet has: it stamps when the chunk left the audio
     // thread, so the page can tell a wait for its main thread apart from the comm's.
-    this.port.postMessage({ type: "chunk", pcm: pcm.buffer, rms, peak, at: Date.now() }, [pcm.buffer]);
+    const chunk = { type: "chunk", pcm: pcm.buffer, seq: this.seq++, rms, peak, at: Date.now() };
+    if (this.lane) {
+      this.lane.postMessage(chunk, [pcm.buffer]);
+      this.port.postMessage({ type: "level", rms, peak });
+    } else {
+      this.port.postMessage(chunk, [pcm.buffer]);
+    }
   }
 
   /** @param {Float32Array[][]} inputs */

@@ -11,9 +11,10 @@ from typing import Any
 
 import pytest
 import yaml
-from openai.types.realtime import RealtimeClientEvent
+from openai.types.realtime import RealtimeClientEvent, RealtimeSessionCreateRequest
 from pydantic import TypeAdapter
 
+from realtime_nb.client._calls import build_call_request, call_session, calls_url
 from realtime_nb.client._config import build_response, build_session_config
 from realtime_nb.client._media import image_data_url, prepare_audio
 from realtime_nb.client._policies import PlaybackModel, ResponseGate, seed_items
@@ -29,6 +30,7 @@ from realtime_nb.core.tools import UndescribedToolWarning, tool
 from .session_constants import FIXTURES
 
 VALIDATOR: TypeAdapter[Any] = TypeAdapter(RealtimeClientEvent)
+SESSION_REQUEST: TypeAdapter[Any] = TypeAdapter(RealtimeSessionCreateRequest)
 
 
 # --- replaying the recorded client side through our builders -----------------------------------
@@ -78,6 +80,30 @@ def _rebuild(sent: dict[str, Any]) -> dict[str, Any]:
     raise AssertionError(f"no builder for {t}")
 
 
+def _check_call_request(request: dict[str, Any]) -> None:
+    """Our call request, built from the recorded request's meaning, is the recorded body byte for
+    byte (boundary aside), and its session part is a valid ``RealtimeSessionCreateRequest``."""
+    assert request["method"] == "POST"
+    assert calls_url("wss://api.openai.com/v1/realtime?model=gpt-realtime") == request["uri"]
+    (ctype,) = request["headers"]["content-type"]
+    boundary = ctype.split("boundary=", 1)[1]
+    body: str = request["body"]
+    fields = {}
+    for part in body.split(f"--{boundary}")[1:-1]:
+        head, _, value = part.partition("\r\n\r\n")
+        name = head.split('name="', 1)[1].split('"', 1)[0]
+        fields[name] = value.removesuffix("\r\n")
+    assert set(fields) == {"sdp", "session"}
+    session = json.loads(fields["session"])
+    config = _rebuild({"type": "session.update", "session": session})["session"]
+    ours, our_type = build_call_request(
+        fields["sdp"], call_session(session["model"], config), boundary=boundary
+    )
+    assert our_type == ctype
+    assert ours.decode("utf-8") == body
+    SESSION_REQUEST.validate_python(session)
+
+
 def _shape(x: Any) -> Any:
     if isinstance(x, dict):
         return {k: _shape(v) for k, v in sorted(x.items())}
@@ -97,8 +123,10 @@ def test_cassettes_found() -> None:
 def test_builders_reproduce_recorded_client_events(path: str) -> None:
     interactions = yaml.safe_load(Path(path).read_text())["interactions"]
     sent = [i["data"] for i in interactions if i.get("direction") == "sent"]
-    if not sent:
-        pytest.skip("WebRTC call setup only (HTTP, no WebSocket events)")
+    if not sent:  # a WebRTC call's setup: the calls endpoint's multipart request
+        (call,) = interactions
+        _check_call_request(call["request"])
+        return
     for recorded in sent:
         ours = _rebuild(recorded)
         assert isinstance(ours.pop("event_id"), str)  # ours add an id; the cassettes' were cut

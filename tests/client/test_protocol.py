@@ -465,11 +465,13 @@ def _imports(path: Path) -> Iterable[str]:
             yield ("." * node.level) + (node.module or "")
 
 
-@pytest.mark.parametrize("name", ["protocol.py", "_policies.py", "_config.py", "_reconnect.py"])
+@pytest.mark.parametrize(
+    "name", ["protocol.py", "_policies.py", "_config.py", "_reconnect.py", "_calls.py"]
+)
 def test_the_client_protocol_imports_only_the_core(name: str) -> None:
     for module in _imports(REPO / "realtime_nb" / "client" / name):
         if module.startswith("."):
-            allowed = ("..core", ".protocol", "._policies", "._config", "._reconnect")
+            allowed = ("..core", ".protocol", "._policies", "._config", "._reconnect", "._calls")
             assert module.startswith(allowed), module
         else:
             assert module.split(".")[0] not in _IO_MODULES, module

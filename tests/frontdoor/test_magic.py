@@ -267,7 +267,7 @@ def test_cell_magic_help(ip: Any, capsys: pytest.CaptureFixture[str]) -> None:
 
 ACCEPTED_OPTIONS = (
     "accepted options: --model/-m, --voice, --vad, --record, --no-record, --url, --local, "
-    "--fast, --name, --as, --help/-h"
+    "--fast, --transport, --name, --as, --help/-h"
 )
 
 
@@ -442,6 +442,7 @@ def test_config_rejects_bad_defaults(
     ("line", "expected"),
     [
         ("--vad loud", "--vad 'loud' is not accepted; accepted: server, semantic, off"),
+        ("--transport udp", "--transport 'udp' is not accepted; accepted: websocket, webrtc"),
         ("--voice robot", "--voice 'robot' is not accepted; accepted: alloy, ash, ballad, cedar, "
                           "coral, echo, marin, sage, shimmer, verse"),
         ("--url ftp://example.com", "--url 'ftp://example.com' is not accepted; accepted: a URL "

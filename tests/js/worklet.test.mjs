@@ -101,3 +101,30 @@ test("playback: 24 kHz items at a 48 kHz context, started/finished, flush report
   proc.port.deliver({ cmd: "bogus" });
   assert.equal(proc.port.sent.at(-1).type, "error");
 });
+
+test("capture: chunks numbered from the start's seq, to the mic lane when it has one, muted as zeros", () => {
+  const Capture = load(48000).get("rtnb-capture");
+  const proc = new Capture({ processorOptions: { inputRate: 24000, chunkMs: 50 } });
+  const lane = { sent: [], postMessage(m) { this.sent.push(m); } };
+  const block = new Float32Array(128).fill(0.5);
+  proc.port.deliver({ cmd: "start", seq: 7 });
+  for (let i = 0; i < 40; i++) proc.process([[block]]); // 2 whole chunks on the main port
+  proc.port.deliver({ cmd: "lane", port: lane });
+  proc.port.deliver({ cmd: "muted", value: true });
+  for (let i = 0; i < 40; i++) proc.process([[block]]);
+  proc.port.deliver({ cmd: "stop" });
+  const onMain = proc.port.sent.filter((m) => m.type === "chunk");
+  const onLane = lane.sent.filter((m) => m.type === "chunk");
+  assert.deepEqual(onMain.map((c) => c.seq), [7, 8]);
+  assert.ok(onLane.length >= 2, "chunks went to the lane once it was set");
+  assert.deepEqual(onLane.map((c) => c.seq), onLane.map((_, i) => 9 + i), "numbers continue on the lane");
+  // The main thread still sees a level per lane chunk (the meter), and the next number on stop.
+  assert.equal(proc.port.sent.filter((m) => m.type === "level").length, onLane.length);
+  assert.deepEqual({ ...proc.port.sent.at(-1) }, { type: "stopped", seq: 9 + onLane.length });
+  // Muted: silence on the wire, the real level on the meter.
+  assert.ok(onLane.every((c) => new Int16Array(c.pcm).every((v) => v === 0)));
+  assert.ok(onLane.every((c) => c.rms > 0.49));
+  // Taking the lane away tells it the stream ended there.
+  proc.port.deliver({ cmd: "lane", port: null });
+  assert.deepEqual({ ...lane.sent.at(-1) }, { type: "end" });
+});

@@ -539,3 +539,27 @@ def test_check_command_exit_codes(recording: Path, capsys: pytest.CaptureFixture
 
 if __name__ == "__main__":
     _child(sys.argv[1])
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"seq":[0,12]}',
+        b'{"seq":[7,7]}',
+        b'{"seq":[01,2]}',  # not JSON: a leading zero
+        b'{"seq": [1, 2]}',  # JSON, not as we write it
+        b'{"seq":[5,123456789012345678901234]}',  # past the fast pattern's digits
+        b'{"seq":[-1,2]}',
+        b'{"events":5}',
+        b'{"seq":[1,2]} ',
+        b"not json",
+    ],
+)
+def test_batch_descriptions_parse_as_json_would(raw: bytes) -> None:
+    from realtime_nb.storage._integrity import _parse_info
+
+    try:
+        want = json.loads(raw)
+    except ValueError:
+        want = None
+    assert _parse_info(raw) == want

@@ -83,6 +83,27 @@ def test_secrets_never_reach_the_file_on_the_fast_path(tmp_path: Path) -> None:
     assert len(Recording.open(path)) == len(FRAMES)
 
 
+def test_a_secret_in_one_frame_of_a_batch_is_redacted_there_only(tmp_path: Path) -> None:
+    """Frames are checked a batch at a time for the file and on first read for the event: the
+    one frame with a secret is redacted in both, alike, and the others are kept as received."""
+    path = tmp_path / "one.arrow"
+    clean = [
+        f'{{"type":"response.output_audio.delta","delta":"{B64}","item_id":"i{i}"}}'
+        for i in range(50)
+    ]
+    dirty = f'{{"type":"error","error":{{"message":"Incorrect API key provided: {KEY}"}}}}'
+    frames = [*clean[:20], dirty, *clean[20:]]
+    with Recorder(path, meta=make_meta(model="m"), secrets=[KEY], flush_interval=3600) as rec:
+        events = [rec.append("server", json.loads(raw), raw=raw) for raw in frames]
+        # Read as the live session reads them: the parsed event first, for the dirty one.
+        assert KEY not in json.dumps(events[20].data) and REDACTED in json.dumps(events[20].data)
+    assert KEY.encode() not in path.read_bytes()
+    rows = Recording.open(path).table.column("payload").to_pylist()
+    assert rows == [ev.payload for ev in events]
+    assert rows[:20] + rows[21:] == [raw.replace(B64, "") for raw in clean]
+    assert KEY not in events[20].payload and KEY not in json.dumps(events[20].wire())
+
+
 def test_a_batch_reaches_the_file_within_the_flush_interval(tmp_path: Path) -> None:
     path = tmp_path / "live.arrow"
     rec = Recorder(path, meta=make_meta(model="m"), flush_interval=0.05)
@@ -147,9 +168,91 @@ def test_bulk_reduce_over_many_small_batches_equals_event_by_event(
         assert bytes(bulk.input_audio) == bytes(one.input_audio)
         assert bulk.input_chunk_times == one.input_chunk_times
         assert [(i.id, i.text) for i in bulk.items] == [(i.id, i.text) for i in one.items]
+        # Whole items (every part, its audio chunk by chunk, first-audio times) and responses.
+        assert bulk.items == one.items and bulk.responses == one.responses
         assert bulk.turns == one.turns
         assert bulk.counts == one.counts and bulk.event_count == one.event_count
         assert bulk.last_t_ns == one.last_t_ns
+
+
+def _odd_session() -> list[tuple[str, dict[str, object]]]:
+    """Audio events in every shape the bulk paths must tell apart: beta and GA delta names,
+    deltas without an item or a response id, deltas of two items interleaved, audio kept inline
+    (not canonical base64), appends from the server side, and the events that read the input
+    timeline (commit, clear) between appends."""
+    d = lambda **kw: {"type": "response.output_audio.delta", "delta": B64, **kw}  # noqa: E731
+    a = {"type": "input_audio_buffer.append", "audio": B64}
+    return [
+        ("server", {"type": "session.created", "session": {"id": "s"}}),
+        ("client", a),
+        ("server", d(item_id="i1", response_id="r1")),  # before the item exists
+        ("client", a),
+        ("server", {"type": "response.created", "response": {"id": "r1"}}),
+        ("server", d(item_id="i1", response_id="r1")),
+        ("server", {**d(item_id="i1", response_id="r1"), "type": "response.audio.delta"}),
+        ("client", {"type": "input_audio_buffer.append", "audio": "AAF="}),  # inline
+        ("server", d(item_id="i2")),  # no response id
+        ("server", d(item_id="i1", response_id="r1")),
+        ("server", d(response_id="r1")),  # no item id
+        ("server", {"type": "response.output_audio.delta", "delta": "AAF=", "item_id": "i1"}),
+        ("server", a),  # an append the server sent: not the microphone's
+        ("client", a),
+        ("server", {"type": "input_audio_buffer.committed", "item_id": "u1"}),
+        ("client", a),
+        ("client", {"type": "input_audio_buffer.clear"}),
+        ("server", {"type": "input_audio_buffer.cleared"}),
+        ("client", a),
+        (
+            "server",
+            {
+                "type": "response.output_audio_transcript.delta",
+                "item_id": "i1",
+                "response_id": "r1",
+                "content_index": 0,
+                "delta": "hi",
+            },
+        ),
+        ("server", d(item_id="i1", response_id="r1")),
+        ("client", a),
+    ]
+
+
+@pytest.mark.parametrize("every", [1, 3, 100])
+def test_bulk_reduce_of_odd_audio_events_equals_event_by_event(tmp_path: Path, every: int) -> None:
+    from realtime_nb.core.reducer import Reducer
+    from realtime_nb.storage.recording import StateTimeline, reduce_table
+
+    path = tmp_path / "odd.arrow"
+    with Recorder(path, meta=make_meta(model="m"), flush_interval=3600) as rec:
+        for i, (source, data) in enumerate(_odd_session()):
+            rec.append(source, data, raw=json.dumps(data), t_ns=i * 100_000_000)
+            if i % every == every - 1:
+                rec.flush()
+    table = Recording.open(path).table
+    events = list(Recording(table, {}).events)
+    for lo in range(len(events)):
+        for hi in range(lo, len(events) + 1):
+            # Any slice, on a reducer that already holds the rows before it.
+            r_bulk, r_one = Reducer(), Reducer()
+            r_bulk.apply_all(events[:lo])
+            r_one.apply_all(events[:lo])
+            reduce_table(table.slice(lo, hi - lo), r_bulk)
+            r_one.apply_all(events[lo:hi])
+            bulk, one = r_bulk.state, r_one.state
+            assert bytes(bulk.input_audio) == bytes(one.input_audio), (lo, hi)
+            assert bulk.input_chunk_times == one.input_chunk_times, (lo, hi)
+            assert bulk.items == one.items and bulk.responses == one.responses, (lo, hi)
+            assert bulk.order == one.order and bulk.turns == one.turns, (lo, hi)
+            assert bulk.counts == one.counts and bulk.event_count == one.event_count
+            assert bulk.errors == one.errors and bulk.last_t_ns == one.last_t_ns
+    # Checkpoints every 0.3 s of this 2-second session: the timeline's pieces agree too.
+    tl = StateTimeline(table, 0.3)
+    for k in range(len(events) + 1):
+        got = tl.state_at(k * 0.1 - 0.05)
+        want = Reducer().apply_all(events[:k])
+        assert got.items == want.items and bytes(got.input_audio) == bytes(want.input_audio)
+        assert got.input_chunk_times == want.input_chunk_times and got.counts == want.counts
+    assert tl.state.items == Reducer().apply_all(events).items
 
 
 def test_pending_rows_add_no_object_for_the_collector(tmp_path: Path) -> None:

@@ -39,6 +39,11 @@ CHROMIUM_ARGS = [
 ]
 
 
+#: Chromium's WebRTC host candidates are mDNS names (``<uuid>.local``) unless told otherwise; the
+#: loopback tests give the local server's ICE agent plain addresses it reaches without mDNS.
+WEBRTC_ARGS = ("--disable-features=WebRtcHideLocalIpsWithMdns",)
+
+
 def unavailable(reason: str) -> None:
     """Skip a browser test whose parts are missing, except in CI, where ``.ci/run`` installs
     them: there a missing browser must fail the run, not quietly skip its proof."""
@@ -256,19 +261,27 @@ def open_notebook(
     name: str = "e2e.ipynb",
     insecure: bool = False,
     run_all: bool = True,
+    extra_args: tuple[str, ...] = (),
+    height: int = 900,
+    fake_wav: Path | None = None,
 ) -> tuple[Any, Any]:
     """Launch chromium, open notebook ``name``, run all cells; returns (browser, page).
 
     ``insecure``: open JupyterLab at ``http://rtnb.test:PORT`` instead of 127.0.0.1, so the page
     is not a secure context (no microphone API), as when a notebook server is reached remotely.
+    ``extra_args``: more chromium switches (the WebRTC tests' :data:`WEBRTC_ARGS`);
+    ``fake_wav``: what the fake microphone says instead of :data:`FAKE_WAV` (in a loop).
     """
-    args = list(CHROMIUM_ARGS)
+    args = [*CHROMIUM_ARGS, *extra_args]
+    if fake_wav is not None:
+        args = [a for a in args if not a.startswith("--use-file-for-fake-audio-capture=")]
+        args.append(f"--use-file-for-fake-audio-capture={fake_wav}")
     base = lab.url
     if insecure:
         args.append(f"--host-resolver-rules=MAP {INSECURE_HOST} 127.0.0.1")
         base = lab.url.replace("127.0.0.1", INSECURE_HOST)
     browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=args, headless=True)
-    context = browser.new_context(viewport={"width": 1200, "height": 900})
+    context = browser.new_context(viewport={"width": 1200, "height": height})
     if not insecure:  # chromium refuses to grant anything to an insecure origin
         context.grant_permissions(["microphone"], origin=base)
     page = context.new_page()

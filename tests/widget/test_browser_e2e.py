@@ -157,11 +157,24 @@ def _scenario(page: Any, lab: L.Lab, out: dict[str, Any]) -> None:
             kc,
             "import json, dataclasses; print(json.dumps({'mic': dataclasses.asdict(w.mic_stats), "
             "'sent': w.messages_sent, 'frontend': w.frontend_log, 'state': w.get_state(), "
+            "'lane': dict(w._lane.counts), "
             "'mic_to_kernel_max': max(w.timings.mic_to_kernel), 'lat': [round(v) for v in w.timings.mic_to_kernel[-120:]]}, "
             "default=str))",
         )
     )
     out["kernel"] = stats
+
+    # 4b. The mic lane goes away while the mic streams (muted: zeros): the chunks go on over the
+    #     comm, none lost or repeated.
+    L.run(kc, "chunks_before = w.mic_stats.chunks; w._lane.close()")
+    page.wait_for_timeout(1500)
+    out["after_lane"] = json.loads(
+        L.run(
+            kc,
+            "import json, dataclasses; print(json.dumps({'mic': dataclasses.asdict(w.mic_stats), "
+            "'more': w.mic_stats.chunks - chunks_before, 'frontend': w.frontend_log}))",
+        )
+    )
     page.click(".rtnb-stop")
 
     # 5. Screenshot for the docs (the widget only, transcript tab).
@@ -291,6 +304,21 @@ def test_blocked_kernel(e2e: dict[str, Any]) -> None:
     # arrive on time), but always complete and in order: no gap, no duplicate (asserted above).
     print("mic chunk -> kernel, last 120 chunks (ms):", e2e["kernel"]["lat"])
     assert e2e["kernel"]["frontend"] == []
+
+
+def test_mic_chunks_go_on_the_lane_and_fall_back_to_the_comm(e2e: dict[str, Any]) -> None:
+    lane = e2e["kernel"]["lane"]
+    mic = e2e["kernel"]["mic"]
+    # Every chunk but the few sent while the lane connected came on it.
+    assert lane["connections"] >= 1 and lane["refused"] == 0 and lane["malformed"] == 0, lane
+    assert lane["chunks"] >= mic["chunks"] - 20, (lane, mic)
+    states = [e.data.get("state") for e in _events(e2e["rec"], "local.mic.lane", "local")]
+    assert states[:1] == ["open"], states
+    assert states[-1] == "down", states  # 4b closed it
+    after = e2e["after_lane"]
+    assert after["more"] >= 15, after  # 1.5 s of 50 ms chunks kept coming, over the comm
+    assert after["mic"]["gaps"] == 0 and after["mic"]["duplicates"] == 0, after
+    assert any("mic lane unavailable" in f["message"] for f in after["frontend"]), after
 
 
 def test_api_key_never_reaches_the_browser(e2e: dict[str, Any]) -> None:

@@ -44,7 +44,9 @@ RULES = [{"pattern": r"weather in (?P<city>[A-Za-z]+)", "call": "get_weather",
 srv = LocalServer("rules", rules=RULES, fast=True).start()
 session = Session(url=srv.url, record=os.environ["RTNB_GAPS_RECORDING"], tools=[get_weather],
                   turn_detection=None, voice="alloy")
-w = session.widget()
+# The mic over the comm (no lane): the path a page on another machine than the kernel takes.
+from realtime_nb.widget import RealtimeWidget
+w = RealtimeWidget(session, lane=False)
 w
 """
 ]
