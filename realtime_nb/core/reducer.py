@@ -685,13 +685,7 @@ class Reducer:
         if last > st.last_t_ns:
             st.last_t_ns = last
         it = self._item(item_id)
-        part = None
-        for p in it.content:
-            if p.type == "output_audio":
-                part = p
-                break
-        if part is None:
-            part = self._part(it, None, "output_audio")
+        part = self._output_audio_part(it)
         part.audio_chunks.extend(chunks)
         first = t_ns[0]
         if it.first_audio_t_ns is None:
@@ -858,19 +852,20 @@ class Reducer:
         if isinstance(item_id, str) and isinstance(ms, (int, float)) and math.isfinite(ms):
             self._item(item_id).played_ms = float(ms)
 
+    def _output_audio_part(self, it: Item) -> ContentPart:
+        """The item's output audio part, made when its first audio comes."""
+        for p in it.content:
+            if p.type == "output_audio":
+                return p
+        return self._part(it, None, "output_audio")
+
     def _audio_delta(self, ev: Event) -> None:
         st = self.state
         item_id = ev.item_id
         if item_id is None:
             return
         it = self._item(item_id)
-        part = None
-        for p in it.content:
-            if p.type == "output_audio":
-                part = p
-                break
-        if part is None:
-            part = self._part(it, None, "output_audio")
+        part = self._output_audio_part(it)
         assert ev.audio is not None
         part.audio_chunks.append(ev.audio)
         if it.first_audio_t_ns is None:

@@ -49,7 +49,7 @@ from websockets.exceptions import ConnectionClosed
 from ._config import ClientError
 from ._http import CallOffer, HttpError
 from ._state import TRACK_RATE, RealtimeState
-from .server import DEFAULT_MODEL, _Driver
+from .server import DEFAULT_MODEL, _Driver, send_queued
 
 if TYPE_CHECKING:
     from av.frame import Frame
@@ -137,14 +137,7 @@ class Sideband:
         self.outgoing: asyncio.Queue[dict[str, Any] | tuple[int, str] | None] = asyncio.Queue()
 
     async def sender(self) -> None:
-        while True:
-            event = await self.outgoing.get()
-            if event is None:
-                return
-            if isinstance(event, tuple):
-                await self.ws.close(*event)
-                return
-            await self.ws.send(json.dumps(event))
+        await send_queued(self.ws, self.outgoing)
 
     async def serve(self) -> None:
         """Relay until the socket or the call ends. Cancelled: stops relaying."""

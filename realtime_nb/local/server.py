@@ -242,6 +242,19 @@ class JobRunner:
             stream.abort()
 
 
+async def send_queued(ws: Any, outgoing: asyncio.Queue[Any]) -> None:
+    """Send a connection's queued events in order, one sender per connection so events never
+    reorder: a dict is sent as JSON, ``(code, reason)`` closes the socket, ``None`` stops."""
+    while True:
+        event = await outgoing.get()
+        if event is None:
+            return
+        if isinstance(event, tuple):
+            await ws.close(*event)
+            return
+        await ws.send(json.dumps(event))
+
+
 class _Driver:
     """One session's shell: its state machine, its pacer and its job tasks, on the server's loop.
 
@@ -386,14 +399,7 @@ class _Connection(_Driver):
         self.outgoing.put_nowait((code, reason))
 
     async def sender(self) -> None:
-        while True:
-            event = await self.outgoing.get()
-            if event is None:
-                return
-            if isinstance(event, tuple):
-                await self.ws.close(*event)
-                return
-            await self.ws.send(json.dumps(event))
+        await send_queued(self.ws, self.outgoing)
 
     async def drop(self, code: int | None, reason: str) -> None:
         """Drop the connection now, whatever is queued: send a close frame with ``code`` (the
