@@ -57,6 +57,10 @@ session = Session(
     turn_detection={"type": "server_vad"}, tools=[get_weather], transcription=True,
 )
 w = session.widget()
+# The fake mic is a file, not a room: there is no echo to cancel, and the browser's echo
+# canceller and noise suppressor, fed the reply as their reference, can damp the looped question
+# while the reply plays (no barge-in). The relay's browser test takes the raw mic too.
+w.mic_options = {"echoCancellation": False, "noiseSuppression": False, "autoGainControl": False}
 w
 """
 ]
