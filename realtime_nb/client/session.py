@@ -433,6 +433,10 @@ class Session:
                                   clock=_ContinuedClock(self._origin_ns))  # fmt: skip
 
         self._lock = threading.RLock()  # around every protocol call and every read of its state
+        #: The page's copies of server events that were seen first but are not recorded yet
+        #: (under ``_lock``): recorded before the sideband's next new event, so that an event is
+        #: never recorded after one the server sent later.
+        self._peer_pending: list[tuple[JSON, int | None]] = []
         self._fanout = Fanout(HISTORY_EVENTS, self._call)  # waiters and subscribers
         self._closed = False
         self._reconnecting = False  # a reconnect() or an automatic reconnection is under way
@@ -623,8 +627,10 @@ class Session:
             data, text = {"type": "<not an object>", "text": raw[:1000]}, None
         if self._transport is Transport.WEBRTC:
             with self._lock:
-                if not self._proto.first_sighting(data, from_peer=False):
-                    return  # the page's copy of this event came first and is recorded
+                new = self._proto.first_sighting(data, from_peer=False)
+            self._record_peers()  # what the page saw first goes first
+            if not new:
+                return  # the page's copy of this event came first and is recorded
         self._dispatch(self._recorder.append(Source.SERVER, data, raw=text))
         self._flush()
 
@@ -1337,20 +1343,30 @@ class Session:
             return False
         data = dict(event)
         with self._lock:
+            # Seen and queued at once: the sideband's reader records the queue before its own
+            # next new event, so the two copies of a stream keep the server's order.
             new = self._proto.first_sighting(data, from_peer=True)
+            if new:
+                self._peer_pending.append((data, t_ns))
         if new:
             with contextlib.suppress(RuntimeError):  # closed meanwhile: nothing more is recorded
-                self._runner.call_soon_threadsafe(self._record_peer, data, t_ns)
+                self._runner.call_soon_threadsafe(self._record_peers)
         return new
 
-    def _record_peer(self, data: JSON, t_ns: int | None) -> None:
-        if self._recorder.closed:
+    def _record_peers(self) -> None:
+        """Record the page's queued events, in the order it saw them (I/O thread)."""
+        if not self._peer_pending:  # the common case, without the lock
             return
-        now = self._recorder.elapsed_ns
-        # The page's time of receipt, kept in order with what is recorded already (a recording's
-        # rows are in time order), and never in the future.
-        t = now if t_ns is None else min(max(t_ns, self._last_t_ns), now)
-        self._dispatch(self._recorder.append(Source.SERVER, data, t_ns=t))
+        with self._lock:
+            pending, self._peer_pending = self._peer_pending, []
+        if not pending or self._recorder.closed:
+            return
+        for data, t_ns in pending:
+            now = self._recorder.elapsed_ns
+            # The page's time of receipt, kept in order with what is recorded already (a
+            # recording's rows are in time order), and never in the future.
+            t = now if t_ns is None else min(max(t_ns, self._last_t_ns), now)
+            self._dispatch(self._recorder.append(Source.SERVER, data, t_ns=t))
         self._flush()
 
     def record_track(

@@ -1163,6 +1163,16 @@ class Reducer:
         if item_id:
             turn.item_id = item_id
             self._bind_turn(item_id, turn)
+        if turn.input_range is not None and turn.audio_end_ms is not None:
+            # Recorded after the commit (two copies of a stream merged out of order): the
+            # segment the VAD reports is the item's audio, not the whole buffer taken then.
+            self._place_input(turn, len(self.state.input_audio))
+            if turn.item_id and turn.item_id in self.state.items_by_id:
+                it = self._item(turn.item_id)
+                for part in it.content:
+                    if part.type == "input_audio" and part.inline_audio is None:
+                        part.input_range = turn.input_range
+                it.audio_start_ms, it.audio_end_ms = turn.audio_start_ms, turn.audio_end_ms
 
     def on_committed(self, ev: Event, data: JSON) -> None:
         st = self.state
@@ -1181,22 +1191,30 @@ class Reducer:
         if item_id:
             turn.item_id = item_id
             self._bind_turn(item_id, turn)
-        # Which input bytes the committed item holds: the VAD's segment, else the whole buffer.
-        bpms = st.input_format.bytes_per_ms
-        total = len(st.input_audio)
-        if turn.audio_start_ms is not None and turn.audio_end_ms is not None:
-            start = min(total, st.input_format.bytes_for_ms(turn.audio_start_ms))
-            end = min(total, st.input_format.bytes_for_ms(turn.audio_end_ms))
-        else:
-            start, end = st.input_buffer_start, total
-            turn.audio_start_ms = int(start / bpms) if bpms else None
-            turn.audio_end_ms = int(end / bpms) if bpms else None
-        turn.input_range = (start, end)
-        st.input_buffer_start = max(st.input_buffer_start, end)
+        self._place_input(turn, len(st.input_audio))
         self._pending_turn = None
         self._awaiting_response.append(turn)
         if item_id and item_id in st.items_by_id:
             self._attach_input_audio(self._item(item_id))
+
+    def _place_input(self, turn: Turn, total: int) -> None:
+        """Which input bytes a committed turn's item holds: the VAD's segment, else the whole
+        buffer (from where the VAD says speech started, if it said so)."""
+        st = self.state
+        fmt = st.input_format
+        bpms = fmt.bytes_per_ms
+        if turn.audio_start_ms is not None:
+            start = min(total, fmt.bytes_for_ms(turn.audio_start_ms))
+        else:
+            start = min(total, st.input_buffer_start)
+            turn.audio_start_ms = int(start / bpms) if bpms else None
+        if turn.audio_end_ms is not None:
+            end = max(start, min(total, fmt.bytes_for_ms(turn.audio_end_ms)))
+        else:
+            end = total
+            turn.audio_end_ms = int(end / bpms) if bpms else None
+        turn.input_range = (start, end)
+        st.input_buffer_start = max(st.input_buffer_start, end)
 
     def on_cleared(self, ev: Event, data: JSON) -> None:
         self.state.input_buffer_start = len(self.state.input_audio)

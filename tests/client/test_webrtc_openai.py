@@ -166,6 +166,37 @@ def test_a_recorded_openai_call_replays_through_the_kernel(
         assert m.turns[0].heard_s == pytest.approx((started.t_ns + 40_000_000) / 1e9)
 
 
+@pytest.mark.parametrize(("setup", "sideband"), CALLS[1:], ids=["text"])
+def test_the_pages_copies_keep_the_servers_order(
+    setup: Path, sideband: Path, tmp_path: Path
+) -> None:
+    """The page sees an event first, but the sideband's reader, already past its copy, gets a
+    later one before the page's copy is recorded: the page's copy is still recorded first
+    (the reducer needs ``speech_stopped`` before ``committed``)."""
+    with CallStandIn(setup, sideband, KEY) as standin:
+        session = _session(standin, tmp_path)
+        session.accept_offer(standin.recorded_fields["sdp"], timeout=10)
+        stopped = {"type": "input_audio_buffer.speech_stopped", "event_id": "event_s",
+                   "audio_end_ms": 700, "item_id": "item_u"}  # fmt: skip
+        committed = {"type": "input_audio_buffer.committed", "event_id": "event_c",
+                     "previous_item_id": None, "item_id": "item_u"}  # fmt: skip
+
+        async def on_the_io_thread() -> None:
+            # As when the page's copy arrives while the reader handles buffered frames.
+            assert session.feed_peer_event(stopped) is True
+            session._on_frame(json.dumps(stopped))  # the sideband's copy: a duplicate
+            session._on_frame(json.dumps(committed))
+
+        session._runner.run(on_the_io_thread(), 10)
+        session.wait_until_idle(timeout=10)
+        types = [e.type for e in session.recording().events if e.source is Source.SERVER]
+        assert types.count("input_audio_buffer.speech_stopped") == 1
+        assert types.index("input_audio_buffer.speech_stopped") < types.index(
+            "input_audio_buffer.committed"
+        )
+        session.hangup()
+
+
 def test_a_refused_key_is_the_servers_message_without_the_key(tmp_path: Path) -> None:
     setup, sideband = CALLS[1]
     with CallStandIn(setup, sideband, "sk-the-right-one-" + "X" * 20) as standin:

@@ -120,6 +120,32 @@ def test_user_items_get_the_input_track_cut_at_the_vad_times() -> None:
     assert st.input_chunk_times[:2] == [(0, 0), (100 * MS, 4800)]
 
 
+def test_vad_times_recorded_after_the_commit_still_cut_the_item() -> None:
+    """Two copies of a stream merged out of order (``speech_stopped`` after ``committed``, as a
+    tool that merges the data channel and the sideband may write it): the item is still the
+    VAD's segment, and ``speech_started``'s time is not replaced by the buffer's start."""
+    call = Call()
+    call.connect()
+    call.server(1, "session.updated", session={"type": "realtime"})
+    for k in range(10):
+        call.track(100 * k + 30, "input", _chunk(k), at_ms=100 * k)
+    call.server(1000, "input_audio_buffer.speech_started", audio_start_ms=250, item_id="u1")
+    call.server(1010, "input_audio_buffer.committed", item_id="u1", previous_item_id=None)
+    item = {"id": "u1", "type": "message", "role": "user",
+            "content": [{"type": "input_audio", "transcript": None}]}  # fmt: skip
+    call.server(1011, "conversation.item.added", item=item, previous_item_id=None)
+    st = call.state
+    timeline = b"".join(_chunk(k) for k in range(10))
+    # Until the stop is known: from where speech started to the end of the buffer.
+    assert st.item_audio("u1") == timeline[250 * 48 :]
+    assert (st.item("u1").audio_start_ms, st.item("u1").audio_end_ms) == (250, 1000)
+    call.server(1012, "input_audio_buffer.speech_stopped", audio_end_ms=730, item_id="u1")
+    it = st.item("u1")
+    assert (it.audio_start_ms, it.audio_end_ms) == (250, 730)
+    assert st.item_audio("u1") == timeline[250 * 48 : 730 * 48]
+    assert len(st.item_audio("u1")) == (it.audio_end_ms - it.audio_start_ms) * 48
+
+
 def test_replies_get_what_the_page_played_and_heard_is_what_it_played() -> None:
     call = Call()
     call.connect()
