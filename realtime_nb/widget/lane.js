@@ -20,6 +20,12 @@ export const CONNECT_ATTEMPTS = 3;
 export const RETRY_MS = 300;
 /** How long the kernel has to answer "ready" before an attempt counts as failed, ms. */
 export const READY_TIMEOUT_MS = 2000;
+/**
+ * Chunks kept after they went on the lane (2 s of 50 ms chunks): when an open lane closes, the
+ * ones it may not have delivered go back to the main thread, marked `resend`, to be sent over
+ * the comm; the kernel keeps those it lacks and drops the rest without counting duplicates.
+ */
+export const RESEND_CHUNKS = 40;
 
 /**
  * One chunk as a lane message.
@@ -63,6 +69,8 @@ export class Lane {
     this.ws = null;
     this.sent = 0;
     this.relayed = 0;
+    /** @type {any[]} the last RESEND_CHUNKS chunks sent on the lane, oldest first */
+    this.recent = [];
   }
 
   start() {
@@ -112,6 +120,9 @@ export class Lane {
       return;
     }
     this.state = "down";
+    // What was in flight when the socket closed never reached the kernel: send it again.
+    for (const m of this.recent) this.io.toMain({ ...m, resend: true }, [m.pcm]);
+    this.recent = [];
     this.io.toMain({ type: "lane", state: "down", reason, sent: this.sent });
   }
 
@@ -123,6 +134,8 @@ export class Lane {
     if (this.state === "open" && this.ws && this.ws.readyState === 1) {
       this.ws.send(encodeChunk(m.seq, this.io.now(), m.at, m.pcm));
       this.sent += 1;
+      this.recent.push(m);
+      if (this.recent.length > RESEND_CHUNKS) this.recent.shift();
       return;
     }
     this.relayed += 1;

@@ -200,7 +200,8 @@ async function render({ model, el: host }) {
       case "chunk": {
         // Sent before anything touches the DOM: the chunk is what the kernel waits for.
         const pcm = model.get("muted") ? new ArrayBuffer(m.pcm.byteLength) : m.pcm;
-        send({ type: "mic", seq: m.seq, t: epochMs(), tw: m.at }, [pcm]);
+        const msg = { type: "mic", seq: m.seq, t: epochMs(), tw: m.at };
+        send(m.resend ? { ...msg, resend: true } : msg, [pcm]);
         setLevel(m.rms);
         break;
       }
@@ -249,7 +250,8 @@ async function render({ model, el: host }) {
   async function flushPlayback(reason) {
     reports.cutting();
     const flushed = await engine.flush();
-    playing.textContent = "";
+    // On a call the data channel's events say what plays (onPeerEvent); nothing relayed did.
+    if (!webrtc) playing.textContent = "";
     for (const r of reports.cutDone(flushed, reason)) sendPlayed(r);
   }
 

@@ -24,13 +24,15 @@ Browser -> kernel
 -----------------
 ``ready`` ``{view}``
     A view has rendered. The first one releases what was queued; every one gets a ``snapshot``.
-``mic`` ``{view, seq, t, tw}`` + ``[pcm]``
+``mic`` ``{view, seq, t, tw[, resend]}`` + ``[pcm]``
     ~50 ms of PCM16 LE mono at ``input_rate``; ``seq`` counts from 0 per view, ``t`` is the
     browser's epoch ms at send, ``tw`` the epoch ms at which the AudioWorklet posted the chunk
     (``t - tw`` is how long it waited for the page's main thread). Late chunks (a blocked
     kernel) are fine; chunks that overtake an earlier one wait for it in a reorder buffer; a
-    ``seq`` already seen is dropped as a duplicate; a chunk still missing after ``MAX_REORDER_CHUNKS`` later ones (or at the end of
-    the press) is a gap (see :attr:`RealtimeWidget.mic_stats`).
+    ``seq`` already seen is dropped as a duplicate; a chunk still missing after
+    ``MAX_REORDER_CHUNKS`` later ones (or at the end of the press) is a gap (see
+    :attr:`RealtimeWidget.mic_stats`). ``resend``: the mic lane closed with this chunk maybe in
+    flight; the page sends its last chunks again, and those already here are dropped quietly.
 ``mic_state`` ``{view, state, reason}``
     ``state``: ``"on"`` | ``"off"`` | ``"unavailable"`` | ``"denied"`` | ``"error"``.
 ``ptt`` ``{view, action}``
@@ -223,6 +225,7 @@ class MicStats:
     duplicates: int = 0  #: chunks dropped because their seq was already seen
     gaps: int = 0  #: missing seq numbers (chunks that never arrived)
     late: int = 0  #: chunks that arrived more than a second after the browser sent them
+    resent: int = 0  #: chunks sent again when the mic lane closed that had arrived already
 
 
 class RealtimeWidget(anywidget.AnyWidget):
@@ -481,7 +484,9 @@ class RealtimeWidget(anywidget.AnyWidget):
         elif etype == _AUDIO_DONE and ev.item_id:
             if ev.item_id not in self._dropped_items:
                 self._pacer.end(ev.item_id)
-        elif etype == "input_audio_buffer.speech_started":
+        elif etype == "input_audio_buffer.speech_started" and self.transport != "webrtc":
+            # On a call the server stops its own track (output_audio_buffer.cleared, which the
+            # page shows); there is no relayed audio to flush, and a flush would wipe that.
             self._request_flush("speech_started")
         elif etype == "error":
             self._notices.append({"level": "error", "text": _plain_error(ev.data)})
@@ -756,7 +761,10 @@ class RealtimeWidget(anywidget.AnyWidget):
             expected = self._next_seq.get(view, 0)
             pending = self._mic_pending.setdefault(view, {})
             if seq < expected or seq in pending:
-                self.mic_stats.duplicates += 1
+                if content.get("resend") is True:
+                    self.mic_stats.resent += 1  # the lane delivered it after all
+                else:
+                    self.mic_stats.duplicates += 1
                 return
             pending[seq] = (content, bytes(buffers[0]))
             self._mic_lock.notify_all()

@@ -1,7 +1,7 @@
 // The mic lane's Worker logic (lane.js) with a scripted WebSocket, clock and timers.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { CONNECT_ATTEMPTS, HEADER_BYTES, Lane, encodeChunk } from "../../realtime_nb/widget/lane.js";
+import { CONNECT_ATTEMPTS, HEADER_BYTES, Lane, RESEND_CHUNKS, encodeChunk } from "../../realtime_nb/widget/lane.js";
 
 test("a chunk on the lane: seq, send and post times, then the PCM", () => {
   const pcm = new Int16Array([1, -2, 32767]).buffer;
@@ -95,4 +95,37 @@ test("no answer in time counts as a failed attempt", () => {
   h.timers[0].fn(); // the ready timeout
   assert.ok(h.sockets[0].closed);
   assert.equal(h.lane.state, "connecting");
+});
+
+test("an open lane that closes sends its last chunks again, marked, before saying it is down", () => {
+  const h = harness();
+  h.lane.start();
+  h.open(h.sockets[0]);
+  const before = h.main.length;
+  for (let seq = 0; seq < RESEND_CHUNKS + 5; seq++) h.lane.chunk(h.chunk(seq));
+  assert.equal(h.main.length, before, "all on the socket");
+  h.sockets[0].onclose({ code: 1006, reason: "" });
+  const back = h.main.slice(before);
+  // The newest RESEND_CHUNKS, oldest first (any of them may have been in flight), then "down".
+  assert.deepEqual(
+    back.slice(0, -1).map((m) => [m.seq, m.resend, m.type]),
+    Array.from({ length: RESEND_CHUNKS }, (_, k) => [k + 5, true, "chunk"]),
+  );
+  assert.equal(back.at(-1).state, "down");
+  // Later chunks go back to the main thread as new ones.
+  h.lane.chunk(h.chunk(RESEND_CHUNKS + 5));
+  assert.equal(h.main.at(-1).seq, RESEND_CHUNKS + 5);
+  assert.equal(h.main.at(-1).resend, undefined);
+});
+
+test("a lane that never opened has nothing to send again", () => {
+  const h = harness();
+  h.lane.start();
+  h.lane.chunk(h.chunk(0)); // relayed at once
+  for (let k = 0; k < CONNECT_ATTEMPTS; k++) {
+    h.sockets[k].onclose({ code: 1006 });
+    if (k < CONNECT_ATTEMPTS - 1) h.timers.at(-1).fn();
+  }
+  assert.equal(h.lane.state, "down");
+  assert.ok(!h.main.some((m) => m.resend));
 });

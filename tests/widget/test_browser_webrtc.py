@@ -12,7 +12,6 @@ Run: ``pytest -m browser tests/widget/test_browser_webrtc.py`` (about a minute).
 from __future__ import annotations
 
 import json
-import os
 import re
 import time
 from pathlib import Path
@@ -26,14 +25,6 @@ from . import lab as L
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.slow,
-    # Quarantined from the default run: alone this file passes every time, but after the rest
-    # of the suite the fake mic's question never barges in (three clean-clone CI runs of the
-    # same code: one pass, two failures). Opt in with REALTIME_NB_WEBRTC_BROWSER=1 until the
-    # order dependence is found (issue 16 stays open for it).
-    pytest.mark.skipif(
-        os.environ.get("REALTIME_NB_WEBRTC_BROWSER") != "1",
-        reason="order-dependent barge-in; run with REALTIME_NB_WEBRTC_BROWSER=1 (issue 16)",
-    ),
 ]
 
 #: A fake key the local server requires; it must never reach the page.

@@ -222,6 +222,21 @@ def test_mic_chunks_in_order_duplicates_dropped_gaps_counted(w_s: Any) -> None:
     assert w.mic_stats.duplicates == 2
 
 
+def test_chunks_sent_again_after_the_lane_closed_fill_the_hole_quietly(w_s: Any) -> None:
+    """The mic lane closed with chunk 2 in flight: the page sends 0..2 again over the comm,
+    marked ``resend``; 2 fills the hole (3 and 4 waited for it), 0 and 1 are dropped quietly."""
+    w, s, _ = w_s
+    chunks = [bytes([i]) * 2400 for i in range(5)]
+    for seq in (0, 1, 3, 4):
+        msg(w, {"type": "mic", "seq": seq}, [chunks[seq]])
+    for seq in (0, 1, 2):
+        msg(w, {"type": "mic", "seq": seq, "resend": True}, [chunks[seq]])
+    appended = [a[0][0] for name, a in s.calls if name == "append_audio"]
+    assert appended == chunks
+    st = w.mic_stats
+    assert (st.resent, st.duplicates, st.gaps, st.chunks) == (2, 0, 0, 5)
+
+
 def test_mic_chunks_that_overtake_are_put_back_in_order(w_s: Any) -> None:
     from realtime_nb.widget.widget import MAX_REORDER_CHUNKS
 
@@ -270,6 +285,26 @@ def test_speech_started_flushes_and_drops_the_rest_of_the_item(w_s: Any) -> None
     assert ("log_local", (("local.playback.played",
             {"item_id": "a", "played_ms": 37.5, "reason": "interrupted"}), {})) in s.calls  # fmt: skip
     assert not any(name == "truncate" for name, _ in s.calls)
+
+
+def test_on_a_call_speech_started_flushes_nothing() -> None:
+    """WebRTC: the server stops its own track and the page shows output_audio_buffer.cleared
+    as "interrupted"; a relay flush (nothing was relayed) would only wipe that."""
+    s = FakeSession()
+    s.transport = "webrtc"  # type: ignore[attr-defined]  # what Session(transport="webrtc") has
+    w = RealtimeWidget(s)  # type: ignore[arg-type]  # a fake with the Session's interface
+    cap = Capture(w)
+    try:
+        assert w.transport == "webrtc"
+        msg(w, {"type": "ready"})
+        cap.wait("snapshot")
+        s.emit(Source.SERVER, {"type": "input_audio_buffer.speech_started"})
+        s.emit(Source.SERVER, {"type": "output_audio_buffer.cleared", "response_id": "r"})
+        cap.wait("events")
+        time.sleep(0.3)
+        assert cap.of("flush") == []
+    finally:
+        w.close()
 
 
 def test_push_to_talk(w_s: Any) -> None:
