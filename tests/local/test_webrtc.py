@@ -48,6 +48,8 @@ from aiortc import (  # noqa: E402  # after the skip: the extra may be missing
 from aiortc.mediastreams import MediaStreamError  # noqa: E402
 from av import AudioFrame, AudioResampler  # noqa: E402
 
+from realtime_nb.local._webrtc import JITTER_PREFETCH  # noqa: E402  # imports aiortc
+
 JSON = dict[str, Any]
 RATE = 24000
 FRAME = RATE // 50  # 20 ms, what a browser sends
@@ -303,6 +305,11 @@ def test_spoken_turn_over_webrtc(server: LocalServer, weather_pcm: bytes) -> Non
                 },
             )
             await peer.until("session.created")
+            # The call's receiver passes each Opus frame on as soon as the next shows it
+            # complete (aiortc's default waits for 4: 80 ms more on every frame).
+            (call,) = server._calls.values()
+            jitter = call.pc.getTransceivers()[0].receiver._RTCRtpReceiver__jitter_buffer
+            assert jitter._prefetch == JITTER_PREFETCH == 1
             peer.mic.say(silence(300) + weather_pcm + silence(900))
             done = await peer.until("output_audio_buffer.stopped")
             # The item's audio as the server made it, fetched over a sideband.

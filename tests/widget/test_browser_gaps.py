@@ -294,6 +294,9 @@ def test_settings_edits_send_session_update(gaps: dict[str, Any]) -> None:
     assert "Hold" not in gaps["mic_label_after"], "hands-free now: the button toggles the mic"
     assert third["audio"]["output"]["voice"] == "sage"
     errors = [e.data["error"]["code"] for e in gaps["rec"].events if e.type == "error"]
+    # Typing a message cancels the answer in progress; when that answer ends just as the cancel
+    # leaves, the server says there was none (the protocol's own race, kept in the recording).
+    errors = [c for c in errors if c != "response_cancel_not_active"]
     assert errors == ["cannot_update_voice"]
     assert "voice cannot change once the assistant has spoken" in gaps["voice_notice"]
 
