@@ -25,7 +25,10 @@ directions as numpy arrays, checked equal across readers):
 - ``realtime_nb``: ``Recording.open(path).state``, of the file the writer above made (16 MB
   batches: events arrive faster than real time, so batches fill before the flush timer fires).
 - ``realtime_nb, live batches``: the same, of the same session written as a live one is: a
-  batch every ``FLUSH_INTERVAL_S`` (250 ms) of session time, ~14 400 batches an hour.
+  batch every ``FLUSH_INTERVAL_S`` (250 ms) of session time, ~14 400 batches an hour, which
+  ``Recorder.close()`` then rewrites in large batches (its time is printed).
+- ``realtime_nb, not compacted``: the same live-written file without that rewrite, as a session
+  that crashed leaves it.
 - ``orjson+pybase64``: the orjson file read line by line with ``orjson.loads``, audio decoded
   with ``pybase64``, fed to the same reducer through the same bulk path for microphone appends
   (``Reducer.apply_input_run``) that ``Recording`` uses.
@@ -127,17 +130,23 @@ def write_ours(frames: list[SyntheticFrame], pcm: list[bytes | None] | None, pat
     rec.close()
 
 
-def write_live(frames: list[SyntheticFrame], pcm: list[bytes | None], path: Path) -> None:
-    """As a live session's recorder writes: a batch per flush interval of session time."""
+def write_live(
+    frames: list[SyntheticFrame], pcm: list[bytes | None], path: Path, compact: bool = True
+) -> float:
+    """As a live session's recorder writes: a batch per flush interval of session time, then
+    (``compact``) rewritten in large batches when it closes. Returns the seconds ``close()``
+    took (the compaction, mostly)."""
     step = int(FLUSH_INTERVAL_S * 1e9)
-    rec = Recorder(path, meta=make_meta(model="gpt-realtime"), flush_interval=3600)
+    rec = Recorder(path, meta=make_meta(model="gpt-realtime"), flush_interval=3600, compact=compact)
     due = step
     for f, audio in zip(frames, pcm, strict=True):
         if f.t_ns >= due:
             rec.flush()
             due = (f.t_ns // step + 1) * step
         rec.append(f.source, f.data, raw=f.raw, audio=audio, t_ns=f.t_ns)
+    t0 = time.perf_counter()
     rec.close()
+    return time.perf_counter() - t0
 
 
 def write_raw(frames: list[SyntheticFrame], path: Path) -> None:
@@ -456,8 +465,9 @@ def main() -> None:
             d / "orjson0.jsonl",
             d / "json0.jsonl",
         )
-        live_path = d / "live.arrow"
-        write_live(frames, pcm, live_path)
+        live_path, crashed_path = d / "live.arrow", d / "crashed.arrow"
+        close_s = write_live(frames, pcm, live_path)
+        write_live(frames, pcm, crashed_path, compact=False)
         (d / "text0.arrow").unlink()
         results: dict[str, Audio] = {}
         readers = {
@@ -465,14 +475,18 @@ def main() -> None:
             "realtime_nb, live batches": lambda i: results.__setitem__(
                 "live", read_ours(live_path)
             ),
+            "realtime_nb, not compacted": lambda i: results.__setitem__(
+                "crashed", read_ours(crashed_path)
+            ),
             "orjson+pybase64": lambda i: results.__setitem__("orjson", read_orjson(orjson_path)),
             "json+base64": lambda i: results.__setitem__("json", read_json(json_path)),
         }
         r, rc = alternate(args.repeat, readers)
         assert same(results["realtime_nb"], results["orjson"]), "orjson reader disagrees"
         assert same(results["realtime_nb"], results["live"]), "live-batch file disagrees"
-        live_batches = Recording.open(live_path).integrity
-        n_live = len(live_batches.batches) if live_batches is not None else 0
+        assert same(results["realtime_nb"], results["crashed"]), "uncompacted file disagrees"
+        crashed = Recording.open(crashed_path).integrity
+        n_live = len(crashed.batches) if crashed is not None else 0
         assert same(results["realtime_nb"], results["json"]), "json reader disagrees"
         sizes = {
             k: os.path.getsize(d / f"{k}0.{'arrow' if k == 'ours' else 'jsonl'}")
@@ -500,7 +514,11 @@ def main() -> None:
                 f"{r[name] / r['orjson+pybase64']:5.2f}x / "
                 f"{rc[name] / rc['orjson+pybase64']:5.2f}x orjson+pybase64"
             )
-        print(f"  (live batches: {n_live} in the file)")
+        print(
+            f"  (live batches: written as a live session writes them, {n_live} batches, then "
+            f"compacted by close() in {close_s:.2f} s; not compacted: the same file as a "
+            f"session that crashed leaves it)"
+        )
         print("file size (MB)")
         for k, label in (
             ("ours", "realtime_nb"),

@@ -52,6 +52,7 @@ from ..core.audio import AudioFormat, decode_to_float
 from ..core.events import Event, extract_ids, split_audio
 from ..core.protocol import AUDIO_FIELDS, Source, canonical_type, source_of_type
 from ..core.reducer import Checkpoint, Checkpointer, ConversationState, Item, Reducer
+from ._compact import MIN_BATCHES, compact
 from ._integrity import (
     CRC_KEY,
     Damage,
@@ -328,6 +329,10 @@ class Recorder:
             ``data`` or ``payload`` is first read.
         flush_interval: seconds an event may wait in memory (default :data:`FLUSH_INTERVAL_S`).
         clock: monotonic nanosecond clock (tests may inject one).
+        compact: on :meth:`close`, rewrite a file written in many small batches (a live
+            session's: one per ``flush_interval``) in large ones, as an import writes it, so that
+            it opens about three times faster (``storage._compact``: written beside it, then
+            renamed over it; an hour's session takes about half a second more to close).
 
     Raises:
         FileExistsError: ``path`` names an existing file (recordings are never overwritten).
@@ -341,7 +346,10 @@ class Recorder:
         secrets: Iterable[str] = (),
         flush_interval: float = FLUSH_INTERVAL_S,
         clock: Callable[[], int] = time.monotonic_ns,
+        compact: bool = True,
     ) -> None:
+        self._compact = compact
+        self._batches = 0
         # Longest first, none too short to search for (a 4-letter key would blank words).
         self._secrets = searchable(secrets)
         base_meta = dict(meta) if meta is not None else make_meta()
@@ -532,6 +540,7 @@ class Recorder:
             batch = rows.to_batch(self._schema)
             first, last = rows.seq_range()
             self._writer.write_batch(batch, custom_metadata=batch_metadata(batch, first, last))
+            self._batches += 1
 
     def _flush_loop(self, interval: float) -> None:
         # Pending events all arrived after the last flush (whoever made it): writing once that
@@ -570,6 +579,11 @@ class Recorder:
                     self._writer.close()
                 finally:
                     self._file.close()
+            if self._compact and self.path is not None and self._batches >= MIN_BATCHES:
+                try:
+                    compact(self.path, self._seq, MAX_BATCH_BYTES)
+                except OSError as exc:  # a full disk: the live-written file stays, whole
+                    warnings.warn(f"realtime_nb could not compact {self.path}: {exc}", stacklevel=2)
 
     @property
     def closed(self) -> bool:

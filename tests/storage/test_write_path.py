@@ -139,10 +139,11 @@ def test_a_full_batch_is_written_by_the_appending_thread(tmp_path: Path) -> None
 
 def _live_like(path: Path, every: int) -> None:
     """A synthetic session written with a batch every ``every`` events, as the flush timer cuts
-    a live one: appends' runs cross batch boundaries, and rows without audio sit between them."""
+    a live one: appends' runs cross batch boundaries, and rows without audio sit between them.
+    Not compacted on close: a session that crashed leaves its file that way."""
     from realtime_nb.testing.synthetic import synthetic_session
 
-    with Recorder(path, meta=make_meta(model="m"), flush_interval=3600) as rec:
+    with Recorder(path, meta=make_meta(model="m"), flush_interval=3600, compact=False) as rec:
         for i, f in enumerate(synthetic_session(0.5)):
             rec.append(f.source, f.data, raw=f.raw, t_ns=f.t_ns)
             if i % every == every - 1:
