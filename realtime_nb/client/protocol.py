@@ -262,13 +262,21 @@ class ClientProtocol:
 
     def cancel_response(self) -> bool:
         """Drop queued response requests and cancel the active (or requested) response, if any.
-        Returns whether a ``response.cancel`` was queued."""
+        Returns whether a ``response.cancel`` was queued.
+
+        On a WebRTC call the server also stops the audio it is still streaming on the track
+        (``output_audio_buffer.clear``, after the cancel, as the API asks): a reply is usually
+        generated well before it has played, so there is often nothing left to cancel and
+        still seconds to hear."""
         self.gate.drop_queued()
-        if self.gate.active is None and self.gate.in_flight is None:
-            return False
-        rid = self.gate.active if self.gate.active != "?" else None
-        self._queue(client.response_cancel(rid))
-        return True
+        cancelled = False
+        if self.gate.active is not None or self.gate.in_flight is not None:
+            rid = self.gate.active if self.gate.active != "?" else None
+            self._queue(client.response_cancel(rid))
+            cancelled = True
+        if self.transport is Transport.WEBRTC and self.output.streaming():
+            self._queue(client.output_audio_buffer_clear())
+        return cancelled
 
     def truncate(self, item_id: str, audio_end_ms: float, content_index: int = 0) -> int:
         """Queue a truncation of ``item_id`` at ``audio_end_ms``, floored and clamped to the audio

@@ -246,3 +246,38 @@ def test_a_recording_read_back_reduces_as_the_live_call(tmp_path: Path) -> None:
     # The export has both tracks where they were captured and played.
     x = rec.audio("assistant")
     assert np.flatnonzero(x)[0] == 720 * 24
+
+
+def test_cancel_on_a_call_also_stops_the_audio_still_streaming() -> None:
+    """Stop on a call: the reply is often generated already (nothing to cancel) while seconds
+    of it are still to play; the server's output buffer is cleared (after the cancel, if any)."""
+    from openai.types.realtime import RealtimeClientEvent
+    from pydantic import TypeAdapter
+
+    valid: TypeAdapter[Any] = TypeAdapter(RealtimeClientEvent)
+    call = Call()
+    call.connect()
+    call.server(1, "session.updated", session={"type": "realtime"})
+    # Nothing plays: a cancel sends nothing.
+    call.sent.clear()
+    assert call.proto.cancel_response() is False
+    call._apply(call.rec.append(Source.LOCAL, {"type": "local.noop"}, t_ns=2 * MS))
+    assert call.sent == []
+    # A reply generated and done, its audio still streaming on the track.
+    call.server(10, "response.created", response={"id": "r1", "status": "in_progress"})
+    call.server(20, "output_audio_buffer.started", response_id="r1")
+    call.server(30, "response.done", response={"id": "r1", "status": "completed", "output": []})
+    assert call.proto.cancel_response() is False  # nothing left to cancel
+    call._apply(call.rec.append(Source.LOCAL, {"type": "local.noop"}, t_ns=40 * MS))
+    assert [e["type"] for e in call.sent] == ["output_audio_buffer.clear"]
+    for e in call.sent:
+        valid.validate_python(e)
+    call.server(50, "output_audio_buffer.cleared", response_id="r1")
+    # A reply still being generated and playing: the cancel first, then the clear.
+    call.sent.clear()
+    call.server(60, "response.created", response={"id": "r2", "status": "in_progress"})
+    call.server(70, "output_audio_buffer.started", response_id="r2")
+    assert call.proto.cancel_response() is True
+    call._apply(call.rec.append(Source.LOCAL, {"type": "local.noop"}, t_ns=80 * MS))
+    assert [e["type"] for e in call.sent] == ["response.cancel", "output_audio_buffer.clear"]
+    assert call.sent[0]["response_id"] == "r2"
