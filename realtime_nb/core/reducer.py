@@ -1030,14 +1030,16 @@ class Reducer:
                 self._awaiting_response.append(turn)
             self._attach_input_audio(it)
 
-    def _attach_input_audio(self, it: Item) -> None:
+    def _attach_input_audio(self, it: Item, replace: bool = False) -> None:
+        """Give a user item its turn's input audio range and times (``replace``: also when it
+        has a range already, the turn's having been re-cut)."""
         turn = self._turn_by_item.get(it.id)
         if turn is None or turn.kind == "text":
             return
         for part in it.content:
             if (
                 part.type == "input_audio"
-                and part.input_range is None
+                and (replace or part.input_range is None)
                 and part.inline_audio is None
             ):
                 part.input_range = turn.input_range
@@ -1168,11 +1170,7 @@ class Reducer:
             # segment the VAD reports is the item's audio, not the whole buffer taken then.
             self._place_input(turn, len(self.state.input_audio))
             if turn.item_id and turn.item_id in self.state.items_by_id:
-                it = self._item(turn.item_id)
-                for part in it.content:
-                    if part.type == "input_audio" and part.inline_audio is None:
-                        part.input_range = turn.input_range
-                it.audio_start_ms, it.audio_end_ms = turn.audio_start_ms, turn.audio_end_ms
+                self._attach_input_audio(self._item(turn.item_id), replace=True)
 
     def on_committed(self, ev: Event, data: JSON) -> None:
         st = self.state

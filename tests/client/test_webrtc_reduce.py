@@ -100,20 +100,29 @@ def test_the_first_copy_of_each_event_wins() -> None:
     assert ClientProtocol().first_sighting(ev, from_peer=False) is True
 
 
-def test_user_items_get_the_input_track_cut_at_the_vad_times() -> None:
+#: The user item of a spoken turn, as ``conversation.item.added`` carries it.
+USER_ITEM: JSON = {"id": "u1", "type": "message", "role": "user",
+                   "content": [{"type": "input_audio", "transcript": None}]}  # fmt: skip
+
+
+def _a_second_of_mic() -> tuple[Call, bytes]:
+    """A connected call whose page tapped 1 s of mic audio (chunk k holding the value k, each
+    recorded 30 ms after its capture), and that timeline."""
     call = Call()
     call.connect()
     call.server(1, "session.updated", session={"type": "realtime"})
-    for k in range(10):  # 1 s of audio, chunk k holding the value k
+    for k in range(10):
         call.track(100 * k + 30, "input", _chunk(k), at_ms=100 * k)
+    return call, b"".join(_chunk(k) for k in range(10))
+
+
+def test_user_items_get_the_input_track_cut_at_the_vad_times() -> None:
+    call, timeline = _a_second_of_mic()
     call.server(1000, "input_audio_buffer.speech_started", audio_start_ms=250, item_id="u1")
     call.server(1010, "input_audio_buffer.speech_stopped", audio_end_ms=730, item_id="u1")
     call.server(1020, "input_audio_buffer.committed", item_id="u1", previous_item_id=None)
-    item = {"id": "u1", "type": "message", "role": "user",
-            "content": [{"type": "input_audio", "transcript": None}]}  # fmt: skip
-    call.server(1030, "conversation.item.added", item=item, previous_item_id=None)
+    call.server(1030, "conversation.item.added", item=USER_ITEM, previous_item_id=None)
     st = call.state
-    timeline = b"".join(_chunk(k) for k in range(10))
     assert st.input_audio == timeline
     assert st.item_audio("u1") == timeline[250 * 48 : 730 * 48]
     # Each chunk is on the timeline at its capture time, not when it reached the kernel.
@@ -124,18 +133,11 @@ def test_vad_times_recorded_after_the_commit_still_cut_the_item() -> None:
     """Two copies of a stream merged out of order (``speech_stopped`` after ``committed``, as a
     tool that merges the data channel and the sideband may write it): the item is still the
     VAD's segment, and ``speech_started``'s time is not replaced by the buffer's start."""
-    call = Call()
-    call.connect()
-    call.server(1, "session.updated", session={"type": "realtime"})
-    for k in range(10):
-        call.track(100 * k + 30, "input", _chunk(k), at_ms=100 * k)
+    call, timeline = _a_second_of_mic()
     call.server(1000, "input_audio_buffer.speech_started", audio_start_ms=250, item_id="u1")
     call.server(1010, "input_audio_buffer.committed", item_id="u1", previous_item_id=None)
-    item = {"id": "u1", "type": "message", "role": "user",
-            "content": [{"type": "input_audio", "transcript": None}]}  # fmt: skip
-    call.server(1011, "conversation.item.added", item=item, previous_item_id=None)
+    call.server(1011, "conversation.item.added", item=USER_ITEM, previous_item_id=None)
     st = call.state
-    timeline = b"".join(_chunk(k) for k in range(10))
     # Until the stop is known: from where speech started to the end of the buffer.
     assert st.item_audio("u1") == timeline[250 * 48 :]
     assert (st.item("u1").audio_start_ms, st.item("u1").audio_end_ms) == (250, 1000)
