@@ -43,8 +43,10 @@ an in-memory int16 array of the same shape.
 
 Runs of different writers (and readers) alternate, and the best of ``--repeat`` is kept: other
 work on the machine slows every side alike. Only the first round's files are kept (to be read
-back); later rounds' files are deleted once timed, so that no writer pays for the others'
-dirty pages. Wall and CPU time are both printed; ``--clock cpu``
+back); later rounds' files are deleted once timed, and every run starts after ``os.sync()``
+(not timed), so that no writer pays for writing back the others' dirty pages, which the
+kernel otherwise does on these same two cores while the next one runs. Wall and CPU time are
+both printed; ``--clock cpu``
 judges the write and read targets on CPU time (a busy machine makes wall time mostly waiting).
 """
 
@@ -88,7 +90,7 @@ Audio = tuple[np.ndarray, list[np.ndarray], list[tuple[str, str]], list[tuple[in
 def extract(state: ConversationState) -> Audio:
     """What every reader must agree on: both directions' audio, the items' transcripts and the
     microphone chunks' times."""
-    user = np.frombuffer(state.input_audio.tobytes(), dtype="<i2")
+    user = state.input_audio.array().view("<i2")
     bot, texts = [], []
     for item in state.items:
         texts.append((item.id, item.text))
@@ -309,6 +311,7 @@ def alternate(
     for i in range(repeat):
         for name, fn in runs.items():
             gc.collect()
+            os.sync()
             t0, c0 = time.perf_counter(), time.process_time()
             fn(i)
             wall[name] = min(wall[name], time.perf_counter() - t0)

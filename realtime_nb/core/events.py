@@ -78,36 +78,15 @@ class Event:
         self.type = type
         self._data = data
         self._payload = payload
+        # The known secrets while ``_payload`` (frame text) is not yet checked for them: the
+        # check, and the redaction when one is needed, runs on the first read of data or
+        # payload. The recorder makes such events (storage.recording.Recorder.append) and
+        # checks what it writes a batch at a time: an event nobody reads costs nothing more.
         self._unchecked: tuple[str, ...] | None = None
         self.audio = audio
         self.event_id = event_id
         self.item_id = item_id
         self.response_id = response_id
-
-    @classmethod
-    def _from_frame(
-        cls,
-        seq: int,
-        t_ns: int,
-        source: Source,
-        type: str,
-        payload: str,
-        audio: bytes | None,
-        event_id: str | None,
-        item_id: str | None,
-        response_id: str | None,
-        secrets: tuple[str, ...],
-    ) -> Event:
-        """An event whose ``payload`` (frame text) is not yet checked for secrets: the check
-        (and the redaction, when one is needed) runs on the first read of :attr:`data` or
-        :attr:`payload`, with ``secrets`` as the known secrets (see ``core._redact``). The
-        recorder checks what it writes a batch at a time; an event nobody reads (most audio
-        events) costs nothing more."""
-        ev = cls.__new__(cls)
-        ev.seq, ev.t_ns, ev.source, ev.type = seq, t_ns, source, type
-        ev._data, ev._payload, ev._unchecked = None, payload, secrets
-        ev.audio, ev.event_id, ev.item_id, ev.response_id = audio, event_id, item_id, response_id
-        return ev
 
     def _check(self) -> None:
         secrets = self._unchecked

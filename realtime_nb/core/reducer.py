@@ -21,6 +21,9 @@ from dataclasses import dataclass, field
 from itertools import accumulate, islice
 from typing import Any, Final, Literal
 
+import numpy as np
+import numpy.typing as npt
+
 from . import _schema_fields
 from ._shapes import ShapeProblem, shape_problem
 from .audio import AudioFormat
@@ -59,6 +62,8 @@ MAX_CONTENT_INDEX_GAP: Final = 16
 #: ended follows a pause in playback (a page's player plays 20 ms frames back to back, so one
 #: frame late is not a pause yet): the pause is kept as silence in the item's audio.
 PLAYBACK_GAP_MS: Final = 20
+#: :meth:`AudioTimeline.array` joins short chunks in groups of this many bytes.
+_JOIN_BYTES: Final = 1 << 20
 
 
 class AudioTimeline:
@@ -99,6 +104,46 @@ class AudioTimeline:
         return chunks[0]
 
     __bytes__ = tobytes
+
+    def array(self) -> npt.NDArray[np.uint8]:
+        """All audio so far as one read-only numpy array of bytes (``.view("<i2")`` for PCM16),
+        joined on first use after an append, like :meth:`tobytes`.
+
+        Faster than :meth:`tobytes` for long audio: numpy backs a large array with huge pages,
+        which the process fills about three times faster than the small pages a ``bytes`` object
+        gets (an hour of microphone audio: 0.05 s against 0.15 s, benchmarks/bench_recording.py).
+        """
+        chunks = self._chunks
+        if not chunks:
+            return np.zeros(0, np.uint8)
+        if len(chunks) == 1:
+            return np.frombuffer(chunks[0], np.uint8)
+        out = np.empty(self._len, np.uint8)
+        pos = 0
+        group: list[bytes | memoryview] = []
+        size = 0
+        # Short chunks (a live session's: one per append) are joined a megabyte at a time, in
+        # memory that is reused; long ones (a recording's stretches) are copied as they are.
+        for chunk in chunks:
+            n = len(chunk)
+            if n < _JOIN_BYTES:
+                group.append(chunk)
+                size += n
+                if size < _JOIN_BYTES:
+                    continue
+            if group:
+                out[pos : pos + size] = np.frombuffer(b"".join(group), np.uint8)
+                pos += size
+                group, size = [], 0
+            if n >= _JOIN_BYTES:
+                out[pos : pos + n] = np.frombuffer(chunk, np.uint8)
+                pos += n
+        if group:
+            out[pos : pos + size] = np.frombuffer(b"".join(group), np.uint8)
+        out.flags.writeable = False
+        self._chunks = [out.data]
+        self._ends = [self._len]
+        return out
 
     def __getitem__(self, index: slice) -> bytes:
         """Bytes ``[start:stop]`` (step 1), touching only the chunks that overlap."""

@@ -206,11 +206,12 @@ def _empty_track() -> _Track:
     return _Track(np.zeros(0, np.int16), z, z.copy(), z.copy())
 
 
-def _to_pcm24k(data: bytes | bytearray | memoryview, fmt: AudioFormat) -> Int16:
-    """Stored audio as int16 at RATE: a zero-copy view for PCM16 at 24 kHz (the common case)."""
+def _to_pcm24k(data: bytes | npt.NDArray[np.uint8], fmt: AudioFormat) -> Int16:
+    """Stored audio (bytes, or bytes as an array) as int16 at RATE: a zero-copy view for PCM16
+    at 24 kHz (the common case)."""
     if fmt.type == "audio/pcm" and fmt.rate == RATE:
-        n = len(data) // 2 * 2
-        return np.frombuffer(memoryview(data)[:n], dtype="<i2")
+        raw = np.frombuffer(data, np.uint8) if isinstance(data, bytes) else data
+        return raw[: len(raw) // 2 * 2].view("<i2")
     x = decode_to_float(bytes(data), fmt)
     if fmt.rate != RATE:
         x = resample(x, fmt.rate, RATE)
@@ -245,7 +246,7 @@ class ReplayData:
         self._timeline: StateTimeline = rec.timeline(self.checkpoint_every_s)
         self.state: ConversationState = self._timeline.state
         st = self.state
-        self._input_bytes = st.input_audio.tobytes()
+        self._input_bytes = st.input_audio.array()
         self._user = self._user_track(st)
         self._assistant = self._assistant_track(st)
         last_t = self._timeline.last_t_ns

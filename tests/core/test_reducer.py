@@ -194,6 +194,25 @@ def test_audio_timeline_slices_like_bytes() -> None:
         assert len(t) == len(ref) and t == bytes(ref)
 
 
+def test_audio_timeline_as_one_array_keeps_the_order_of_short_and_long_chunks() -> None:
+    """``array()`` joins short chunks a megabyte at a time and copies long ones as they are: any
+    mix of the two comes out in order, read-only, and the timeline reads the same after it."""
+    rng = random.Random(5)
+    sizes = [1, 1920, 700_000, 1 << 20, 3_000_000, 0, 5]
+    for _ in range(6):
+        t, ref = AudioTimeline(), bytearray()
+        for _ in range(rng.randrange(1, 12)):
+            c = os.urandom(rng.choice(sizes))
+            t += memoryview(c) if rng.random() < 0.5 else c
+            ref += c
+        a = t.array()
+        assert a.dtype == "uint8" and a.tobytes() == bytes(ref) and not a.flags.writeable
+        assert t.array().tobytes() == bytes(ref) and t.tobytes() == bytes(ref)
+        t += b"xy"
+        assert t.array().tobytes() == bytes(ref) + b"xy" and t[1:9] == bytes(ref + b"xy")[1:9]
+    assert AudioTimeline().array().size == 0
+
+
 def test_snapshot_is_independent() -> None:
     r = Reducer()
     r.apply(ev("server", added("a", None)))

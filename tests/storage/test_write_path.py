@@ -8,9 +8,12 @@ import time
 import warnings
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
+import yaml
 
-from realtime_nb.core._redact import _HINTS, REDACTED, needs_redaction
+from realtime_nb.core._redact import _HINTS, REDACTED, hint_pattern, needs_redaction
 from realtime_nb.core.events import split_audio
 from realtime_nb.storage.recording import (
     MAX_BATCH_BYTES,
@@ -19,6 +22,7 @@ from realtime_nb.storage.recording import (
     RecordingSalvageWarning,
     make_meta,
 )
+from tests.conftest import cassettes
 
 KEY = "sk-proj-abcdefghijklmnopqrstuvwxyz0123456789"
 PCM = bytes(range(256)) * 15  # 3840 bytes: whole base64 groups, no padding
@@ -32,6 +36,54 @@ def test_the_spelled_out_pre_check_has_every_hint() -> None:
     assert not needs_redaction('{"type":"input_audio_buffer.append","audio":""}')
     assert needs_redaction('{"t":"x"}', (KEY[:20],)) is False
     assert needs_redaction(f'{{"t":"{KEY}"}}', (KEY,))
+
+
+def _hinted(text: str, known: tuple[str, ...] = ()) -> bool:
+    return bool(pc.match_substring_regex(pa.array([text]), hint_pattern(known))[0].as_py())
+
+
+def _texts_to_check() -> list[str]:
+    """Every frame of the real recorded sessions, and each hint spelt every way a text can
+    spell it: any case, inside words, JSON-escaped, with the two characters outside ASCII that
+    lower to an ASCII letter, around non-ASCII text."""
+    texts = [
+        json.dumps(i["data"], ensure_ascii=ascii)
+        for path in cassettes()
+        for i in yaml.safe_load(path.read_text())["interactions"]
+        if "data" in i
+        for ascii in (True, False)
+    ]
+    for hint in _HINTS:
+        for spelt in (hint, hint.upper(), hint.title(), hint.swapcase()):
+            texts += [f'{{"x":"a{spelt}b"}}', f'{{"{spelt}":1}}', f"日本語{spelt}ü"]
+    texts += ["ap\u0130", "s\u212a-", "AP\u0130_KEY", "\u0130", "ſk-", "Здравствуйте", "plain text"]
+    texts += [json.dumps({"t": "x\u00e9"}), json.dumps({"t": "é"}, ensure_ascii=False)]
+    return texts
+
+
+@pytest.mark.parametrize("known", [(), (KEY,), ("a key with spaces+(x)*",), ("ключ-секрет",)])
+def test_the_batch_scan_sees_every_text_the_pre_check_sees(known: tuple[str, ...]) -> None:
+    """The file is checked a batch at a time with one RE2 scan (``hint_pattern``) in place of
+    ``needs_redaction``: it must never clear a text that ``needs_redaction`` would not."""
+    texts = _texts_to_check() + [f"x{k}y" for k in known] + [f"X{k.upper()}Y" for k in known]
+    assert len(texts) > 1000
+    missed = [t for t in texts if needs_redaction(t, known) and not _hinted(t, known)]
+    assert not missed
+    # ... and it is no blunter than it needs to be: a normal frame passes.
+    assert not _hinted('{"type":"input_audio_buffer.append","audio":"","event_id":"e1"}', known)
+    assert not _hinted("Здравствуйте, 日本語", known)
+
+
+def test_a_hint_across_two_payloads_changes_nothing(tmp_path: Path) -> None:
+    """The batch's payloads are scanned as one text: a hint made of the end of one and the start
+    of the next sends both to the exact check, which keeps them as they are."""
+    path = tmp_path / "across.arrow"
+    frames = ['{"type":"x","t":"ap"}', '{"type":"y","t":"i"}']
+    frames = ['{"type":"a","t":"s"}k-', *frames]  # "...s}k-": no hint in one payload
+    with Recorder(path, meta=make_meta(model="m"), secrets=[KEY], flush_interval=3600) as rec:
+        for raw in frames:
+            rec.append("server", {"type": "x"}, raw=raw)
+    assert Recording.open(path).table.column("payload").to_pylist() == frames
 
 
 FRAMES = [
