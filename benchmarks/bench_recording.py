@@ -34,6 +34,11 @@ directions as numpy arrays, checked equal across readers):
   (``Reducer.apply_input_run``) that ``Recording`` uses.
 - ``json+base64``: the standard library (``json.loads``, ``base64``), one ``Reducer.apply`` per
   event (the old baseline).
+- ``orjson+pybase64, parse only``: the orjson reader with a reducer that does nothing and no
+  audio arrays. What it saves is what every reader that ends with the reduced state pays, ours
+  included: that over the orjson reader's time is the lowest read ratio any of them can reach.
+- ``realtime_nb, open only``: ``Recording.open`` alone (map the file, verify every batch's
+  CRC-32C), which our reader pays on top of that floor.
 
 Export: for each ``--export-minutes`` a recording is written (streamed from the generator, not
 held in memory), opened and reduced in a child process, then ``export_wav`` is timed and its
@@ -189,12 +194,39 @@ _INPUT_SENSITIVE = frozenset(
 _DELTAS = frozenset(["response.output_audio.delta", "response.audio.delta"])
 
 
+class ParseOnly:
+    """A reducer that does nothing: :func:`read_orjson` with it measures what the baseline costs
+    apart from the work every reader that ends with the state shares (the reducer, the audio
+    arrays). That shared part over the whole baseline is the floor of the read ratio."""
+
+    state = None
+
+    def apply(self, ev: Event) -> None:
+        pass
+
+    def apply_input_run(self, *args: Any) -> None:
+        pass
+
+    def apply_output_run(self, *args: Any) -> None:
+        pass
+
+
 def read_orjson(path: Path) -> Audio:
     """orjson + pybase64, and the reducer's bulk paths, as ``Recording`` uses them: a run of
     microphone appends is applied at once (``Reducer.apply_input_run``) before the next event
     that reads the input timeline, and a run of reply audio deltas of one item at once
     (``Reducer.apply_output_run``) before the next other event."""
     r = Reducer()
+    _feed_orjson(path, r)
+    return extract(r.state)
+
+
+def parse_orjson(path: Path) -> None:
+    """:func:`read_orjson` without the reduction and the audio arrays (see :class:`ParseOnly`)."""
+    _feed_orjson(path, ParseOnly())
+
+
+def _feed_orjson(path: Path, r: Any) -> None:
     loads, b64 = orjson.loads, pybase64.b64decode
     fields = AUDIO_FIELDS
     run_t: list[int] = []
@@ -261,7 +293,6 @@ def read_orjson(path: Path) -> Audio:
         flush_run()
     if out_t:
         flush_out()
-    return extract(r.state)
 
 
 def read_json(path: Path) -> Audio:
@@ -357,6 +388,7 @@ def export_child(path: str, out: str) -> None:
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
+    os.sync()  # the recording just written: its writeback is not the export's
     t0 = time.perf_counter()
     rec.export_wav(out)
     took = time.perf_counter() - t0
@@ -367,6 +399,7 @@ def export_child(path: str, out: str) -> None:
     os.unlink(out)
     # The floor: writing a WAV of the same shape from memory (no recording involved).
     floor_data = np.zeros((frames, 2), np.int16)
+    os.sync()
     t0 = time.perf_counter()
     sf.write(out, floor_data, 24_000, subtype="PCM_16")
     floor = time.perf_counter() - t0
@@ -482,6 +515,8 @@ def main() -> None:
                 "crashed", read_ours(crashed_path)
             ),
             "orjson+pybase64": lambda i: results.__setitem__("orjson", read_orjson(orjson_path)),
+            "orjson+pybase64, parse only": lambda i: parse_orjson(orjson_path),
+            "realtime_nb, open only": lambda i: Recording.open(ours_path),
             "json+base64": lambda i: results.__setitem__("json", read_json(json_path)),
         }
         r, rc = alternate(args.repeat, readers)
@@ -517,6 +552,16 @@ def main() -> None:
                 f"{r[name] / r['orjson+pybase64']:5.2f}x / "
                 f"{rc[name] / rc['orjson+pybase64']:5.2f}x orjson+pybase64"
             )
+        shared = r["orjson+pybase64"] - r["orjson+pybase64, parse only"]
+        floor = shared / r["orjson+pybase64"]
+        verify = r["realtime_nb, open only"] / r["orjson+pybase64"]
+        print(
+            f"  (parse only: the baseline without the reduction and the audio arrays, which every "
+            f"reader that ends with the state pays: {shared:.3f} s here, so no such reader can "
+            f"read in less than {floor:.2f}x the baseline; open only: Recording.open, which maps "
+            f"the file and verifies every batch's checksum, {verify:.2f}x: with it, no less than "
+            f"{floor + verify:.2f}x)"
+        )
         print(
             f"  (live batches: written as a live session writes them, {n_live} batches, then "
             f"compacted by close() in {close_s:.2f} s; not compacted: the same file as a "
