@@ -211,6 +211,9 @@ def test_audio_timeline_as_one_array_keeps_the_order_of_short_and_long_chunks() 
         t += b"xy"
         assert t.array().tobytes() == bytes(ref) + b"xy" and t[1:9] == bytes(ref + b"xy")[1:9]
     assert AudioTimeline().array().size == 0
+    one = AudioTimeline()
+    one += memoryview(bytearray(b"abcd"))
+    assert not one.array().flags.writeable
 
 
 def test_snapshot_is_independent() -> None:
