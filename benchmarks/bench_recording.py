@@ -20,7 +20,8 @@ dict. Writers (each one's output is a complete record: time, direction, event):
 - ``json JSONL``: the same with the standard library's ``json.dumps`` (the old baseline).
 
 Readers (each one ends with the reduced conversation state and every audio byte of both
-directions as numpy arrays, checked equal across readers):
+directions as numpy arrays, checked equal across readers; each returns them with what holds
+them, the ``Recording`` or the reducer, as a user keeps it, so that freeing it is not timed):
 
 - ``realtime_nb``: ``Recording.open(path).state``, of the file the writer above made (16 MB
   batches: events arrive faster than real time, so batches fill before the flush timer fires).
@@ -44,15 +45,20 @@ Export: for each ``--export-minutes`` a recording is written (streamed from the 
 held in memory), opened and reduced in a child process, then ``export_wav`` is timed and its
 peak anonymous memory (``RssAnon``, sampled every few ms: the mapped recording is not counted)
 measured. Its baseline is the floor for writing a WAV of that length: ``soundfile.write`` of
-an in-memory int16 array of the same shape.
+an in-memory int16 array of the same shape. Both start after :func:`settle`, as every other
+timed run (a WAV of 240 minutes is 1.4 GB of page cache to fill).
 
 Runs of different writers (and readers) alternate, and the best of ``--repeat`` is kept: other
 work on the machine slows every side alike. Only the first round's files are kept (to be read
-back); later rounds' files are deleted once timed, and every run starts after ``os.sync()``
-(not timed), so that no writer pays for writing back the others' dirty pages, which the
-kernel otherwise does on these same two cores while the next one runs. Wall and CPU time are
-both printed; ``--clock cpu``
-judges the write and read targets on CPU time (a busy machine makes wall time mostly waiting).
+back); later rounds' files are deleted once timed. Every run starts (not timed) after
+``os.sync()``, so that no writer pays for writing back the others' dirty pages, which the
+kernel otherwise does on these same two cores while the next one runs, and after touching
+then freeing more memory than any run needs (:func:`settle`): on these virtual machines a
+page the guest has not used lately costs about ten times more to fill than one just freed
+(96 MiB written into the page cache: 0.11-0.34 s against 0.02-0.03 s, whatever the size of
+the writes), so without it whichever run happened to follow a deletion got the fast pages.
+Wall and CPU time are both printed; ``--clock cpu`` judges the write and read targets on CPU
+time (a busy machine makes wall time mostly waiting).
 """
 
 from __future__ import annotations
@@ -90,19 +96,17 @@ EXPORT_240_S: float = 3.0
 EXPORT_PEAK_BYTES: float = 1e9
 
 Audio = tuple[np.ndarray, list[np.ndarray], list[tuple[str, str]], list[tuple[int, int]]]
+#: What a reader returns: what it read, and what holds it (the ``Recording``, the reducer), as
+#: a user keeps it: freeing it is not part of reading (see :func:`alternate`).
+Read = tuple[Audio, Any]
 
 
 def extract(state: ConversationState) -> Audio:
     """What every reader must agree on: both directions' audio, the items' transcripts and the
     microphone chunks' times."""
     user = state.input_audio.array().view("<i2")
-    bot, texts = [], []
-    for item in state.items:
-        texts.append((item.id, item.text))
-        part = item.audio_part()
-        if part is not None and part.type == "output_audio":
-            data = part.output_audio()
-            bot.append(np.frombuffer(data[: len(data) // 2 * 2], dtype="<i2"))
+    bot = [a[: len(a) // 2 * 2].view("<i2") for a in state.output_arrays().values()]
+    texts = [(item.id, item.text) for item in state.items]
     return user, bot, texts, list(state.input_chunk_times)
 
 
@@ -183,8 +187,9 @@ def write_json(frames: list[SyntheticFrame], path: Path) -> None:
 # --- readers --------------------------------------------------------------------------------------
 
 
-def read_ours(path: Path) -> Audio:
-    return extract(Recording.open(path).state)
+def read_ours(path: Path) -> Read:
+    rec = Recording.open(path)
+    return extract(rec.state), rec
 
 
 _SOURCES = {s.value: s for s in Source}
@@ -211,14 +216,14 @@ class ParseOnly:
         pass
 
 
-def read_orjson(path: Path) -> Audio:
+def read_orjson(path: Path) -> Read:
     """orjson + pybase64, and the reducer's bulk paths, as ``Recording`` uses them: a run of
     microphone appends is applied at once (``Reducer.apply_input_run``) before the next event
     that reads the input timeline, and a run of reply audio deltas of one item at once
     (``Reducer.apply_output_run``) before the next other event."""
     r = Reducer()
     _feed_orjson(path, r)
-    return extract(r.state)
+    return extract(r.state), r
 
 
 def parse_orjson(path: Path) -> None:
@@ -295,7 +300,7 @@ def _feed_orjson(path: Path, r: Any) -> None:
         flush_out()
 
 
-def read_json(path: Path) -> Audio:
+def read_json(path: Path) -> Read:
     r = Reducer()
     loads, b64 = json.loads, base64.b64decode
     with open(path, encoding="utf-8") as fh:
@@ -315,7 +320,7 @@ def read_json(path: Path) -> Audio:
                     response_id=ev.get("response_id"),
                 )
             )
-    return extract(r.state)
+    return extract(r.state), r
 
 
 def same(a: Audio, b: Audio) -> bool:
@@ -328,28 +333,50 @@ def same(a: Audio, b: Audio) -> bool:
     )
 
 
+def settle(warm_bytes: int) -> None:
+    """Start a run as every other one starts: no dirty pages left to write back, and
+    ``warm_bytes`` of memory just touched and freed, so that what the run allocates (page cache
+    for a writer, arrays for a reader) comes from pages the guest has used lately, whichever
+    run came before (see the module docstring)."""
+    gc.collect()
+    os.sync()
+    scratch = np.ones(warm_bytes, np.uint8)
+    del scratch
+    # What earlier runs left (the files' frames, their results) out of the collector's sight:
+    # a run's collections walk only what it allocates, whatever ran before it.
+    gc.freeze()
+
+
 def alternate(
     repeat: int,
     runs: dict[str, Callable[[int], Any]],
+    warm_bytes: int,
     after: Callable[[int], Any] | None = None,
-) -> tuple[dict[str, float], dict[str, float]]:
+) -> tuple[dict[str, float], dict[str, float], dict[str, Any]]:
     """The best wall time and the best CPU time (this process, all threads) of each run over
-    ``repeat`` rounds, the runs alternating within a round; ``after(i)`` runs after each, not
-    timed. CPU time is what to compare on a busy machine: wall time then includes waiting for
-    a core."""
+    ``repeat`` rounds, the runs alternating within a round, each after :func:`settle`, and
+    what each run returned last (of a reader: what it read, see :data:`Read`). ``after(i)``
+    runs after each, not timed. Results are freed outside the timed runs (freeing a
+    reader's state is not reading it). CPU time is what to compare on a busy machine: wall
+    time then includes waiting for a core."""
     wall = dict.fromkeys(runs, float("inf"))
     cpu = dict.fromkeys(runs, float("inf"))
+    kept: dict[str, Any] = {}
     for i in range(repeat):
         for name, fn in runs.items():
-            gc.collect()
-            os.sync()
+            kept.pop(name, None)
+            settle(warm_bytes)
             t0, c0 = time.perf_counter(), time.process_time()
-            fn(i)
+            out = fn(i)
             wall[name] = min(wall[name], time.perf_counter() - t0)
             cpu[name] = min(cpu[name], time.process_time() - c0)
+            gc.unfreeze()
+            # A reader's result without what holds it (freed here, not timed).
+            kept[name] = out[0] if isinstance(out, tuple) else out
+            del out
             if after is not None:
                 after(i)
-    return wall, cpu
+    return wall, cpu, kept
 
 
 # --- export (in a child process, for its memory) --------------------------------------------------
@@ -376,7 +403,11 @@ def export_child(path: str, out: str) -> None:
         for p in [it.audio_part()]
         if p is not None and p.type == "output_audio"
     )
-    gc.collect()
+    # As every timed run here (see settle): more memory touched and freed than the stereo WAV
+    # (4 bytes a frame: at most twice the audio), so the page cache it fills is the same kind
+    # of page for the export and for the floor below.
+    warm = 2 * audio + (64 << 20)
+    settle(warm)
     base = _rss_anon()
     peak = [base]
     stop = threading.Event()
@@ -388,7 +419,6 @@ def export_child(path: str, out: str) -> None:
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
-    os.sync()  # the recording just written: its writeback is not the export's
     t0 = time.perf_counter()
     rec.export_wav(out)
     took = time.perf_counter() - t0
@@ -398,8 +428,8 @@ def export_child(path: str, out: str) -> None:
     frames = sf.info(out).frames
     os.unlink(out)
     # The floor: writing a WAV of the same shape from memory (no recording involved).
-    floor_data = np.zeros((frames, 2), np.int16)
-    os.sync()
+    floor_data = np.ones((frames, 2), np.int16)
+    settle(warm)
     t0 = time.perf_counter()
     sf.write(out, floor_data, 24_000, subtype="PCM_16")
     floor = time.perf_counter() - t0
@@ -495,7 +525,9 @@ def main() -> None:
             "json JSONL": lambda i: write_json(frames, fresh("json", i)),
             "realtime_nb, frame text only": lambda i: write_ours(frames, None, fresh("text", i)),
         }
-        w, wc = alternate(args.repeat, writers, after=drop_repeats)
+        # More than the largest file (JSON lines: about 1.4x the audio) or read-back arrays.
+        warm = 2 * raw_audio + (64 << 20)
+        w, wc, _ = alternate(args.repeat, writers, warm, after=drop_repeats)
         ours_path, orjson_path, json_path = (
             d / "ours0.arrow",
             d / "orjson0.jsonl",
@@ -505,27 +537,24 @@ def main() -> None:
         close_s = write_live(frames, pcm, live_path)
         write_live(frames, pcm, crashed_path, compact=False)
         (d / "text0.arrow").unlink()
-        results: dict[str, Audio] = {}
-        readers = {
-            "realtime_nb": lambda i: results.__setitem__("realtime_nb", read_ours(ours_path)),
-            "realtime_nb, live batches": lambda i: results.__setitem__(
-                "live", read_ours(live_path)
-            ),
-            "realtime_nb, not compacted": lambda i: results.__setitem__(
-                "crashed", read_ours(crashed_path)
-            ),
-            "orjson+pybase64": lambda i: results.__setitem__("orjson", read_orjson(orjson_path)),
+        readers: dict[str, Callable[[int], Any]] = {
+            "realtime_nb": lambda i: read_ours(ours_path),
+            "realtime_nb, live batches": lambda i: read_ours(live_path),
+            "realtime_nb, not compacted": lambda i: read_ours(crashed_path),
+            "orjson+pybase64": lambda i: read_orjson(orjson_path),
             "orjson+pybase64, parse only": lambda i: parse_orjson(orjson_path),
             "realtime_nb, open only": lambda i: Recording.open(ours_path),
-            "json+base64": lambda i: results.__setitem__("json", read_json(json_path)),
+            "json+base64": lambda i: read_json(json_path),
         }
-        r, rc = alternate(args.repeat, readers)
-        assert same(results["realtime_nb"], results["orjson"]), "orjson reader disagrees"
-        assert same(results["realtime_nb"], results["live"]), "live-batch file disagrees"
-        assert same(results["realtime_nb"], results["crashed"]), "uncompacted file disagrees"
+        r, rc, results = alternate(args.repeat, readers, warm)
+        ours = results["realtime_nb"]
+        assert same(ours, results["orjson+pybase64"]), "orjson reader disagrees"
+        assert same(ours, results["realtime_nb, live batches"]), "live-batch file disagrees"
+        assert same(ours, results["realtime_nb, not compacted"]), "uncompacted file disagrees"
         crashed = Recording.open(crashed_path).integrity
         n_live = len(crashed.batches) if crashed is not None else 0
-        assert same(results["realtime_nb"], results["json"]), "json reader disagrees"
+        assert same(ours, results["json+base64"]), "json reader disagrees"
+        del ours
         sizes = {
             k: os.path.getsize(d / f"{k}0.{'arrow' if k == 'ours' else 'jsonl'}")
             for k in ("ours", "raw", "orjson", "json")

@@ -293,10 +293,15 @@ class ReplayData:
         self._item_starts: dict[str, int] = {}
         cursor = 0
         pos = 0
+        # Every item's audio at once, as views of one array: joining each item's chunks into
+        # its own bytes costs a page fault per 4 KiB in a process that has not just freed as
+        # much (see ConversationState.output_arrays).
+        heard = st.output_arrays(heard=True)
         for item_id, t0 in sorted(starts.items(), key=lambda kv: kv[1]):
             if item_id not in st.items_by_id:
                 continue
-            x = _to_pcm24k(st.item_audio(item_id, heard=True), fmt)
+            audio = heard.get(item_id)
+            x = _to_pcm24k(st.item_audio(item_id, heard=True) if audio is None else audio, fmt)
             start = max(round(t0 * 1e-9 * RATE), cursor)
             self._item_starts[item_id] = start
             pieces.append(x)

@@ -1405,7 +1405,9 @@ class _BulkRows:
             else:
                 offs = np.frombuffer(bufs[1], np.int32, count=m + 1, offset=4 * chunk.offset)
             starts.append(offs)
-            self._datas.append(memoryview(bufs[2]) if bufs[2] is not None else memoryview(b""))
+            # As unsigned bytes, the format of the arrays they are copied into.
+            data = memoryview(bufs[2]).cast("B") if bufs[2] is not None else memoryview(b"")
+            self._datas.append(data)
             lengths.append(m)
         sizes = np.asarray(lengths, np.int64)
         chunk_of = np.repeat(np.arange(len(sizes)), sizes)
@@ -1431,32 +1433,37 @@ class _BulkRows:
             )
         ]
         sources = _SOURCES
-        self._events: list[Event] = [
-            Event(
-                seq,
-                t_ns,
-                sources.get(src, Source.LOCAL),
-                etype,
-                payload=payload,
-                audio=au,
-                event_id=eid,
-                item_id=iid,
-                response_id=rid,
-            )
-            for seq, t_ns, src, etype, eid, iid, rid, payload, au in zip(
-                *cols, o_audio, strict=True
-            )
-        ]
+        # Made as _row_events makes them (slots set directly: a third of the constructor's
+        # cost, which was a fifth of this set-up).
+        events: list[Event] = []
+        add = events.append
+        for seq, t_ns, src, etype, eid, iid, rid, payload, au in zip(*cols, o_audio, strict=True):
+            ev = _new_event(Event)
+            ev.seq, ev.t_ns, ev.source, ev.type = seq, t_ns, sources.get(src, Source.LOCAL), etype
+            ev._data, ev._payload, ev._unchecked = None, payload, None
+            ev.audio, ev.event_id, ev.item_id, ev.response_id = au, eid, iid, rid
+            add(ev)
+        self._events = events
         # Appends: times, sizes, and the runs whose audio is contiguous in one buffer (each run
         # one piece for the input timeline).
         a_first, a_end, a_cid = where(app_rows)
         breaks = np.flatnonzero((a_end[:-1] != a_first[1:]) | (a_cid[:-1] != a_cid[1:])) + 1
         self._a_t: list[int] = t_all[app_rows].tolist()
         self._a_size: list[int] = (a_end - a_first).tolist()
-        self._a_first: list[int] = a_first.tolist()
-        self._a_end: list[int] = a_end.tolist()
-        self._a_cid: list[int] = a_cid.tolist()
+        self._a_first, self._a_end, self._a_cid = a_first, a_end, a_cid
         self._a_runs: list[int] = [0, *breaks.tolist(), len(app_rows)]
+        # Each run's audio as one view, made once: a range of appends is then the runs it
+        # covers, cut only at its two ends.
+        if len(app_rows):
+            lo, hi = np.asarray(self._a_runs[:-1]), np.asarray(self._a_runs[1:]) - 1
+            self._a_pieces: list[memoryview] = [
+                datas[c][f:e]
+                for f, e, c in zip(
+                    a_first[lo].tolist(), a_end[hi].tolist(), a_cid[lo].tolist(), strict=True
+                )
+            ]
+        else:
+            self._a_pieces = []
         # Deltas: times, audio places, and where the (item, response) pair changes.
         d_first, d_end, d_cid = where(dlt_rows)
         self._d_t: list[int] = t_all[dlt_rows].tolist()
@@ -1464,16 +1471,18 @@ class _BulkRows:
         self._d_end: list[int] = d_end.tolist()
         self._d_cid: list[int] = d_cid.tolist()
         picked = pa.array(dlt_rows)
-        items = table.column(5).take(picked).to_pylist()
-        responses = table.column(6).take(picked).to_pylist()
-        self._d_item: list[str] = items
-        self._d_resp: list[str | None] = responses
-        self._d_groups = [
-            j
-            for j, pair in enumerate(zip(items, responses, strict=True))
-            if not j or pair != (items[j - 1], responses[j - 1])
-        ]
-        self._d_groups.append(len(items))
+        items = table.column(5).take(picked).combine_chunks()
+        responses = table.column(6).take(picked).combine_chunks()
+        self._d_item: list[str] = items.to_pylist()
+        self._d_resp: list[str | None] = responses.to_pylist()
+        # Where the (item, response) pair changes: compared as dictionary codes (a missing
+        # response is a code of its own).
+        change = np.zeros(len(dlt_rows), dtype=bool)
+        for ids in (items, responses):
+            codes = _codes(ids)
+            change[1:] |= codes[1:] != codes[:-1]
+        change[:1] = True
+        self._d_groups: list[int] = [*np.flatnonzero(change).tolist(), len(dlt_rows)]
 
     def apply(self, r: Reducer, lo: int, hi: int) -> None:
         """Apply rows ``[lo, hi)`` to ``r`` (which holds the rows before ``lo``)."""
@@ -1501,22 +1510,22 @@ class _BulkRows:
 
     def _appends(self, r: Reducer, a: int, b: int) -> None:
         """Appends ``[a, b)`` (indexes among the appends)."""
-        runs, first, end, cid, datas = (
-            self._a_runs,
-            self._a_first,
-            self._a_end,
-            self._a_cid,
-            self._datas,
-        )
-        k = bisect.bisect_right(runs, a) - 1
-        pieces = []
-        lo = a
-        while lo < b:
-            hi = min(runs[k + 1], b)
-            pieces.append(datas[cid[lo]][first[lo] : end[hi - 1]])
-            lo = hi
-            k += 1
+        runs = self._a_runs
+        k = bisect.bisect_right(runs, a) - 1  # the run holding append a
+        last = bisect.bisect_right(runs, b - 1) - 1  # and the one holding append b - 1
+        pieces = self._a_pieces[k : last + 1]
+        if a != runs[k] or (k == last and b != runs[k + 1]):
+            # Cut inside a run: from append a's start (to the run's end, or append b - 1's).
+            stop = b - 1 if k == last else runs[k + 1] - 1
+            pieces[0] = self._view(a, stop)
+        if k != last and b != runs[last + 1]:
+            pieces[-1] = self._view(runs[last], b - 1)
         r.apply_input_pieces(self._a_t[a:b], self._a_size[a:b], pieces)
+
+    def _view(self, first: int, last: int) -> memoryview:
+        """The audio of appends ``first..last`` (both in one run)."""
+        start, end = int(self._a_first[first]), int(self._a_end[last])
+        return self._datas[int(self._a_cid[first])][start:end]
 
     def _deltas(self, r: Reducer, a: int, b: int) -> None:
         """Deltas ``[a, b)`` (indexes among the deltas), in runs of one item and response."""
@@ -1531,10 +1540,17 @@ class _BulkRows:
         lo = a
         while lo < b:
             hi = min(groups[k + 1], b)
-            chunks = [bytes(datas[cid[j]][first[j] : end[j]]) for j in range(lo, hi)]
+            # Views of the file, not copies: output_audio() joins them (one copy in all).
+            chunks = [datas[cid[j]][first[j] : end[j]] for j in range(lo, hi)]
             r.apply_output_run(self._d_item[lo], self._d_resp[lo], self._d_t[lo:hi], chunks)
             lo = hi
             k += 1
+
+
+def _codes(values: pa.Array) -> npt.NDArray[np.int32]:
+    """Each value's code in a dictionary of the values (nulls: a code of their own)."""
+    enc = pc.dictionary_encode(values, null_encoding="encode")
+    return np.asarray(enc.indices.to_numpy(zero_copy_only=False), dtype=np.int32)
 
 
 def _bools(values: pa.Array | pa.ChunkedArray) -> npt.NDArray[np.bool_]:

@@ -195,16 +195,25 @@ def test_audio_timeline_slices_like_bytes() -> None:
 
 
 def test_audio_timeline_as_one_array_keeps_the_order_of_short_and_long_chunks() -> None:
-    """``array()`` joins short chunks a megabyte at a time and copies long ones as they are: any
-    mix of the two comes out in order, read-only, and the timeline reads the same after it."""
+    """``array()`` copies each chunk into place, whatever its kind (bytes, a view of unsigned or
+    of signed bytes, as Arrow's buffers are) and size, added one at a time or with
+    ``extend()``: any mix comes out in order, read-only, and the timeline reads the same
+    after it."""
     rng = random.Random(5)
     sizes = [1, 1920, 700_000, 1 << 20, 3_000_000, 0, 5]
-    for _ in range(6):
+    kinds = [bytes, memoryview, lambda c: memoryview(c).cast("b"), bytearray]
+    for _ in range(8):
         t, ref = AudioTimeline(), bytearray()
         for _ in range(rng.randrange(1, 12)):
-            c = os.urandom(rng.choice(sizes))
-            t += memoryview(c) if rng.random() < 0.5 else c
-            ref += c
+            pieces = [os.urandom(rng.choice(sizes)) for _ in range(rng.randrange(1, 4))]
+            given = [rng.choice(kinds)(c) for c in pieces]
+            if rng.random() < 0.5:
+                t.extend(given)
+            else:
+                for c in given:
+                    t += c
+            ref += b"".join(pieces)
+        assert len(t) == len(ref) and t[: len(ref)] == bytes(ref)
         a = t.array()
         assert a.dtype == "uint8" and a.tobytes() == bytes(ref) and not a.flags.writeable
         assert t.array().tobytes() == bytes(ref) and t.tobytes() == bytes(ref)

@@ -246,6 +246,39 @@ def test_recording_state_at_uses_checkpoints(rich: Recording) -> None:
         rec.timeline(0)
 
 
+def test_a_state_read_from_a_file_keeps_views_of_it_and_copies_as_bytes(rich: Recording) -> None:
+    """Reply audio read back is kept as views of the mapped file, not copied: the state still
+    joins, compares, deep-copies (``snapshot()``) and pickles as one holding bytes, and
+    ``output_arrays()`` gives every item's audio as views of one read-only array."""
+    rec = Recording.open(rich.path)  # type: ignore[arg-type]  # opened from a file
+    st = rec.state
+    chunks = [c for i in st.items_by_id.values() for p in i.content for c in p.audio_chunks]
+    assert chunks and all(type(c) is memoryview for c in chunks)
+    reference = one_by_one(rec, 1e9)  # one event at a time: every chunk its own bytes
+    assert canonical(st) == canonical(reference)
+    for copied in (st.snapshot(), pickle.loads(pickle.dumps(st)), copy.copy(st)):
+        assert canonical(copied) == canonical(reference)
+    snap = st.snapshot()
+    assert all(
+        type(c) is bytes
+        for i in snap.items_by_id.values()
+        for p in i.content
+        for c in p.audio_chunks
+    )
+    arrays = st.output_arrays()
+    outputs = [i.id for i in st.items if (p := i.audio_part()) and p.type == "output_audio"]
+    assert list(arrays) == outputs and outputs
+    assert {k: a.tobytes() for k, a in arrays.items()} == {k: st.item_audio(k) for k in outputs}
+    heard = st.output_arrays(heard=True)
+    assert {k: a.tobytes() for k, a in heard.items()} == {
+        k: st.item_audio(k, heard=True) for k in outputs
+    }
+    assert any(len(heard[k]) < len(arrays[k]) for k in outputs)  # the session has cut replies
+    bases = {id(a.base) for a in arrays.values()}
+    assert len(bases) == 1 and not any(a.flags.writeable for a in arrays.values())
+    assert ConversationState().output_arrays() == {}
+
+
 def test_checkpoints_share_what_did_not_change(rich: Recording) -> None:
     """A checkpoint copies only the items, responses and turns changed since the one before:
     everything else is the very same object as in the previous checkpoint."""
