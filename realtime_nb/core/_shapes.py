@@ -274,8 +274,9 @@ def shape_problem(event_type: str, data: Mapping[str, Any]) -> ShapeProblem | No
     if rules is None:
         return None
     problem = _check(rules, data, "")
-    if problem is None:
-        deep = _too_deep(data, _KEPT[event_type])
+    kept = _KEPT[event_type]
+    if problem is None and kept:  # deltas keep nothing whole: nothing to walk
+        deep = _too_deep(data, kept)
         if deep is not None:
             problem = ShapeProblem(deep, f"nested at most {MAX_DEPTH} levels deep", "deeper")
     return problem

@@ -701,7 +701,8 @@ class Reducer:
         known_fields = (
             _schema_fields.SERVER if ev.source is Source.SERVER else _schema_fields.CLIENT
         ).get(t)
-        if known_fields is not None:
+        # The common case, every field known, checked in C; the fields are named only if not.
+        if known_fields is not None and not known_fields.issuperset(data):
             for k in data:
                 if k not in known_fields:
                     st.unknown_fields[f"{t}.{k}"] += 1
