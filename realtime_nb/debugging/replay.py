@@ -218,6 +218,29 @@ def _to_pcm24k(data: bytes | npt.NDArray[np.uint8], fmt: AudioFormat) -> Int16:
     return (np.clip(x, -1.0, 1.0) * 32767.0).astype(np.int16)
 
 
+def _joined(pieces: list[Int16]) -> Int16:
+    """The pieces one after the other: a view when they already lie so in one array (the
+    replies from ``output_arrays``), a copy otherwise."""
+    first = pieces[0]
+    if len(pieces) == 1:
+        return first
+    base = first
+    while isinstance(base.base, np.ndarray):
+        base = base.base
+    start = end = first.__array_interface__["data"][0]
+    for p in pieces:
+        if p.dtype != first.dtype or not p.flags.c_contiguous:
+            return np.concatenate(pieces)
+        if p.__array_interface__["data"][0] != end:
+            return np.concatenate(pieces)
+        end += p.nbytes
+    at = start - base.__array_interface__["data"][0]
+    if base.ndim != 1 or not base.flags.c_contiguous or at < 0 or at + end - start > base.nbytes:
+        return np.concatenate(pieces)
+    joined: Int16 = base.view(np.uint8)[at : at + end - start].view(first.dtype)
+    return joined
+
+
 class ReplayData:
     """Everything the replay view needs from one recording, precomputed once.
 
@@ -293,13 +316,16 @@ class ReplayData:
         self._item_starts: dict[str, int] = {}
         cursor = 0
         pos = 0
-        # Every item's audio at once, as views of one array: joining each item's chunks into
-        # its own bytes costs a page fault per 4 KiB in a process that has not just freed as
-        # much (see ConversationState.output_arrays).
-        heard = st.output_arrays(heard=True)
-        for item_id, t0 in sorted(starts.items(), key=lambda kv: kv[1]):
-            if item_id not in st.items_by_id:
-                continue
+        order = [
+            (item_id, t0)
+            for item_id, t0 in sorted(starts.items(), key=lambda kv: kv[1])
+            if item_id in st.items_by_id
+        ]
+        # Every item's heard audio at once, one after the other in timeline order in one array:
+        # no bytes join per item (a page fault per 4 KiB in a process that has not just freed
+        # as much), and for PCM16 at 24 kHz that array is the track itself (see _joined).
+        heard = st.output_arrays(heard=True, items=[item_id for item_id, _ in order])
+        for item_id, t0 in order:
             audio = heard.get(item_id)
             x = _to_pcm24k(st.item_audio(item_id, heard=True) if audio is None else audio, fmt)
             start = max(round(t0 * 1e-9 * RATE), cursor)
@@ -311,7 +337,7 @@ class ReplayData:
             cursor = start + len(x)
         if not pieces:
             return _empty_track()
-        src = np.concatenate(pieces) if len(pieces) > 1 else pieces[0]
+        src = _joined(pieces)
         lengths = [len(p) for p in pieces]
         return _Track(
             src,

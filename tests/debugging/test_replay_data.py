@@ -74,6 +74,10 @@ def test_audio_windows_equal_the_recording_tracks(synthetic: Recording) -> None:
             seg = pcm[a : a + 2 * RATE]
             expect[: len(seg)] = seg
             assert np.abs(w.astype(np.int32) - expect).max() <= 1, (track, start)
+    # The replies are the array output_arrays() made for them, not a second copy of it.
+    replies = data._track("assistant")
+    assert not replies.src.flags.owndata and len(replies.length) > 1
+    assert replies.src.nbytes == 2 * int(replies.length.sum())
     before = np.frombuffer(data.audio_window("user", -1.0, 2.0), np.int16)
     assert len(before) == 2 * RATE
     assert not before[:RATE].any()

@@ -274,6 +274,14 @@ def test_a_state_read_from_a_file_keeps_views_of_it_and_copies_as_bytes(rich: Re
         k: st.item_audio(k, heard=True) for k in outputs
     }
     assert any(len(heard[k]) < len(arrays[k]) for k in outputs)  # the session has cut replies
+    # Chosen items in a chosen order: one array holding exactly them, one after the other.
+    order = outputs[::-1][:7] + [i.id for i in st.items if i.id not in arrays][:2]
+    picked = st.output_arrays(heard=True, items=order)
+    assert list(picked) == [k for k in order if k in arrays]
+    assert {k: a.tobytes() for k, a in picked.items()} == {k: heard[k].tobytes() for k in picked}
+    base = next(iter(picked.values())).base
+    assert base.nbytes == sum(a.nbytes for a in picked.values())
+    assert base.tobytes() == b"".join(a.tobytes() for a in picked.values())
     bases = {id(a.base) for a in arrays.values()}
     assert len(bases) == 1 and not any(a.flags.writeable for a in arrays.values())
     assert ConversationState().output_arrays() == {}
