@@ -95,7 +95,7 @@ READ_VS_ORJSON: float = 0.3
 EXPORT_240_S: float = 3.0
 EXPORT_PEAK_BYTES: float = 1e9
 
-Audio = tuple[np.ndarray, list[np.ndarray], list[tuple[str, str]], list[tuple[int, int]]]
+Audio = tuple[np.ndarray, list[np.ndarray], list[tuple[str, str]], tuple[np.ndarray, np.ndarray]]
 #: What a reader returns: what it read, and what holds it (the ``Recording``, the reducer), as
 #: a user keeps it: freeing it is not part of reading (see :func:`alternate`).
 Read = tuple[Audio, Any]
@@ -107,7 +107,7 @@ def extract(state: ConversationState) -> Audio:
     user = state.input_audio.array().view("<i2")
     bot = [a[: len(a) // 2 * 2].view("<i2") for a in state.output_arrays().values()]
     texts = [(item.id, item.text) for item in state.items]
-    return user, bot, texts, list(state.input_chunk_times)
+    return user, bot, texts, state.input_chunk_times.arrays()
 
 
 # --- writers --------------------------------------------------------------------------------------
@@ -329,7 +329,7 @@ def same(a: Audio, b: Audio) -> bool:
         and len(a[1]) == len(b[1])
         and all(np.array_equal(x, y) for x, y in zip(a[1], b[1], strict=True))
         and a[2] == b[2]
-        and a[3] == b[3]
+        and all(np.array_equal(x, y) for x, y in zip(a[3], b[3], strict=True))
     )
 
 

@@ -36,12 +36,12 @@ without audio), :attr:`TurnMetrics.heard_ms`, :attr:`TurnMetrics.answer_ms` and
 
 from __future__ import annotations
 
-import bisect
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Final
 
+from .chunk_times import ChunkTimes
 from .pricing import LOCAL_MODEL, ModelPrice, cost_of_usage, price_for
 from .reducer import ConversationState, Item, Response, Turn, Usage
 
@@ -428,15 +428,14 @@ def session_model(state: ConversationState, meta: Mapping[str, Any] | None = Non
 class _InputClock:
     """When each byte of the input timeline was sent: the send time of the chunk holding it."""
 
-    def __init__(self, chunk_times: Sequence[tuple[int, int]]) -> None:
-        self._times = [t for t, _ in chunk_times]
-        self._offsets = [off for _, off in chunk_times]
+    def __init__(self, chunk_times: ChunkTimes) -> None:
+        self._chunks = chunk_times
 
     def sent_s(self, byte: int) -> float | None:
-        if not self._offsets or byte < 0:
+        if byte < 0:
             return None
-        k = bisect.bisect_right(self._offsets, byte) - 1
-        return None if k < 0 else self._times[k] / _NS_PER_S
+        k = self._chunks.index_at(byte)
+        return None if k < 0 else self._chunks[k][0] / _NS_PER_S
 
 
 def _speech_range(turn: Turn, state: ConversationState) -> tuple[int, int] | None:

@@ -27,6 +27,7 @@ import numpy.typing as npt
 from . import _schema_fields
 from ._shapes import ShapeProblem, shape_problem
 from .audio import AudioFormat
+from .chunk_times import ChunkTimes
 from .events import Event
 from .protocol import (
     LOCAL_EVENT_TYPES,
@@ -116,7 +117,10 @@ class AudioTimeline:
 
     def extend(self, pieces: Iterable[bytes | bytearray | memoryview]) -> None:
         """Append each piece in turn (as ``+=`` does), in one call."""
-        add = [bytes(p) if isinstance(p, bytearray) else p for p in pieces]
+        add: list[Any] = list(pieces)
+        # The pieces' types, a set made in C (usually one type): a reader's are never bytearrays.
+        if any(issubclass(t, bytearray) for t in set(map(type, add))):
+            add = [bytes(p) if isinstance(p, bytearray) else p for p in add]
         sizes = list(map(len, add))
         if 0 in sizes:
             add = [p for p in add if len(p)]
@@ -526,7 +530,7 @@ class ConversationState:
     #: Byte offset on the input timeline where the uncommitted buffer starts.
     input_buffer_start: int = 0
     #: Where each input chunk sits: (t_ns when sent, byte offset on the input timeline).
-    input_chunk_times: list[tuple[int, int]] = field(default_factory=list)
+    input_chunk_times: ChunkTimes = field(default_factory=ChunkTimes)
     active_response_id: str | None = None
     event_count: int = 0
     counts: Counter[str] = field(default_factory=Counter)
@@ -682,7 +686,7 @@ class Reducer:
         if etype == "input_audio_buffer.append" and ev.source is Source.CLIENT:
             st.counts[etype] += 1
             if ev.audio is not None:
-                st.input_chunk_times.append((ev.t_ns, len(st.input_audio)))
+                st.input_chunk_times.add(ev.t_ns, len(st.input_audio))
                 st.input_audio += ev.audio
             else:  # audio kept inline (not canonical base64): decode it now
                 self._append_inline_input(ev)
@@ -745,14 +749,17 @@ class Reducer:
         st.event_count += n
         st.counts["input_audio_buffer.append"] += n
         shift = len(st.input_audio) - offsets[0]
-        st.input_chunk_times.extend(zip(t_ns, map(shift.__add__, offsets[:n]), strict=False))
+        st.input_chunk_times.extend_arrays(t_ns, [shift + off for off in offsets[:n]])
         st.input_audio += audio[offsets[0] : offsets[n]]
         last = max(t_ns)
         if last > st.last_t_ns:
             st.last_t_ns = last
 
     def apply_input_pieces(
-        self, t_ns: Sequence[int], sizes: Sequence[int], pieces: Iterable[Any]
+        self,
+        t_ns: Sequence[int] | npt.NDArray[np.int64],
+        offsets: Sequence[int] | npt.NDArray[np.int64],
+        pieces: Iterable[Any],
     ) -> None:
         """Apply consecutive client ``input_audio_buffer.append`` events at once, their audio
         given as a few buffers rather than one per event.
@@ -763,7 +770,9 @@ class Reducer:
 
         Args:
             t_ns: each event's time (n values).
-            sizes: each event's audio size in bytes (n values).
+            offsets: where each event's audio starts, plus the end of the last (n + 1 values,
+                on any origin: a reader computes them once for all its appends). Numpy int64
+                arrays go through without a Python loop.
             pieces: buffers whose concatenation is the n events' audio, in order.
         """
         st = self.state
@@ -772,11 +781,14 @@ class Reducer:
             return
         st.event_count += n
         st.counts["input_audio_buffer.append"] += n
-        # Not strict: the running sum has one more value (the end), which is not used.
-        starts = accumulate(sizes, initial=len(st.input_audio))
-        st.input_chunk_times.extend(zip(t_ns, starts, strict=False))
+        shift = len(st.input_audio) - int(offsets[0])
+        if isinstance(offsets, np.ndarray):
+            starts: Any = offsets[:n] + shift
+        else:
+            starts = [off + shift for off in offsets[:n]]
+        st.input_chunk_times.extend_arrays(t_ns, starts)
         st.input_audio.extend(pieces)
-        last = max(t_ns)
+        last = int(t_ns.max()) if isinstance(t_ns, np.ndarray) else max(t_ns)
         if last > st.last_t_ns:
             st.last_t_ns = last
 
@@ -838,7 +850,7 @@ class Reducer:
                     )
                 )
                 return
-            self.state.input_chunk_times.append((ev.t_ns, len(self.state.input_audio)))
+            self.state.input_chunk_times.add(ev.t_ns, len(self.state.input_audio))
             self.state.input_audio += audio
 
     def _item(self, item_id: str) -> Item:
@@ -1579,7 +1591,7 @@ class Reducer:
         t = _track_time(ev, data)
         if times and t < times[-1][0]:  # capture times jitter a little: kept in order
             t = times[-1][0]
-        times.append((t, len(st.input_audio)))
+        times.add(t, len(st.input_audio))
         st.input_audio += audio
 
     def on_track_output(self, ev: Event, data: JSON) -> None:
@@ -1860,7 +1872,7 @@ class Checkpoint:
     counters: dict[str, Counter[str]]
     #: Append-only parts: the live container (which only grows) and its length now.
     input_audio: tuple[AudioTimeline, int]
-    appended: dict[str, tuple[list[Any], int]]
+    appended: dict[str, tuple[Any, int]]
     pending_turn: int | None
     awaiting_response: tuple[int, ...]
 

@@ -124,8 +124,14 @@ def _schedule(
     chunks = state.input_chunk_times
     out: list[tuple[float, int, int]] = []
     t_first: int | None = None
-    for k, (t_ns, off) in enumerate(chunks):
-        end = chunks[k + 1][1] if k + 1 < len(chunks) else len(state.input_audio)
+    n = len(chunks)
+    # From the chunk holding byte a to the last one starting before b (offsets only grow): a
+    # turn costs its own chunks, not the whole session's.
+    for k in range(max(chunks.index_at(a), 0), n):
+        t_ns, off = chunks[k]
+        if off >= b:
+            break
+        end = chunks[k + 1][1] if k + 1 < n else len(state.input_audio)
         lo, hi = max(a, off), min(b, end)
         if hi <= lo:
             continue

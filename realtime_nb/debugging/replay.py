@@ -294,8 +294,7 @@ class ReplayData:
         if not st.input_chunk_times:
             return _empty_track()
         src = _to_pcm24k(self._input_bytes, fmt)
-        t = np.array([c[0] for c in st.input_chunk_times], dtype=np.float64)
-        off = np.array([c[1] for c in st.input_chunk_times], dtype=np.float64)
+        t, off = (a.astype(np.float64) for a in st.input_chunk_times.arrays())
         # The same layout as Recording._user_track: chunk i starts when it was sent or right
         # after chunk i-1, whichever is later.
         t_s = np.round(t * 1e-9 * RATE)

@@ -206,10 +206,10 @@ def user_track(st: ConversationState, rate: int) -> Track:
     pcm = _Pcm(lambda a, b: audio[a:b], len(audio), fmt)
     source: _Source = pcm if fmt.rate == rate else _Resampled(pcm, fmt.rate, rate)
     n = source.length
-    both = np.array(times, dtype=np.float64).reshape(-1, 2)
+    t, off = (a.astype(np.float64) for a in times.arrays())
     # start_i = off_i + running max of (t_j - off_j), all in output samples.
-    t_s = np.round(both[:, 0] * 1e-9 * rate)
-    off_s = np.round(both[:, 1] / fmt.bytes_per_sample / fmt.rate * rate)
+    t_s = np.round(t * 1e-9 * rate)
+    off_s = np.round(off / fmt.bytes_per_sample / fmt.rate * rate)
     shift = np.maximum.accumulate(t_s - off_s).astype(np.int64)
     # One piece per run of chunks whose shift does not change.
     change = np.flatnonzero(np.diff(shift)) + 1

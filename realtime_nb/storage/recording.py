@@ -1026,11 +1026,10 @@ class Recording:
         if part is None:
             return None
         if part.input_range is not None:
-            start = part.input_range[0]
-            for t_ns, off in st.input_chunk_times:
-                if off + 1 > start:
-                    return t_ns / 1e9
-            return None
+            # The first chunk starting at or after the item's first byte (offsets only grow).
+            times = st.input_chunk_times
+            k = times.index_at(part.input_range[0] - 1) + 1
+            return times[k][0] / 1e9 if k < len(times) else None
         import pyarrow.compute as pc
 
         tbl = self.table
@@ -1448,8 +1447,11 @@ class _BulkRows:
         # one piece for the input timeline).
         a_first, a_end, a_cid = where(app_rows)
         breaks = np.flatnonzero((a_end[:-1] != a_first[1:]) | (a_cid[:-1] != a_cid[1:])) + 1
-        self._a_t: list[int] = t_all[app_rows].tolist()
-        self._a_size: list[int] = (a_end - a_first).tolist()
+        # Kept as arrays: the state's chunk times are arrays too (ChunkTimes), filled from these
+        # in one copy per run.
+        self._a_t: npt.NDArray[np.int64] = t_all[app_rows]
+        self._a_off = np.zeros(len(app_rows) + 1, np.int64)  # where each starts, and the end
+        np.cumsum(a_end - a_first, out=self._a_off[1:])
         self._a_first, self._a_end, self._a_cid = a_first, a_end, a_cid
         self._a_runs: list[int] = [0, *breaks.tolist(), len(app_rows)]
         # Each run's audio as one view, made once: a range of appends is then the runs it
@@ -1467,9 +1469,12 @@ class _BulkRows:
         # Deltas: times, audio places, and where the (item, response) pair changes.
         d_first, d_end, d_cid = where(dlt_rows)
         self._d_t: list[int] = t_all[dlt_rows].tolist()
-        self._d_first: list[int] = d_first.tolist()
-        self._d_end: list[int] = d_end.tolist()
-        self._d_cid: list[int] = d_cid.tolist()
+        # Each delta's audio: a view of the file, not a copy (output_audio() joins them, one
+        # copy in all). Made here in one pass: a run is then a slice of this list.
+        self._d_audio: list[memoryview] = [
+            datas[c][f:e]
+            for f, e, c in zip(d_first.tolist(), d_end.tolist(), d_cid.tolist(), strict=True)
+        ]
         picked = pa.array(dlt_rows)
         items = table.column(5).take(picked).combine_chunks()
         responses = table.column(6).take(picked).combine_chunks()
@@ -1520,7 +1525,7 @@ class _BulkRows:
             pieces[0] = self._view(a, stop)
         if k != last and b != runs[last + 1]:
             pieces[-1] = self._view(runs[last], b - 1)
-        r.apply_input_pieces(self._a_t[a:b], self._a_size[a:b], pieces)
+        r.apply_input_pieces(self._a_t[a:b], self._a_off[a : b + 1], pieces)
 
     def _view(self, first: int, last: int) -> memoryview:
         """The audio of appends ``first..last`` (both in one run)."""
@@ -1529,20 +1534,12 @@ class _BulkRows:
 
     def _deltas(self, r: Reducer, a: int, b: int) -> None:
         """Deltas ``[a, b)`` (indexes among the deltas), in runs of one item and response."""
-        groups, first, end, cid, datas = (
-            self._d_groups,
-            self._d_first,
-            self._d_end,
-            self._d_cid,
-            self._datas,
-        )
+        groups, audio, times = self._d_groups, self._d_audio, self._d_t
         k = bisect.bisect_right(groups, a) - 1
         lo = a
         while lo < b:
             hi = min(groups[k + 1], b)
-            # Views of the file, not copies: output_audio() joins them (one copy in all).
-            chunks = [datas[cid[j]][first[j] : end[j]] for j in range(lo, hi)]
-            r.apply_output_run(self._d_item[lo], self._d_resp[lo], self._d_t[lo:hi], chunks)
+            r.apply_output_run(self._d_item[lo], self._d_resp[lo], times[lo:hi], audio[lo:hi])
             lo = hi
             k += 1
 
