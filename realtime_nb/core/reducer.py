@@ -1869,7 +1869,8 @@ class Checkpoint:
     order: list[str]
     fields: dict[str, Any]
     deep_copied: dict[str, Any]
-    counters: dict[str, Counter[str]]
+    #: Copied as plain dicts (a ``Counter.copy()`` runs Python code; ``dict()`` does not).
+    counters: dict[str, dict[str, int]]
     #: Append-only parts: the live container (which only grows) and its length now.
     input_audio: tuple[AudioTimeline, int]
     appended: dict[str, tuple[Any, int]]
@@ -1895,7 +1896,7 @@ class Checkpoint:
         st.turns = [_copy_turn(by_index[i]) for i in range(len(by_index))]
         st.order = self.order.copy()
         for name, counter in self.counters.items():
-            setattr(st, name, counter.copy())
+            setattr(st, name, Counter(counter))
         timeline, n = self.input_audio
         st.input_audio = timeline.head(n)
         for name, (live, n) in self.appended.items():
@@ -1969,7 +1970,7 @@ class Checkpointer:
             order=st.order.copy(),
             fields={k: getattr(st, k) for k in _REPLACED_FIELDS},
             deep_copied={k: copy.deepcopy(getattr(st, k)) for k in self.deep_copied},
-            counters={k: getattr(st, k).copy() for k in _COUNTER_FIELDS},
+            counters={k: dict(getattr(st, k)) for k in _COUNTER_FIELDS},
             input_audio=(st.input_audio, len(st.input_audio)),
             appended={k: (getattr(st, k), len(getattr(st, k))) for k in _APPEND_ONLY_FIELDS},
             pending_turn=None if r._pending_turn is None else r._pending_turn.index,

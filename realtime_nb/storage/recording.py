@@ -1487,7 +1487,11 @@ class _BulkRows:
             codes = _codes(ids)
             change[1:] |= codes[1:] != codes[:-1]
         change[:1] = True
-        self._d_groups: list[int] = [*np.flatnonzero(change).tolist(), len(dlt_rows)]
+        starts_at = np.flatnonzero(change)
+        self._d_groups: list[int] = [*starts_at.tolist(), len(dlt_rows)]
+        # Per delta, the end of its run: most ranges of deltas lie in one run, applied in one
+        # call without the search :meth:`_deltas` makes.
+        self._d_run_end: list[int] = np.repeat(self._d_groups[1:], np.diff(self._d_groups)).tolist()
 
     def apply(self, r: Reducer, lo: int, hi: int) -> None:
         """Apply rows ``[lo, hi)`` to ``r`` (which holds the rows before ``lo``)."""
@@ -1496,8 +1500,9 @@ class _BulkRows:
         a, a_hi = int(search(self._app_rows, lo)), int(search(self._app_rows, hi))
         d, d_hi = int(search(self._dlt_rows, lo)), int(search(self._dlt_rows, hi))
         app_before, dlt_before, events = self._app_before, self._dlt_before, self._events
-        blind = self._blind
-        apply = r.apply
+        blind, run_end = self._blind, self._d_run_end
+        d_item, d_resp, d_t, d_audio = self._d_item, self._d_resp, self._d_t, self._d_audio
+        apply, output_run = r.apply, r.apply_output_run
         for j in range(o_lo, o_hi):
             ab = app_before[j]
             if ab > a and not blind[j]:
@@ -1505,7 +1510,10 @@ class _BulkRows:
                 a = ab
             db = dlt_before[j]
             if db > d:
-                self._deltas(r, d, db)
+                if db <= run_end[d]:  # within one run (the usual case): as _deltas does
+                    output_run(d_item[d], d_resp[d], d_t[d:db], d_audio[d:db])
+                else:
+                    self._deltas(r, d, db)
                 d = db
             apply(events[j])
         if a_hi > a:
