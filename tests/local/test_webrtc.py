@@ -359,12 +359,15 @@ def test_spoken_turn_over_webrtc(server: LocalServer, weather_pcm: bytes) -> Non
     ended = next(e for e in peer.events if e["type"] == "output_audio_buffer.stopped")
     done = next(e for e in peer.events if e["type"] == "response.done")["response"]
     assert started["response_id"] == ended["response_id"] == done["id"]
-    # Played in real time, never faster: started..stopped spans at least the audio the server
-    # made for the item (longer only if the shared machine stalls the loop).
+    # Played in real time, never faster: started..stopped spans the audio the server made for
+    # the item. Both events cross the data channel, and the peer times their arrival: a late
+    # `started` (a slow callback; asyncio debug mode logs ones over 100 ms on a busy 2-core
+    # machine, and one cost 109 ms here) shortens the span by as much, hence 250 ms of slack.
+    # A reply sent faster than real time is far outside it (a burst spans almost nothing).
     made_ms = len(made) / 2 / RATE * 1000
     assert made_ms > 1000
     span_ms = (peer.time_of(ended) - peer.time_of(started)) * 1000
-    assert span_ms >= made_ms - 100
+    assert span_ms >= made_ms - 250, (span_ms, made_ms)
     # The remote track carried that speech: same length of speech after Opus both ways.
     answer = peer.heard_between(peer.time_of(started) - 0.1, peer.time_of(ended) + 0.5)
     assert abs(speech_ms(answer) - speech_ms(made)) <= 120
